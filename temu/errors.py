@@ -1,0 +1,37 @@
+"""Exceptions raised by temu. Each message says what was expected, what was found and how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TeMuError(Exception):
+    """Base class of every error temu raises on purpose."""
+
+
+class InvalidInputError(TeMuError, ValueError):
+    """An image, array or tensor given to temu is not usable as it is."""
+
+
+class ImageReadError(InvalidInputError):
+    """An image file could not be read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keep (path, reason) when sent back from a DataLoader worker
+        return (type(self), (self.path, self.reason))
+
+
+class WeightsError(TeMuError, ValueError):
+    """A head directory, config.json or safetensors file is missing or does not match the model."""
+
+
+class BackboneError(TeMuError, ValueError):
+    """The requested open_clip backbone cannot be used by TeMu-IQA."""
+
+
+class NotCachedError(TeMuError, FileNotFoundError):
+    """A file is not in the local Hugging Face cache and downloading is disabled (HF_HUB_OFFLINE)."""

@@ -1,0 +1,290 @@
+"""TeMuIQA: a frozen CLIP backbone plus a small trainable head; forward, save and load."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+import dataclasses
+from typing import Any, Literal, NamedTuple, Sequence, cast, overload
+
+import torch
+from torch import nn
+
+from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
+from .config import CONFIG_FORMAT, HeadConfig, LayerSpec, TeMuConfig, read_config_file
+from .errors import WeightsError
+from .head import TeMuHead
+from .hub import CONFIG_NAME, WEIGHTS_NAME, resolve_head_dir
+from .inputs import check_batch
+from .text import CoCoOpPrompts
+from .transforms import InputSize
+
+
+class QualityMaps(NamedTuple):
+    """``score`` ``[N]`` in [0, 1]; ``score_map`` and ``weight_map`` ``[N, h, w]`` over the patch grid.
+
+    ``score_map`` holds each patch's quality in [0, 1] (higher is better); ``weight_map`` the
+    patch's weight in (0, 1) in the final average (the [cls] token takes part too, not shown).
+    """
+
+    score: torch.Tensor
+    score_map: torch.Tensor
+    weight_map: torch.Tensor
+
+
+class TeMuIQA(nn.Module):
+    """TeMu-IQA no-reference quality model: ``model(x)`` maps ``[N, 3, H, W]`` floats in [0, 1] to ``[N]`` scores in [0, 1].
+
+    Args:
+        backbone: open_clip model name, path of an open_clip model-config JSON, or ``"hf-hub:org/repo"``.
+        pretrained: open_clip tag (``"openai"``), ``"hf-hub:org/repo"``, a local checkpoint, or None (random).
+        variant: ``"S"`` (static prompts) or ``"I"`` (CoCoOp instance-conditional prompts).
+        layers: None (all), k (the first k layers) or a list of layers numbered from 1.
+        image_size: square input size (bicubic, antialiased) or None for each input's own size.
+        prompts: (positive, negative) prompts.
+        head: :class:`HeadConfig` (or a dict of its fields) for the trainable head.
+        mean, std: pixel normalisation; None takes the backbone's.
+
+    The backbone is frozen and always in eval mode; :attr:`head` holds every trainable
+    parameter. Untrained, the model is the zero-shot scorer of METHOD.md step 9.
+    """
+
+    config: TeMuConfig
+    backbone: CLIPBackbone
+    head: TeMuHead
+
+    def __init__(
+        self,
+        backbone: str = "ViT-L-14",
+        pretrained: str | None = "openai",
+        variant: str = "S",
+        layers: LayerSpec = None,
+        image_size: int | None = 448,
+        prompts: Sequence[str] = ("Good photo.", "Bad photo."),
+        *,
+        head: HeadConfig | dict[str, Any] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        head_cfg = HeadConfig(**head) if isinstance(head, dict) else (head or HeadConfig())
+        config = TeMuConfig(
+            backbone=backbone,
+            pretrained=pretrained,
+            variant=str(variant).upper(),
+            layers=layers,
+            image_size=image_size,
+            prompts=tuple(prompts),  # type: ignore[arg-type]
+            head=head_cfg,
+            mean=tuple(mean) if mean is not None else None,  # type: ignore[arg-type]
+            std=tuple(std) if std is not None else None,  # type: ignore[arg-type]
+        )
+        self._build(config, load_weights=True)
+
+    @classmethod
+    def from_config(cls, config: TeMuConfig, *, load_weights: bool = True) -> "TeMuIQA":
+        """Build from a :class:`TeMuConfig`. ``load_weights=False`` builds the backbone architecture
+        without downloading its weights (random values; for inspecting shapes and activations)."""
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self._build(config, load_weights=load_weights)
+        return self
+
+    def _build(self, config: TeMuConfig, *, load_weights: bool) -> None:
+        backbone = build_backbone(
+            config.backbone, config.pretrained, keep_text=config.variant == "I", prompts=config.prompts, load_weights=load_weights
+        )
+        self.layer_ids = resolve_layers(config.layers, backbone.depth)
+        self.config = config.replace(mean=config.mean or backbone.source.mean, std=config.std or backbone.source.std)
+        prompts = None
+        if config.variant == "I":
+            tower = cast(TextTower, backbone.text)  # built because keep_text=True above
+            prompts = CoCoOpPrompts(config.prompts, backbone.prompt_ids, tower, backbone.embed_dim, config.head.metanet_reduction)
+        self.backbone = backbone
+        self.head = TeMuHead(len(self.layer_ids), backbone.embed_dim, config.head, prompts)
+        self.input_size = InputSize(config.image_size, backbone.patch_size)
+        self.register_buffer("pixel_mean", torch.tensor(self.config.mean).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(self.config.std).reshape(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def num_head_parameters(self) -> int:
+        """Number of trainable parameters (all in :attr:`head`)."""
+        return sum(p.numel() for p in self.head.parameters())
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return self.backbone.patch_size
+
+    def train(self, mode: bool = True) -> "TeMuIQA":
+        """Set the head's training mode; the backbone stays in eval mode."""
+        super().train(mode)
+        self.backbone.train(False)
+        return self
+
+    # ------------------------------------------------------------------ forward
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` in [0, 1] -> normalised pixels at the model's input size."""
+        x = self.input_size(x)
+        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+
+    @overload
+    def forward(self, x: torch.Tensor, return_maps: Literal[False] = ..., *, check_input: bool = ...) -> torch.Tensor: ...
+
+    @overload
+    def forward(self, x: torch.Tensor, return_maps: Literal[True], *, check_input: bool = ...) -> QualityMaps: ...
+
+    def forward(self, x: torch.Tensor, return_maps: bool = False, *, check_input: bool = True) -> torch.Tensor | QualityMaps:
+        """Score a batch.
+
+        x: ``[N, 3, H, W]`` floats in [0, 1] (any H, W; see ``image_size``).
+        Returns ``[N]`` scores in [0, 1] (higher is better), or with ``return_maps=True`` a
+        :class:`QualityMaps` with the patch-score and patch-weight maps ``[N, h, w]``.
+        Gradients flow to ``x`` when it requires grad; the backbone's weights never change.
+        ``check_input=False`` skips the value checks (one host-device sync) for trusted inputs.
+        """
+        if check_input:
+            check_batch(x)
+        pixels = self.prepare(x)
+        grid = (pixels.shape[-2] // self.patch_size[0], pixels.shape[-1] // self.patch_size[1])
+        grad_backbone = torch.is_grad_enabled() and x.requires_grad
+        weights = self.head.layer_weights()
+        tokens = self.backbone.aggregate(pixels, self.layer_ids, weights, grad_backbone=grad_backbone)
+        tokens = self.backbone.project(tokens)
+        out = self.head(tokens, self.backbone.text_features, self.backbone.logit_scale, self.backbone.text)
+        if not return_maps:
+            return out.score
+        n = x.shape[0]
+        return QualityMaps(
+            out.score, out.token_scores[:, 1:].reshape(n, *grid), out.token_weights[:, 1:].reshape(n, *grid)
+        )
+
+    # ------------------------------------------------------------------ save / load
+
+    def saved_config(self) -> TeMuConfig:
+        """The config as written by :meth:`save_pretrained`: layers as an explicit list, normalisation filled in."""
+        return self.config.replace(layers=[i + 1 for i in self.layer_ids])
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (the head only) and, if missing, a ``README.md`` model card.
+
+        Files are written atomically (to a temporary name, then renamed). Returns the directory.
+        """
+        from safetensors.torch import save
+
+        from . import __version__
+        from .card import model_card
+
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.head.state_dict().items()}
+        meta = {
+            "format": CONFIG_FORMAT,
+            "temu_version": __version__,
+            "head_parameters": self.num_head_parameters,
+            "head_shapes": {k: list(v.shape) for k, v in state.items()},
+            "model": self.saved_config().to_dict(),
+        }
+        _atomic_write(directory / CONFIG_NAME, (_compact_json(meta) + "\n").encode("utf-8"))
+        _atomic_write(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt", "temu_version": __version__}))
+        card = directory / "README.md"
+        if not card.exists():
+            card.write_text(model_card(self.saved_config(), self.num_head_parameters), encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, source: str | os.PathLike[str], *, revision: str | None = None, **overrides: Any) -> "TeMuIQA":
+        """Load a model from a preset name, a directory written by :meth:`save_pretrained`, or a Hub repo id.
+
+        ``overrides`` replace config fields (``pretrained=`` a local checkpoint for offline use,
+        ``image_size=``, ...). The head's weights must fit the resulting model exactly.
+        """
+        directory = resolve_head_dir(source, revision=revision)
+        config, _ = read_config_file(directory / CONFIG_NAME)
+        if overrides:
+            unknown = sorted(set(overrides) - set(TeMuConfig.__dataclass_fields__))
+            if unknown:
+                raise TypeError(f"unknown overrides {unknown}; TeMuIQA.from_pretrained accepts {sorted(TeMuConfig.__dataclass_fields__)}")
+            if isinstance(overrides.get("head"), HeadConfig):
+                overrides["head"] = dataclasses.asdict(overrides["head"])
+            config = config.replace(**overrides)
+        model = cls.from_config(config)
+        model.load_head(directory / WEIGHTS_NAME)
+        return model
+
+    def load_head(self, path: str | os.PathLike[str]) -> None:
+        """Load head weights from a safetensors file; keys and shapes must match exactly."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            state = load_file(str(path))
+        except FileNotFoundError:
+            raise WeightsError(f"{path}: no such weights file") from None
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+        expected = self.head.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        mismatched = [
+            f"{k}: expected {tuple(expected[k].shape)}, found {tuple(state[k].shape)}"
+            for k in sorted(set(state) & set(expected))
+            if expected[k].shape != state[k].shape
+        ]
+        if missing or unexpected or mismatched:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unexpected:
+                parts.append(f"unexpected keys {unexpected}")
+            if mismatched:
+                parts.append("shape mismatches " + "; ".join(mismatched))
+            raise WeightsError(
+                f"{path} does not fit this model ({self.config.backbone}, variant {self.config.variant}, "
+                f"{len(self.layer_ids)} layers): {', '.join(parts)}. The head was saved for another backbone, "
+                "variant, layer set or head config: load it with TeMuIQA.from_pretrained(its directory)."
+            )
+        self.head.load_state_dict(state, strict=True)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | None = None,
+        commit_message: str = "Upload TeMu-IQA head",
+        revision: str | None = None,
+    ) -> str:
+        """Upload the head (config.json, model.safetensors, README.md) to a Hub model repo; returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        from . import __version__
+
+        api = HfApi(token=token, library_name="temu", library_version=__version__)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
+        return str(getattr(info, "commit_url", info))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: readers never see a partial file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _compact_json(obj: Any) -> str:
+    """JSON with 2-space indents but short lists (shapes, layers, mean) kept on one line."""
+    text = json.dumps(obj, indent=2)
+    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)

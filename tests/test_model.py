@@ -1,0 +1,176 @@
+"""TeMuIQA as an nn.Module: shapes, sizes, layers, gradients, freezing, determinism, backbone checks."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from temu import BackboneError, HeadConfig, InvalidInputError, TeMuConfig, TeMuIQA
+from temu.backbone import resolve_backbone
+from temu.transforms import InputSize
+
+from temu_testing import ASSETS, perturb_head
+
+
+@pytest.fixture(scope="module")
+def model(tiny_kwargs) -> TeMuIQA:
+    m = TeMuIQA(**tiny_kwargs).eval()
+    perturb_head(m)
+    return m
+
+
+def images(n: int, h: int = 48, w: int = 72, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_scores_and_maps_have_documented_shapes_and_ranges(model):
+    x = images(3)
+    with torch.no_grad():
+        scores = model(x)
+        out = model(x, return_maps=True)
+    assert scores.shape == (3,)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert out.score_map.shape == out.weight_map.shape == (3, 8, 8)  # 64 / 8-pixel patches
+    assert ((out.score_map >= 0) & (out.score_map <= 1)).all()
+    assert ((out.weight_map > 0) & (out.weight_map < 1)).all()
+    torch.testing.assert_close(out.score, scores)
+
+
+def test_an_image_scores_the_same_alone_and_in_a_batch(model):
+    x = images(5)
+    with torch.no_grad():
+        together = model(x)
+        alone = torch.cat([model(x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+def test_scoring_is_deterministic(model):
+    x = images(2)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+def test_input_at_model_size_is_not_resampled():
+    size = InputSize(64, (8, 8))
+    x = torch.rand(3, 64, 64)
+    assert size(x) is x
+    assert size(torch.rand(3, 50, 70)).shape == (3, 64, 64)
+
+
+def test_native_size_crops_to_patch_multiples_and_upsamples_tiny_images():
+    size = InputSize(None, (8, 8))
+    x = torch.rand(3, 50, 70)
+    out = size(x)
+    assert out.shape == (3, 48, 64)
+    torch.testing.assert_close(out, x[:, 1:49, 3:67])  # centred crop, no resampling
+    assert size(torch.rand(3, 5, 3)).shape == (3, 8, 8)  # smaller than one patch: upsampled
+
+
+def test_native_size_model_scores_kadid_like_inputs(tiny_kwargs):
+    model = TeMuIQA(**{**tiny_kwargs, "image_size": None})
+    with torch.no_grad():
+        out = model(images(2, 384 // 8, 512 // 8), return_maps=True)
+    assert out.score_map.shape == (2, 6, 8)
+
+
+def test_tiny_images_are_upsampled_and_scored(model):
+    with torch.no_grad():
+        s = model(torch.rand(1, 3, 2, 3))
+    assert s.shape == (1,) and 0 <= float(s) <= 1
+
+
+@pytest.mark.parametrize("layers", [0, 4, [0, 1], [1, 1], [], "all", True])
+def test_impossible_layer_choices_are_refused(tiny_kwargs, layers):
+    with pytest.raises((ValueError, TypeError), match="layer"):
+        TeMuIQA(**tiny_kwargs, layers=layers)
+
+
+def test_only_the_head_is_trainable_and_the_backbone_stays_in_eval(tiny_kwargs):
+    model = TeMuIQA(**tiny_kwargs).train()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("head.") for n in trainable)
+    assert model.head.training and not model.backbone.training
+    assert model.num_head_parameters == sum(p.numel() for p in model.head.parameters())
+
+
+def test_training_step_reaches_head_parameters_only(tiny_kwargs):
+    model = TeMuIQA(**tiny_kwargs).train()
+    perturb_head(model)  # move off the zero init so every head parameter gets a gradient
+    loss = model(images(2)).sum()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
+    assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_gradients_reach_the_input_image(model):
+    x = images(2).requires_grad_(True)
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_head_size_for_both_variants(tiny_kwargs):
+    s = TeMuIQA(**tiny_kwargs, variant="S")
+    i = TeMuIQA(**tiny_kwargs, variant="I")
+    assert i.num_head_parameters > s.num_head_parameters
+    no_adapter = TeMuIQA(**tiny_kwargs, head=HeadConfig(adapter_dim=0, learn_layer_weights=False))
+    assert no_adapter.num_head_parameters == 32 + 1  # the patch-weight Linear only
+
+
+def test_default_backbone_is_openai_vit_l14_with_quickgelu():
+    """OpenAI weights need QuickGELU: the default must build it, not warn about it."""
+    from open_clip.transformer import QuickGELU
+
+    source = resolve_backbone("ViT-L-14", "openai", load_weights=False)
+    assert source.force_quick_gelu
+    defaults = {k: v.default for k, v in inspect.signature(TeMuIQA.__init__).parameters.items() if k in ("backbone", "pretrained", "variant", "layers", "image_size", "prompts")}
+    config = TeMuConfig()
+    assert defaults == {k: getattr(config, k) for k in defaults}  # TeMuIQA() and TeMuConfig() agree
+    model = TeMuIQA.from_config(config, load_weights=False)
+    acts = {type(b.mlp.gelu) for b in model.backbone.visual.transformer.resblocks}
+    assert acts == {QuickGELU}
+    assert model.config.backbone == "ViT-L-14" and model.config.pretrained == "openai"
+    assert model.config.image_size == 448 and len(model.layer_ids) == 24
+    assert model.num_head_parameters < 1_000_000
+
+
+def test_quickgelu_model_name_keeps_quickgelu_without_forcing():
+    source = resolve_backbone("ViT-L-14-quickgelu", "openai", load_weights=False)
+    assert not source.force_quick_gelu  # the config already has it
+
+
+def test_unknown_backbone_name_suggests_close_matches():
+    with pytest.raises(BackboneError, match="Did you mean .*ViT-L-14"):
+        resolve_backbone("ViT-L-41", "openai", load_weights=False)
+
+
+def test_unknown_pretrained_tag_lists_the_tags():
+    with pytest.raises(BackboneError, match="openai"):
+        resolve_backbone("ViT-B-16", "not-a-tag", load_weights=False)
+
+
+def test_backbone_without_a_vit_image_tower_is_refused(tmp_path):
+    config = ASSETS / "tiny-resnet-clip.json"
+    with pytest.raises(BackboneError, match="VisionTransformer"):
+        TeMuIQA(backbone=str(config), pretrained=None)
+
+
+def test_variant_i_needs_prompts_sharing_words(tiny_kwargs):
+    with pytest.raises(ValueError, match="share"):
+        TeMuIQA(**tiny_kwargs, variant="I", prompts=("Sharp", "Blurry"))
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.rand(3, 32, 32), "4 dimensions"),
+        (torch.rand(2, 1, 32, 32), "3 \\(RGB\\) channels"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+        (torch.full((1, 3, 32, 32), 2.0), "\\[0, 1\\]"),
+        (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "255"),
+    ],
+)
+def test_model_refuses_bad_tensors(model, bad, message):
+    with pytest.raises(InvalidInputError, match=message):
+        model(bad)
