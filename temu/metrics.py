@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["srcc", "plcc", "krcc", "rmse", "evaluate", "pearson_torch"]
+__all__ = ["evaluate", "krcc", "pearson_torch", "plcc", "rmse", "srcc"]
 
 
 def _as_vector(values: Any, name: str) -> np.ndarray:
@@ -49,7 +49,9 @@ def _as_vector(values: Any, name: str) -> np.ndarray:
     return array
 
 
-def _check_pair(pred: Any, target: Any, *, min_items: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(
+    pred: Any, target: Any, *, min_items: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert a (pred, target) pair; see module docstring."""
     x = _as_vector(pred, "pred")
     y = _as_vector(target, "target")
@@ -194,7 +196,9 @@ def evaluate(pred: Any, target: Any) -> dict[str, float]:
     }
 
 
-def pearson_torch(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def pearson_torch(
+    pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
     """Differentiable Pearson correlation of two score vectors, a scalar tensor.
 
     ``pred`` and ``target`` hold one score per image, shape ``(B,)`` or ``(B, 1)``,
@@ -218,4 +222,6 @@ def pearson_torch(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -
         raise ValueError(f"need a batch of at least 2 scores, got {p.shape[0]}")
     pc = p - p.mean()
     tc = t - t.mean()
-    return (pc * tc).sum() / (torch.sqrt((pc * pc).sum() + eps) * torch.sqrt((tc * tc).sum() + eps))
+    return (pc * tc).sum() / (
+        torch.sqrt((pc * pc).sum() + eps) * torch.sqrt((tc * tc).sum() + eps)
+    )
