@@ -94,19 +94,21 @@ def _average_ranks(v: np.ndarray) -> np.ndarray:
     """Ranks 1..N of ``v``; tied values share the mean of their ranks."""
     order = np.argsort(v, kind="mergesort")
     sorted_v = v[order]
-    # start of each run of equal values in sorted order
-    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
+    new_run = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
+    starts = np.flatnonzero(
+        new_run
+    )  # first sorted position of each run of equal values
     ends = np.r_[starts[1:], v.shape[0]]  # exclusive
     run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    run_id = np.cumsum(np.r_[True, sorted_v[1:] != sorted_v[:-1]]) - 1
+    run_id = np.cumsum(new_run) - 1
     ranks = np.empty(v.shape[0], dtype=np.float64)
     ranks[order] = run_rank[run_id]
     return ranks
 
 
 def _tie_pairs(v: np.ndarray) -> int:
-    """Number of pairs (i < j) with v[i] == v[j]."""
-    _, counts = np.unique(v, return_counts=True)
+    """Number of pairs (i < j) with v[i] == v[j]; rows compared whole for 2-D input."""
+    _, counts = np.unique(v, axis=0, return_counts=True)
     return int((counts * (counts - 1) // 2).sum())
 
 
@@ -169,9 +171,7 @@ def krcc(pred: Any, target: Any) -> float:
     total = n * (n - 1) // 2
     x_ties = _tie_pairs(x)
     y_ties = _tie_pairs(y)
-    xy = np.stack([x, y], axis=1)
-    _, joint_counts = np.unique(xy, axis=0, return_counts=True)
-    joint_ties = int((joint_counts * (joint_counts - 1) // 2).sum())
+    joint_ties = _tie_pairs(np.stack([x, y], axis=1))
     numerator = (total - (x_ties + y_ties - joint_ties)) - 2 * discordant
     tau = numerator / np.sqrt(total - x_ties) / np.sqrt(total - y_ties)
     return max(-1.0, min(1.0, float(tau)))

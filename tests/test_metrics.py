@@ -44,7 +44,6 @@ def test_fixed_vectors_match_scipy(x, y):
 def test_known_values():
     assert srcc([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0, abs=1e-15)
     assert krcc([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0, abs=1e-15)
-    # tau-b by hand: 4 pairs untied in x, 1 concordant (0,3) ... see below
     # x=[1,1,2,2], y=[1,2,1,2]: pairs (0,2) tie in y, (0,3) C, (1,2) D, (1,3) tie in y
     # n0=6, tx=2, ty=2 -> (1-1)/sqrt(4*4) = 0
     assert krcc([1, 1, 2, 2], [1, 2, 1, 2]) == pytest.approx(0.0, abs=1e-15)
