@@ -1,0 +1,171 @@
+"""Tests for temu.metrics: agreement with scipy.stats, input errors, gradients."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from temu.metrics import evaluate, krcc, pearson_torch, plcc, rmse, srcc
+
+TOL = 1e-10
+
+# fixed vectors, several with ties in one or both inputs
+FIXED = [
+    ([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]),
+    ([1, 2, 2, 3, 4, 4, 4, 5], [2, 1, 3, 3, 5, 4, 4, 6]),
+    ([3.5, 3.5, 3.5, 1.0, 2.0, 9.0], [1, 2, 2, 2, 0, 5]),
+    ([0.1, 0.4, 0.4, 0.2, 0.9, 0.9, 0.3], [10, 40, 40, 20, 90, 80, 30]),
+    ([1, 1, 2, 2], [1, 2, 1, 2]),
+    ([5, 4, 3, 2, 1], [1, 2, 3, 4, 5]),
+    ([2.0, 7.0], [1.0, -3.0]),
+]
+
+
+def scipy_values(x, y):
+    return (
+        stats.spearmanr(x, y)[0],
+        stats.pearsonr(x, y)[0],
+        stats.kendalltau(x, y)[0],  # tau-b by default
+    )
+
+
+@pytest.mark.parametrize("x, y", FIXED)
+def test_fixed_vectors_match_scipy(x, y):
+    s, p, k = scipy_values(x, y)
+    assert abs(srcc(x, y) - s) < TOL
+    assert abs(plcc(x, y) - p) < TOL
+    assert abs(krcc(x, y) - k) < TOL
+
+
+def test_known_values():
+    assert srcc([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0, abs=1e-15)
+    assert krcc([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0, abs=1e-15)
+    # x=[1,1,2,2], y=[1,2,1,2]: pairs (0,2) tie in y, (0,3) C, (1,2) D, (1,3) tie in y
+    # n0=6, tx=2, ty=2 -> (1-1)/sqrt(4*4) = 0
+    assert krcc([1, 1, 2, 2], [1, 2, 1, 2]) == pytest.approx(0.0, abs=1e-15)
+    assert rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(math.sqrt(4 / 3), abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [2, 3, 10, 57, 500, 3000])
+def test_random_vectors_match_scipy(n):
+    rng = np.random.default_rng(n)
+    for trial in range(6):
+        if trial % 2:
+            x = rng.integers(0, 6, n).astype(float)  # many ties
+            y = rng.integers(0, 4, n).astype(float)
+        else:
+            x = rng.normal(size=n)
+            y = 0.5 * x + rng.normal(size=n)
+        if np.all(x == x[0]) or np.all(y == y[0]):
+            continue
+        s, p, k = scipy_values(x, y)
+        assert abs(srcc(x, y) - s) < TOL
+        assert abs(plcc(x, y) - p) < TOL
+        assert abs(krcc(x, y) - k) < TOL
+
+
+def test_large_kendall_is_fast_and_exact():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=20000)
+    y = np.round(x + rng.normal(size=20000), 1)  # ties in y
+    assert abs(krcc(x, y) - stats.kendalltau(x, y)[0]) < TOL
+
+
+def test_accepts_lists_tensors_and_column_vectors():
+    x = [0.3, 0.1, 0.8, 0.5]
+    y = [1.0, 2.0, 4.0, 3.0]
+    expected = plcc(np.array(x), np.array(y))
+    assert plcc(torch.tensor(x, requires_grad=True), torch.tensor(y)) == pytest.approx(
+        expected
+    )
+    assert plcc(torch.tensor(x).reshape(-1, 1), y) == pytest.approx(expected)
+    assert isinstance(srcc(x, y), float)
+    assert isinstance(krcc(torch.tensor(x), torch.tensor(y)), float)
+
+
+def test_evaluate_returns_all_four():
+    x, y = FIXED[1]
+    result = evaluate(x, y)
+    assert set(result) == {"srcc", "plcc", "krcc", "rmse"}
+    assert result["srcc"] == srcc(x, y)
+    assert result["krcc"] == krcc(x, y)
+    assert result["rmse"] == rmse(x, y)
+    assert all(isinstance(v, float) for v in result.values())
+
+
+@pytest.mark.parametrize("fn", [srcc, plcc, krcc, rmse])
+def test_length_mismatch(fn):
+    with pytest.raises(ValueError, match=r"same length.*3 and 2"):
+        fn([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("fn", [srcc, plcc, krcc])
+def test_too_few_items(fn):
+    with pytest.raises(ValueError, match="at least 2 items, got 1"):
+        fn([1.0], [2.0])
+
+
+@pytest.mark.parametrize("fn", [srcc, plcc, krcc, rmse])
+def test_nan_and_inf(fn):
+    with pytest.raises(ValueError, match=r"pred contains 1 NaN.*index 2"):
+        fn([1, 2, float("nan"), 4], [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="target contains 1 NaN or infinite"):
+        fn([1, 2, 3, 4], [1, 2, 3, float("inf")])
+
+
+@pytest.mark.parametrize("fn", [srcc, plcc, krcc])
+def test_constant_input(fn):
+    with pytest.raises(
+        ValueError, match=r"target is constant \(all 3 values equal 2.0\)"
+    ):
+        fn([1, 2, 3], [2, 2, 2])
+    with pytest.raises(ValueError, match="pred is constant"):
+        fn([5, 5, 5], [1, 2, 3])
+
+
+def test_rmse_allows_constant_input():
+    assert rmse([2, 2, 2], [1, 1, 1]) == pytest.approx(1.0)
+
+
+def test_wrong_shape_and_type():
+    with pytest.raises(ValueError, match=r"1-D.*shape \(4, 3\)"):
+        plcc(np.zeros((4, 3)), np.zeros(4))
+    with pytest.raises(ValueError, match="sequence of numbers"):
+        srcc(["a", "b"], [1, 2])
+
+
+def test_pearson_torch_matches_plcc():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=32)
+    y = x + rng.normal(size=32)
+    value = pearson_torch(torch.tensor(x), torch.tensor(y).reshape(-1, 1))
+    assert value.shape == ()
+    assert value.item() == pytest.approx(plcc(x, y), abs=1e-7)
+
+
+def test_pearson_torch_gradcheck():
+    torch.manual_seed(0)
+    pred = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, t: pearson_torch(p, t), (pred, target))
+
+
+def test_pearson_torch_constant_batch_has_finite_gradient():
+    pred = torch.full((4,), 0.5, requires_grad=True)
+    loss = 1 - pearson_torch(pred, torch.tensor([0.1, 0.4, 0.2, 0.9]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_pearson_torch_errors():
+    with pytest.raises(ValueError, match="same number of elements"):
+        pearson_torch(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="at least 2"):
+        pearson_torch(torch.zeros(1), torch.zeros(1))
+    with pytest.raises(TypeError, match="torch tensors"):
+        pearson_torch(np.zeros(3), torch.zeros(3))
