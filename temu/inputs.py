@@ -107,12 +107,13 @@ def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
         raise InvalidInputError(f"{name}: expected a numpy image HW or HWC with 1, 3 or 4 channels, got shape {a.shape}")
     if a.shape[2] == 4:
         a = a[:, :, :3]
+    # astype copies, so read-only arrays (np.asarray of a PIL image) are fine and never aliased
     if a.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(a)).float() / 255.0
+        t = torch.from_numpy(a.astype(np.float32)) / 255.0
     elif a.dtype == np.uint16:
         t = torch.from_numpy(a.astype(np.float32)) / 65535.0
     elif np.issubdtype(a.dtype, np.floating):
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        t = torch.from_numpy(a.astype(np.float32))
         _check_values(t, name)
     else:
         raise InvalidInputError(f"{name}: numpy dtype {a.dtype} is not supported; use uint8, uint16 or floats in [0, 1]")

@@ -1,0 +1,130 @@
+"""temu.score / temu.iter_scores: inputs, order, batching, workers, errors, precision and the model cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import temu
+from temu import ImageReadError, NotCachedError
+
+
+@pytest.fixture(scope="module")
+def model(tiny_head_dir):
+    return temu.load(tiny_head_dir)
+
+
+def test_one_image_gives_a_float_and_many_give_a_list(model, photo_files):
+    one = temu.score(photo_files["astronaut"], model=model)
+    assert isinstance(one, float) and 0 <= one <= 1
+    many = temu.score(list(photo_files.values()), model=model)
+    assert isinstance(many, list) and len(many) == 4 and all(isinstance(s, float) for s in many)
+    assert many[0] == pytest.approx(one, abs=1e-6)
+    assert temu.score([], model=model) == []
+
+
+def test_every_input_kind_gives_the_same_score(model, photos, photo_files):
+    arr = photos["coffee"]
+    expected = temu.score(photo_files["coffee"], model=model)
+    tensor = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+    kinds = [
+        str(photo_files["coffee"]),
+        Image.fromarray(arr),
+        arr,
+        arr.astype(np.float32) / 255,
+        tensor,
+    ]
+    for kind in kinds:
+        assert temu.score(kind, model=model) == pytest.approx(expected, abs=1e-5)
+    batch = temu.score(tensor.unsqueeze(0).repeat(2, 1, 1, 1), model=model)
+    assert batch == pytest.approx([expected, expected], abs=1e-5)
+
+
+def test_directory_scores_every_image_in_sorted_order(model, photo_files):
+    folder = photo_files["astronaut"].parent
+    scores = temu.score(folder, model=model)
+    names = sorted(p.name for p in folder.iterdir())
+    expected = [temu.score(folder / n, model=model) for n in names]
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_results_do_not_depend_on_batch_size_or_workers(model, photo_files):
+    paths = list(photo_files.values()) * 2
+    reference = temu.score(paths, model=model, batch_size=8)
+    assert temu.score(paths, model=model, batch_size=1) == pytest.approx(reference, abs=1e-5)
+    assert temu.score(paths, model=model, batch_size=3, num_workers=1) == pytest.approx(reference, abs=1e-5)
+
+
+def test_native_size_model_batches_mixed_sizes(tiny_kwargs, photos):
+    model = temu.TeMuIQA(**{**tiny_kwargs, "image_size": None})
+    imgs = [photos["astronaut"], photos["coffee"], photos["astronaut"]]  # 128x128, 85x128, 128x128
+    scores = temu.score(imgs, model=model, batch_size=3)
+    assert len(scores) == 3 and scores[0] == pytest.approx(scores[2], abs=1e-6)
+
+
+def test_bad_file_raises_by_default_naming_it(model, photo_files, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(ImageReadError, match=r"broken\.jpg: not an image file"):
+        temu.score([photo_files["coffee"], bad], model=model)
+
+
+def test_report_mode_scores_every_good_file_and_reports_every_bad_one(model, photo_files, tmp_path):
+    bad1, bad2 = tmp_path / "zero.png", tmp_path / "missing.png"
+    bad1.write_bytes(b"")
+    inputs = [photo_files["coffee"], bad1, photo_files["rocket"], bad2, photo_files["chelsea"]]
+    results = list(temu.iter_scores(inputs, model=model, batch_size=2, on_error="report", num_workers=1))
+    assert [r.index for r in results] == [0, 1, 2, 3, 4]
+    assert [r.score is None for r in results] == [False, True, False, True, False]
+    assert "0 bytes" in results[1].error and "no such file" in results[3].error
+    good = temu.score([photo_files["coffee"], photo_files["rocket"], photo_files["chelsea"]], model=model)
+    assert [results[i].score for i in (0, 2, 4)] == pytest.approx(good, abs=1e-5)
+
+
+def test_maps_come_back_with_results(model, photo_files):
+    (result,) = temu.iter_scores([photo_files["rocket"]], model=model, with_maps=True)
+    assert result.score_map.shape == result.weight_map.shape == (8, 8)
+
+
+def test_bf16_autocast_on_cpu_agrees_with_fp32(model, photo_files):
+    paths = list(photo_files.values())
+    fp32 = np.array(temu.score(paths, model=model, precision="fp32"))
+    bf16 = np.array(temu.score(paths, model=model, precision="bf16"))
+    assert np.abs(fp32 - bf16).max() < 0.01
+    with pytest.raises(ValueError, match="precision"):
+        temu.score(paths, model=model, precision="fp8")
+
+
+def test_model_given_by_directory_is_built_once_and_cached(tiny_head_dir, photo_files):
+    temu.clear_model_cache()
+    first = temu.score(photo_files["rocket"], model=tiny_head_dir, device="cpu")
+    assert len(temu.MODEL_CACHE) == 1
+    (cached,) = temu.MODEL_CACHE.values()
+    second = temu.score(photo_files["rocket"], model=str(tiny_head_dir), device="cpu")
+    assert first == second and list(temu.MODEL_CACHE.values()) == [cached]
+    temu.clear_model_cache()
+    assert temu.MODEL_CACHE == {}
+
+
+def test_default_model_offline_without_backbone_fails_fast_and_says_how_to_fix(hub_cache, photo_files, monkeypatch):
+    """The default preset needs OpenAI ViT-L/14 from the Hub; offline and uncached, it must say so at once."""
+    import huggingface_hub
+
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    temu.clear_model_cache()
+    with pytest.raises(NotCachedError) as info:
+        temu.score(photo_files["rocket"])
+    message = str(info.value)
+    assert "ViT-L-14" in message and str(hub_cache) in message
+    assert "hf download timm/vit_large_patch14_clip_224.openai" in message and "HF_HUB_OFFLINE" in message
+    assert calls and all(calls)  # never asked the network: local_files_only on every call
+    assert temu.MODEL_CACHE == {}
