@@ -128,6 +128,7 @@ def iter_scores(
     with_maps: bool = False,
     on_error: Literal["raise", "report"] = "raise",
     recursive: bool = False,
+    compile: bool = False,
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -136,6 +137,8 @@ def iter_scores(
     :class:`~temu.ImageReadError` / :class:`~temu.InvalidInputError`.
     ``num_workers``: DataLoader workers that decode and resize; None = 0 on CPU, else up to 8.
     ``precision``: ``"auto"`` is bf16 autocast on CUDA (fp16 where bf16 is unsupported), fp32 on CPU.
+    ``compile``: compile the backbone's blocks with ``torch.compile`` first (see
+    :meth:`TeMuIQA.compile_backbone`; pays off for long runs on GPU).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -145,6 +148,8 @@ def iter_scores(
     if not sources:
         return
     net = _get_model(model, device)
+    if compile:
+        net.compile_backbone()
     dev = next(net.parameters()).device
     autocast = _autocast(dev, precision)  # validates precision before any work
     if num_workers is None:
@@ -164,7 +169,7 @@ def iter_scores(
     pending = None
     try:
         with torch.inference_mode():
-            for offset, (groups, failed) in zip(range(0, len(sources), batch_size), loader):
+            for groups, failed in loader:
                 outputs = []
                 for idx, x in groups:
                     with autocast:
@@ -212,6 +217,7 @@ def score(
     progress: bool | None = None,
     num_workers: int | None = None,
     precision: Precision = "auto",
+    compile: bool = False,
 ) -> float | list[float]:
     """Quality scores in [0, 1] (higher is better).
 
@@ -229,7 +235,7 @@ def score(
         r.score
         for r in iter_scores(
             inputs, model, batch_size=batch_size, device=device, progress=progress,
-            num_workers=num_workers, precision=precision,
+            num_workers=num_workers, precision=precision, compile=compile,
         )
     ]
     return results[0] if single and len(results) == 1 else results  # type: ignore[return-value]

@@ -115,6 +115,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             with_maps=args.maps is not None,
             on_error="report",
             recursive=args.recursive,
+            compile=args.compile,
         ):
             writer.write(result.name, result.score, result.error)
             if result.error is not None:
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image could not be scored")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="autocast dtype (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
     p.add_argument("--recursive", "-r", action="store_true", help="also score images in sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_score)

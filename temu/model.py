@@ -120,6 +120,18 @@ class TeMuIQA(nn.Module):
     def patch_size(self) -> tuple[int, int]:
         return self.backbone.patch_size
 
+    def compile_backbone(self, **compile_kwargs: Any) -> "TeMuIQA":
+        """Compile each transformer block with ``torch.compile`` (in place; state_dict keys unchanged).
+
+        Worth it for long GPU runs at a fixed batch shape; the first call pays the compile time
+        (tens of seconds), and each new input shape compiles again. Calling it twice is harmless.
+        """
+        if not getattr(self, "_compiled", False):
+            for block in self.backbone.visual.transformer.resblocks:
+                block.compile(**compile_kwargs)
+            self._compiled = True
+        return self
+
     def train(self, mode: bool = True) -> "TeMuIQA":
         """Set the head's training mode; the backbone stays in eval mode."""
         super().train(mode)

@@ -174,3 +174,13 @@ def test_variant_i_needs_prompts_sharing_words(tiny_kwargs):
 def test_model_refuses_bad_tensors(model, bad, message):
     with pytest.raises(InvalidInputError, match=message):
         model(bad)
+
+
+def test_compiled_backbone_scores_like_eager(tiny_kwargs):
+    model = TeMuIQA(**tiny_kwargs).eval()
+    x = images(2)
+    with torch.inference_mode():
+        eager = model(x)
+        compiled = model.compile_backbone(dynamic=False)(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
+    assert all("_orig_mod" not in k for k in model.state_dict())
