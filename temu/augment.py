@@ -17,8 +17,6 @@ random sign for signed ops, nearest interpolation, fill 0), but
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -101,9 +99,7 @@ def _linspace_at(start: float, end: float, num_bins: int, index: int) -> float:
     return float(torch.linspace(start, end, num_bins)[index].item())
 
 
-def op_magnitudes(
-    op: str, magnitude: int, num_bins: int, crop_height: Tensor, crop_width: Tensor
-) -> Tensor:
+def op_magnitudes(op: str, magnitude: int, num_bins: int, crop_height: Tensor, crop_width: Tensor) -> Tensor:
     """Unsigned magnitudes [N] (float64) of ``op`` at bin ``magnitude``, as in torchvision's RandAugment.
 
     Translations depend on the crop size (150/331 of the crop's width / height at
@@ -234,8 +230,9 @@ def _sharpness_degenerate(images: Tensor, mask: Tensor) -> Tensor:
     kernel[1, 1] = 5.0
     kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
     blurred = F.conv2d(images, kernel, padding=1, groups=c)
-    interior = -F.max_pool2d(-mask.to(images.dtype), 3, stride=1, padding=1) > 0.5
-    # max_pool pads with -inf, so pixels on the canvas edge are never interior
+    # erode the mask by one pixel; the zero padding makes pixels on the canvas edge non-interior
+    padded = F.pad(mask.to(images.dtype), (1, 1, 1, 1), value=0.0)
+    interior = -F.max_pool2d(-padded, 3, stride=1) > 0.5
     return torch.where(interior, blurred, images)
 
 
@@ -337,9 +334,7 @@ def apply_op(images: Tensor, op: str, magnitudes: Tensor, mask: Tensor | None = 
     return torch.where(mask, out, images)
 
 
-def sample_op_sequences(
-    n: int, num_ops: int, *, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
+def sample_op_sequences(n: int, num_ops: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Draw an independent RandAugment op sequence per image.
 
     Returns ``op_index`` [n, num_ops] (int64 indices into :data:`OPS`, uniform)

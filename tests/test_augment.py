@@ -53,7 +53,7 @@ def _crop_of(out: Tensor, mask: Tensor, i: int, h: int, w: int) -> Tensor:
 
 @pytest.mark.parametrize("op", OPS)
 def test_each_op_matches_torchvision_on_crops(op: str) -> None:
-    shapes = [(37, 53), (64, 41), (50, 50)]
+    shapes = [(37, 53), (64, 41), (50, 50), (80, 80), (80, 33)]  # the last two touch the canvas edge
     canvas, mask, crops = _canvas_with_crops(shapes, 80, seed=0)
     heights, widths = torch.tensor([s[0] for s in shapes]), torch.tensor([s[1] for s in shapes])
     # Contrast's mean is summed in another order than torchvision's; all other ops are bit-exact.
@@ -69,7 +69,7 @@ def test_each_op_matches_torchvision_on_crops(op: str) -> None:
                 torch.testing.assert_close(_crop_of(out, mask, i, h, w), expected, atol=atol, rtol=0)
 
 
-@pytest.mark.parametrize("op", ["Rotate", "ShearX", "TranslateY", "Equalize", "AutoContrast", "Contrast"])
+@pytest.mark.parametrize("op", ["Rotate", "ShearX", "TranslateY", "Sharpness", "Equalize", "AutoContrast", "Contrast"])
 def test_ops_without_mask_match_torchvision(op: str) -> None:
     img = _photo_u8()[:, 100:148, 200:240].float() / 255  # [3, 48, 40]
     value = float(op_magnitudes(op, 18, 31, torch.tensor([48]), torch.tensor([40]))[0])
