@@ -111,9 +111,7 @@ def _crop_bounds(size: int) -> tuple[int, int]:
     return start, start + math.ceil((size - 0.5) / 2)
 
 
-def _coarsest_band_filters(height: int, width: int, levels: int, orientations: int) -> tuple[
-    Tensor, Tensor, Tensor
-]:
+def _coarsest_band_filters(height: int, width: int, levels: int, orientations: int) -> tuple[Tensor, Tensor, Tensor]:
     """Frequencies and frequency-domain masks of the coarsest band-pass level of the pyramid.
 
     The pyramid repeatedly keeps the centred low-frequency half of the (fftshift-ed)
@@ -199,7 +197,7 @@ def _validate(x: Tensor, y: Tensor, levels: int, orientations: int, guard_band: 
     if guard_band < 0:
         raise ValueError(f"guard_band must be >= 0, got {guard_band}")
     min_side = min(x.shape[-2:])
-    if levels > int(math.floor(math.log2(min_side))) - 2:
+    if levels > math.floor(math.log2(min_side)) - 2:
         raise ValueError(
             f"Images of size {tuple(x.shape[-2:])} are too small for {levels} pyramid levels "
             f"(need min(H, W) >= {2 ** (levels + 2)})"
