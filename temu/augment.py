@@ -13,6 +13,14 @@ random sign for signed ops, nearest interpolation, fill 0), but
   histogram) use only the crop's pixels, geometric ops use the crop's
   coordinate frame and size, pixels brought in from outside the crop are 0,
   and pixels outside the mask are returned unchanged.
+
+Geometry follows torchvision exactly: Rotate turns about the crop centre,
+ShearX / ShearY pivot on the crop's top-left corner (RandAugment passes
+``center=[0, 0]``), translations are 150/331 of the crop's size at the top bin.
+Nearest-neighbour source positions are computed in float32 in torchvision's
+operation order; only at exact half-pixel ties (shear bins 4, 12, 20, 28 of 31,
+never bin 18) can torchvision's BLAS rounding pick the other neighbour
+(~1e-5 of the pixels in our checks).
 """
 
 from __future__ import annotations
