@@ -17,10 +17,14 @@ from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
 from .config import CONFIG_FORMAT, HeadConfig, LayerSpec, TeMuConfig, read_config_file
 from .errors import WeightsError
 from .head import TeMuHead
-from .hub import CONFIG_NAME, WEIGHTS_NAME, resolve_head_dir
+from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
 from .inputs import check_batch
 from .text import CoCoOpPrompts
 from .transforms import InputSize
+
+
+#: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
+_ARCHITECTURE_FIELDS = frozenset({"backbone", "variant", "layers", "prompts", "head"})
 
 
 class QualityMaps(NamedTuple):
@@ -214,10 +218,13 @@ class TeMuIQA(nn.Module):
         """Load a model from a preset name, a directory written by :meth:`save_pretrained`, or a Hub repo id.
 
         ``overrides`` replace config fields (``pretrained=`` a local checkpoint for offline use,
-        ``image_size=``, ...). The head's weights must fit the resulting model exactly.
+        ``image_size=``, ...). The head's weights must fit the resulting model exactly. The
+        presets are untrained heads: a preset with another ``backbone``, ``variant``, ``layers``,
+        ``prompts`` or ``head`` config gives the untrained head of that architecture.
         """
         directory = resolve_head_dir(source, revision=revision)
         config, _ = read_config_file(directory / CONFIG_NAME)
+        preset = os.fspath(source) in list_presets()
         if overrides:
             unknown = sorted(set(overrides) - set(TeMuConfig.__dataclass_fields__))
             if unknown:
@@ -225,6 +232,13 @@ class TeMuIQA(nn.Module):
             if isinstance(overrides.get("head"), HeadConfig):
                 overrides["head"] = dataclasses.asdict(overrides["head"])
             config = config.replace(**overrides)
+        if preset and _ARCHITECTURE_FIELDS & set(overrides):
+            # A preset is an untrained head. On another architecture its counterpart is that
+            # architecture's initial head, made as the presets are made (same seed), from the
+            # preset's defining config (layers=None: all layers of the new backbone).
+            from .presets import PRESETS, untrained_model
+
+            return untrained_model(PRESETS[os.fspath(source)].replace(**overrides))
         model = cls.from_config(config)
         model.load_head(directory / WEIGHTS_NAME)
         return model

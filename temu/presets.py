@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .config import TeMuConfig
+
+if TYPE_CHECKING:
+    from .model import TeMuIQA
 
 PRESETS: dict[str, TeMuConfig] = {
     "temu-iqa-s": TeMuConfig(backbone="ViT-L-14", pretrained="openai", variant="S", image_size=448),
@@ -66,6 +70,18 @@ See the temu README, section "Fine-tuning".
 """
 
 
+def untrained_model(config: TeMuConfig, *, load_weights: bool = True) -> "TeMuIQA":
+    """A model with the initial (untrained) head for ``config``, from the presets' fixed seed.
+
+    The caller's random state is left untouched.
+    """
+    from .model import TeMuIQA
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_SEED)
+        return TeMuIQA.from_config(config, load_weights=load_weights)
+
+
 def write_untrained_preset(name: str, directory: str | Path, *, load_backbone_weights: bool = False) -> Path:
     """Write the untrained head of preset ``name`` (config.json, model.safetensors, README.md) to ``directory``.
 
@@ -73,15 +89,11 @@ def write_untrained_preset(name: str, directory: str | Path, *, load_backbone_we
     built without downloading them. The random parts that start inert (the adapter's and
     meta-net's first layers, multiplied by zeros) come from a fixed seed, leaving the caller's RNG untouched.
     """
-    from .model import TeMuIQA
-
     config = PRESETS[name]
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_SEED)
-        model = TeMuIQA.from_config(config, load_weights=load_backbone_weights)
+    model = untrained_model(config, load_weights=load_backbone_weights)
     model.save_pretrained(directory)
     (directory / "README.md").write_text(
         _CARD.format(
