@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ldg", action=argparse.BooleanOptionalAction, default=True, help="Local Distortion Guidance")
     g.add_argument("--ldg-weight", type=float, default=1.0, help="lambda of lambda * MSE(q(I~), f * y)")
     g.add_argument("--ldg-ops", type=int, default=6, help="RandAugment N inside the rectangle")
-    g.add_argument("--ldg-magnitude", type=float, default=18, help="RandAugment M inside the rectangle")
+    g.add_argument("--ldg-magnitude", type=int, default=18, help="RandAugment M (0-30) inside the rectangle")
     g.add_argument("--ldg-size", type=int, nargs=2, default=(40, 150), metavar=("MIN", "MAX"), help="rectangle side range in px at 448 (scaled with the input size)")
     g.add_argument("--seed", type=int, default=0, help="seed of the head's init, the random validation split, shuffling and LDG")
 

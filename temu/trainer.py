@@ -77,7 +77,7 @@ class TrainConfig:
     mse_weight, plcc_weight: ``mse_weight * MSE + plcc_weight * (1 - PLCC)`` on the originals (ours).
     ldg: Local Distortion Guidance on or off (paper: on).
     ldg_weight: lambda of ``lambda * MSE(q(I~), f * y)`` (ours: 1).
-    ldg_ops, ldg_magnitude: RandAugment N and M inside the rectangle (paper: 6, 18).
+    ldg_ops, ldg_magnitude: RandAugment N and M (of 31 bins) inside the rectangle (paper: 6, 18).
     ldg_size: side range of the rectangle in pixels at ``ldg_reference_size`` (paper: 40-150 at 448);
         scaled proportionally for other input sizes.
     seed: the run's seed (shuffling, LDG draws; the head's initialisation is seeded by the caller).
@@ -97,7 +97,7 @@ class TrainConfig:
     ldg: bool = True
     ldg_weight: float = 1.0
     ldg_ops: int = 6
-    ldg_magnitude: float = 18
+    ldg_magnitude: int = 18
     ldg_size: tuple[int, int] = (40, 150)
     ldg_reference_size: int = 448
     seed: int = 0
@@ -106,13 +106,18 @@ class TrainConfig:
     sync_every: int | None = None
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "ldg_ops": self.ldg_ops, "ldg_reference_size": self.ldg_reference_size}
+        positive = {
+            "epochs": self.epochs, "batch_size": self.batch_size, "ldg_ops": self.ldg_ops,
+            "ldg_reference_size": self.ldg_reference_size,
+        }  # fmt: skip
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (the PLCC loss needs two images), got {self.batch_size}")
-        for name in ("lr", "weight_decay", "eta_min", "mse_weight", "plcc_weight", "ldg_weight", "ldg_magnitude"):
+        if not isinstance(self.ldg_magnitude, int) or isinstance(self.ldg_magnitude, bool) or not 0 <= self.ldg_magnitude <= 30:
+            raise ValueError(f"ldg_magnitude must be an int in 0..30 (RandAugment's 31 bins), got {self.ldg_magnitude!r}")
+        for name in ("lr", "weight_decay", "eta_min", "mse_weight", "plcc_weight", "ldg_weight"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -318,8 +323,12 @@ class Trainer:
         frozen += [f"model.backbone.{name}" for name, _ in self.model.backbone.named_buffers()]
         frozen += [f"model.{name}" for name, _ in self.model.named_buffers() if not name.startswith(("backbone.", "head."))]
         DDP._set_params_and_buffers_to_ignore_for_model(scorer, frozen)
+        import inspect
+
         device_ids = [self.info.device.index] if self.info.device.type == "cuda" else None
-        return DDP(scorer, device_ids=device_ids, broadcast_buffers=False)
+        # the head's buffers (prompt token ids, masks) are the same on every process: never re-broadcast them
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters else "broadcast_buffers"
+        return DDP(scorer, device_ids=device_ids, **{no_sync: False})
 
     def _resume_meta(self) -> dict[str, Any]:
         return {
