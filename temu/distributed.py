@@ -9,12 +9,12 @@ and never touches ``torch.distributed``. Every helper below is a no-op for a wor
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "setup", "teardown", "all_reduce_sum", "all_reduce_max", "gather_cat", "barrier"]
+__all__ = ["DistInfo", "all_reduce_max", "all_reduce_sum", "barrier", "gather_cat", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     owns_group: bool = False
 
     @property

@@ -12,9 +12,10 @@ import contextlib
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +229,7 @@ def split_metrics(pred: np.ndarray, target: np.ndarray, k: int, fraction: float,
     per = [evaluate_scores(pred[s], target[s]) for s in subsets]
     mean = {m: float(np.mean([p[m] for p in per])) for m in METRICS}
     std = {m: float(np.std([p[m] for p in per])) for m in METRICS}
-    return SplitSummary(k, fraction, seed, int(len(subsets[0])), mean, std, per)
+    return SplitSummary(k, fraction, seed, len(subsets[0]), mean, std, per)
 
 
 def build_dataset(records: Sequence[IQARecord], model: TeMuIQA, scale: MOSScale) -> IQADataset:

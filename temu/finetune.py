@@ -19,9 +19,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .data import (
     BadRow,
@@ -36,7 +37,7 @@ from .data import (
     resolve_format,
 )
 
-__all__ = ["build_parser", "main", "prepare_data", "PreparedData", "parse_layers"]
+__all__ = ["PreparedData", "build_parser", "main", "parse_layers", "prepare_data"]
 
 PROG = "temu-finetune"
 BAD_ROWS_NAME = "bad_rows.txt"
@@ -354,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         torch.manual_seed(args.seed)  # the head's initialisation
         model = TeMuIQA(backbone=args.backbone, pretrained=args.pretrained, variant=args.variant, layers=args.layers, image_size=args.image_size)
-        trainer = Trainer(model, data.train, data.val, data.scale, config, output, info=info, progress=not args.quiet)
+        trainer = Trainer(model, data.train, data.val, data.scale, config, output, info=info, progress=not args.quiet and sys.stderr.isatty())
         if args.resume:
             trainer.resume()
             log(f"{PROG}: resuming {output} after epoch {trainer.epoch} of {config.epochs}")
@@ -364,7 +365,7 @@ def run(args: argparse.Namespace) -> int:
         log(
             f"{PROG}: {model.config.backbone} variant {model.config.variant}, {model.num_head_parameters:,} trainable parameters; "
             f"{config.epochs} epochs x {trainer.steps_per_epoch} steps of {config.batch_size} images; "
-            f"LDG {'on (weight %g)' % config.ldg_weight if config.ldg else 'off'}; device {info.device}"
+            f"LDG {f'on (weight {config.ldg_weight:g})' if config.ldg else 'off'}; device {info.device}"
             + (f" x {info.world_size} processes" if info.world_size > 1 else "")
         )
         result = trainer.fit(stop_after=args.stop_after_epochs)

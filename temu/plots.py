@@ -10,12 +10,13 @@ import csv
 import io
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["write_metrics_csv", "plot_curves", "plot_scatter"]
+__all__ = ["plot_curves", "plot_scatter", "write_metrics_csv"]
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -30,9 +30,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,11 +42,17 @@ from torch import nn
 
 from .data import IQARecord, MOSScale
 from .distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
-from .evaluate import autocast_context, build_dataset, evaluate_scores, make_loader, predict
+from .evaluate import (
+    autocast_context,
+    build_dataset,
+    evaluate_scores,
+    make_loader,
+    predict,
+)
 from .metrics import pearson_torch
 from .model import TeMuIQA
 
-__all__ = ["CHECKPOINT_NAME", "METRICS_NAME", "CURVES_NAME", "TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError"]
+__all__ = ["CHECKPOINT_NAME", "CURVES_NAME", "METRICS_NAME", "NonFiniteLossError", "TrainConfig", "TrainResult", "Trainer"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from synthetic_iqa import make_dataset
+from temu_testing import perturb_head
 
 import temu
 from temu import TeMuIQA
 from temu.cli import main
 from temu.data import random_split
 from temu.evaluate import evaluate_scores, random_subsets, split_metrics
-
-from synthetic_iqa import make_dataset
-from temu_testing import perturb_head
 
 
 @pytest.fixture(autouse=True, scope="module")

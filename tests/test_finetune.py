@@ -18,14 +18,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from synthetic_iqa import make_dataset, mos_of
 
 import temu
 from temu import TeMuIQA
 from temu.finetune import main, parse_layers
 from temu.metrics import plcc
 from temu.trainer import METRIC_COLUMNS, NonFiniteLossError, TrainConfig, Trainer
-
-from synthetic_iqa import make_dataset, mos_of
 
 EPOCHS = 2
 
@@ -157,7 +156,7 @@ def test_resume_equals_uninterrupted_run(full_run, half_run, base_args, tmp_path
     a, b = torch.load(out / "checkpoint.pt", weights_only=True), torch.load(full_run / "checkpoint.pt", weights_only=True)
     for key in a["head"]:
         assert torch.equal(a["head"][key], b["head"][key]), key
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(read_metrics(out / "metrics.csv")) == strip(read_metrics(full_run / "metrics.csv"))
 
 
@@ -251,6 +250,10 @@ def test_each_dataset_format_parses_through_the_cli(tmp_path, capsys):
         assert (summary["mos_scale"]["low"], summary["mos_scale"]["high"]) == (min(scores), max(scores))
 
 
+def sizes(summary: dict) -> tuple[int, int]:
+    return summary["train_images"], summary["val_images"]
+
+
 def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
     from temu.data import write_split_file
 
@@ -259,7 +262,7 @@ def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
     split_file = tmp_path / "split.pkl"
     write_split_file(split_file, {1: {"train": list(range(30)), "val": list(range(30, 35)), "test": list(range(35, 40))}})
     assert main([*common, "--split-file", str(split_file)]) == 0
-    assert (lambda s: (s["train_images"], s["val_images"]))(json.loads(capsys.readouterr().out)) == (30, 5)
+    assert sizes(json.loads(capsys.readouterr().out)) == (30, 5)
 
     rows = read_metrics(csv_path)
     with_column = tmp_path / "with_split.csv"
@@ -271,7 +274,7 @@ def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
     assert main(column) == 2
     assert "no 'val' items; it has 10 'test' items: pass --val-part test" in capsys.readouterr().err
     assert main([*column, "--val-part", "test"]) == 0
-    assert (lambda s: (s["train_images"], s["val_images"]))(json.loads(capsys.readouterr().out)) == (30, 10)
+    assert sizes(json.loads(capsys.readouterr().out)) == (30, 10)
 
     assert main([*common, "--val-fraction", "0.25", "--seed", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["val_images"] == 10
@@ -357,3 +360,39 @@ def test_options_are_validated(base_args, tmp_path, capsys):
         TrainConfig(ldg_magnitude=40)
     assert run([*base_args, "--batch-size", "64", "--epochs", "1", "--output", str(tmp_path / "big")]) == 2
     assert "fewer than one batch of 64" in capsys.readouterr().err
+
+
+def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path):
+    """torchrun with 2 CPU processes (gloo): sharded data, DDP-averaged gradients, gathered validation.
+
+    With the MSE loss alone and no LDG the gradient of a global batch is the mean of the two
+    shards' gradients, and DistributedSampler gives 2 processes the same global batches as 1,
+    so both runs must agree (up to float summation order).
+    """
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    repo = Path(temu.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    args = [*base_args, "--epochs", "2", "--plcc-weight", "0", "--no-ldg", "--device", "cpu"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "temu.finetune"]
+    done = subprocess.run([*launch, *args, "--output", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "x 2 processes" in done.stderr
+    assert run([*args, "--output", str(tmp_path / "one")]) == 0
+
+    two, one = read_metrics(tmp_path / "two" / "metrics.csv"), read_metrics(tmp_path / "one" / "metrics.csv")
+    for a, b in zip(two, one):
+        for key in ("train_mse", "val_srcc", "val_plcc", "val_krcc", "val_rmse"):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-5), key
+    heads = load_file(tmp_path / "two" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    for key in heads[0]:
+        torch.testing.assert_close(heads[0][key], heads[1][key], rtol=0, atol=2e-4)
