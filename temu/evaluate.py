@@ -259,7 +259,8 @@ class EvalReport:
     skipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-ready; an undefined correlation (constant predictions) is None."""
+        return _json_safe({
             "model": self.model,
             "data": self.data,
             "images": self.n,
@@ -271,7 +272,17 @@ class EvalReport:
             ),
             "mos_scale": self.scale.to_dict(),
             "splits": self.splits.to_dict() if self.splits is not None else None,
-        }
+        })
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def target_scale(choice: str, model: TeMuIQA, records: Sequence[IQARecord], lower_better: bool) -> tuple[MOSScale, str]:
