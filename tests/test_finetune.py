@@ -396,3 +396,11 @@ def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path)
     heads = load_file(tmp_path / "two" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
     for key in heads[0]:
         torch.testing.assert_close(heads[0][key], heads[1][key], rtol=0, atol=2e-4)
+
+
+def test_variant_i_with_chosen_layers_trains_and_loads(base_args, tmp_path):
+    out = tmp_path / "variant-i"
+    assert run([*base_args, "--epochs", "1", "--variant", "i", "--layers", "1-2", "--output", str(out)]) == 0
+    model = temu.load(out)
+    assert model.config.variant == "I" and model.layer_ids == [0, 1] and model.mos_scale is not None
+    assert any(key.startswith("prompts.") for key in load_file(out / "model.safetensors"))
