@@ -1,4 +1,4 @@
-"""The ``temu`` command: ``temu score`` and ``temu presets``.
+"""The ``temu`` command: ``temu score``, ``temu eval`` and ``temu presets``.
 
 Exit status: 0 on success (unreadable images are reported on stderr and in the output file, and
 do not fail the run), 1 when ``--strict`` is given and some image could not be scored, 2 for a
@@ -137,6 +137,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(args)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from .hub import list_presets, preset_root
 
@@ -166,6 +172,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recursive", "-r", action="store_true", help="also score images in sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser(
+        "eval",
+        help="SRCC, PLCC, KRCC and RMSE of a model on a labelled dataset",
+        description=(
+            "Score every image of a labelled CSV and compare with its MOS. RMSE is computed on the [0, 1] scale: "
+            "MOS normalised with --mos-range. --splits K also reports mean ± std over K random subsets "
+            "(each --split-fraction of the rows, seeds --seed..--seed+K-1): the test parts of K random "
+            "train/test splits, for a model that is not retrained per split."
+        ),
+    )
+    from .finetune import add_data_arguments, split_column_arg
+
+    add_data_arguments(p, csv_flag="--data")
+    p.add_argument("--model", default="temu-iqa-s", help="preset name, head directory or Hub repo id (default: temu-iqa-s)")
+    p.add_argument("--split-file", type=Path, default=None, metavar="F", help="pyiqa split pickle; evaluate its --part of the CSV's rows")
+    p.add_argument("--split-index", default="1", metavar="K", help="split of --split-file (pyiqa numbers them from 1)")
+    p.add_argument("--split-column", type=split_column_arg, default=None, metavar="NAME|K", help="pyiqa split column of the CSV (e.g. official_split); evaluate its --part")
+    p.add_argument("--part", choices=["train", "val", "test"], default="test", help="part of --split-file/--split-column to evaluate (default: test)")
+    p.add_argument("--mos-range", default="auto", metavar="auto|model|data|LOW,HIGH", help="how MOS is normalised to [0, 1] for RMSE: auto = the head's fine-tuning range if it has one, else the data's min..max")
+    p.add_argument("--splits", type=int, default=0, metavar="K", help="also report mean ± std over K random subsets")
+    p.add_argument("--split-fraction", type=float, default=0.2, help="share of the rows in each --splits subset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first --splits subset")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers decoding images (default: 0 on CPU, up to 8 on GPU)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto", help="autocast dtype (default: bf16 on GPU, fp32 on CPU)")
+    p.add_argument("--output", type=Path, default=None, metavar="FILE.json", help="write the metrics (and split statistics) as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="write a scatter plot of predicted score against normalised MOS")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("presets", help="list the presets shipped with temu")
     p.set_defaults(func=cmd_presets)

@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path
 import dataclasses
-from typing import Any, Literal, NamedTuple, Sequence, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Sequence, cast, overload
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
 from .inputs import check_batch
 from .text import CoCoOpPrompts
 from .transforms import InputSize
+
+if TYPE_CHECKING:
+    from .data import MOSScale
 
 
 #: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
@@ -135,6 +138,29 @@ class TeMuIQA(nn.Module):
                 block.compile(**compile_kwargs)
             self._compiled = True
         return self
+
+    @property
+    def mos_scale(self) -> "MOSScale | None":
+        """The MOS range the head was fine-tuned on, as a :class:`~temu.data.MOSScale`; None for an untrained head."""
+        from .data import MOSScale
+
+        saved = self.config.mos_scale
+        return MOSScale.from_dict(saved) if saved is not None else None
+
+    def to_mos(self, scores: Any) -> Any:
+        """Map scores in [0, 1] back to the MOS scale of the training set (float, array or tensor).
+
+        ``low + score * (high - low)``; for a DMOS dataset (lower is better) the direction is
+        flipped back, ``high - score * (high - low)``. Raises ValueError for a head that was not
+        fine-tuned (it has no MOS range; its scores are only in [0, 1]).
+        """
+        scale = self.mos_scale
+        if scale is None:
+            raise ValueError(
+                f"this head ({self.config.backbone}, variant {self.config.variant}) has no MOS range: it was not "
+                "fine-tuned with temu-finetune, so its scores exist only on the [0, 1] scale"
+            )
+        return scale.denormalise(scores)
 
     def train(self, mode: bool = True) -> "TeMuIQA":
         """Set the head's training mode; the backbone stays in eval mode."""

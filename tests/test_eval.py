@@ -1,0 +1,133 @@
+"""``temu eval`` and temu.evaluate: metrics against scipy, random subsets, MOS ranges, plots, bad rows."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from synthetic_iqa import make_dataset
+from temu_testing import perturb_head
+
+import temu
+from temu import TeMuIQA
+from temu.cli import main
+from temu.data import random_split
+from temu.evaluate import evaluate_scores, random_subsets, split_metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_finetune.py
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, photos) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("synthetic-eval")
+    return make_dataset(root, photos), root
+
+
+def scipy_metrics(pred, target) -> dict[str, float]:
+    pred, target = np.asarray(pred, float), np.asarray(target, float)
+    return {
+        "srcc": stats.spearmanr(pred, target)[0],
+        "plcc": stats.pearsonr(pred, target)[0],
+        "krcc": stats.kendalltau(pred, target)[0],
+        "rmse": float(np.sqrt(np.mean((pred - target) ** 2))),
+    }
+
+
+def test_metrics_agree_with_scipy_on_known_vectors():
+    pred = [0.1, 0.4, 0.35, 0.8, 0.8, 0.2, 0.65, 0.5]
+    target = [0.0, 0.5, 0.25, 1.0, 0.75, 0.25, 0.5, 0.6]  # ties in both
+    assert evaluate_scores(pred, target) == pytest.approx(scipy_metrics(pred, target), abs=1e-12)
+    constant = evaluate_scores([0.5] * 4, [0.1, 0.2, 0.3, 0.4])
+    assert np.isnan(constant["srcc"]) and constant["rmse"] == pytest.approx(np.sqrt(np.mean(np.square([0.4, 0.3, 0.2, 0.1]))))
+
+
+def test_random_subsets_are_the_test_parts_of_random_splits():
+    subsets = random_subsets(50, 4, 0.2, seed=7)
+    assert [len(s) for s in subsets] == [10] * 4
+    for j, subset in enumerate(subsets):
+        assert subset.tolist() == random_split(list(range(50)), 0.2, 7 + j)[1]
+    assert len({tuple(s) for s in subsets}) == 4
+    assert all(np.array_equal(a, b) for a, b in zip(subsets, random_subsets(50, 4, 0.2, seed=7)))
+
+    rng = np.random.default_rng(0)
+    target = rng.random(50)
+    pred = target + rng.normal(0, 0.2, 50)
+    summary = split_metrics(pred, target, 4, 0.2, 7)
+    per = [scipy_metrics(pred[s], target[s]) for s in subsets]
+    for key in ("srcc", "plcc", "krcc", "rmse"):
+        assert summary.mean[key] == pytest.approx(np.mean([p[key] for p in per]), abs=1e-12)
+        assert summary.std[key] == pytest.approx(np.std([p[key] for p in per]), abs=1e-12)
+
+
+def test_eval_command_agrees_with_scipy_on_the_model_scores(dataset, tiny_head_dir, tmp_path, capsys):
+    csv_path, root = dataset
+    out, plot = tmp_path / "eval.json", tmp_path / "scatter.png"
+    args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(tiny_head_dir)]
+    assert main([*args, "--output", str(out), "--plot", str(plot), "--splits", "3", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "SRCC" in printed and "RMSE on MOS normalised to [0, 1]" in printed and "±" in printed
+    report = json.loads(out.read_text())
+
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [str(root / r["image"]) for r in rows]
+    mos = np.array([float(r["mos"]) for r in rows])
+    try:
+        scores = np.asarray(temu.score(paths, model=str(tiny_head_dir)))
+    finally:
+        temu.clear_model_cache()
+    target = (mos - mos.min()) / (mos.max() - mos.min())  # the head has no MOS range: the data's own
+    assert report["images"] == 40 and report["mos_scale"] == {"low": mos.min(), "high": mos.max(), "lower_better": False}
+    assert report["metrics"] == pytest.approx(scipy_metrics(scores, target), abs=1e-6)
+    assert "normalised to [0, 1]" in report["rmse_scale"]
+    splits = report["splits"]
+    assert splits["k"] == 3 and splits["items_per_split"] == 8 and len(splits["per_split"]) == 3
+    first = random_subsets(40, 3, 0.2, 0)[0]
+    assert splits["per_split"][0] == pytest.approx(scipy_metrics(scores[first], target[first]), abs=1e-6)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mos_range_choices(dataset, tiny_kwargs, tmp_path, capsys):
+    csv_path, root = dataset
+    model = TeMuIQA(**tiny_kwargs)
+    perturb_head(model)
+    model.config = model.config.replace(mos_scale={"low": 0.0, "high": 100.0, "lower_better": False})
+    head = model.save_pretrained(tmp_path / "trained")
+    args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(head), "--quiet"]
+
+    def scale(*extra: str) -> dict:
+        assert main([*args, "--output", str(tmp_path / "r.json"), *extra]) == 0
+        capsys.readouterr()
+        return json.loads((tmp_path / "r.json").read_text())
+
+    auto = scale()
+    assert auto["mos_scale"]["low"] == 0.0 and "fine-tuned on" in auto["rmse_scale"]
+    data = scale("--mos-range", "data")
+    assert data["mos_scale"]["low"] == 27.0 and data["mos_scale"]["high"] == 90.0
+    assert data["metrics"]["srcc"] == pytest.approx(auto["metrics"]["srcc"], abs=1e-12)
+    assert data["metrics"]["rmse"] != pytest.approx(auto["metrics"]["rmse"])
+    assert scale("--mos-range", "10,95")["mos_scale"]["high"] == 95.0
+
+
+def test_eval_errors(dataset, tiny_head_dir, tmp_path, capsys):
+    csv_path, root = dataset
+    bad = tmp_path / "bad.csv"
+    bad.write_text(csv_path.read_text() + "images/nothing.png,50\n")
+    args = ["eval", "--data", str(bad), "--image-root", str(root), "--model", str(tiny_head_dir), "--quiet"]
+    assert main(args) == 2
+    assert "row 42: " in capsys.readouterr().err
+    assert main([*args, "--skip-bad"]) == 0
+    assert "40 images" in capsys.readouterr().out
+    assert main([*args, "--skip-bad", "--mos-range", "model"]) == 2
+    assert "has no MOS range" in capsys.readouterr().err

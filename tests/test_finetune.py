@@ -1,0 +1,406 @@
+"""temu-finetune end to end on a tiny random backbone: outputs, learning, resume, LDG, data checks, DDP.
+
+The dataset is 40 real photographs with graded blur / noise / JPEG (tests/synthetic_iqa.py),
+at 80x64 px, scored by the model at 64x64 (LDG boxes scale to 6-21 px). Runs use one torch
+thread: on this project's shared 2-core machine two threads spin against each other and make
+the tiny forward ~30x slower.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from synthetic_iqa import make_dataset, mos_of
+
+import temu
+from temu import TeMuIQA
+from temu.finetune import main, parse_layers
+from temu.metrics import plcc
+from temu.trainer import METRIC_COLUMNS, NonFiniteLossError, TrainConfig, Trainer
+
+EPOCHS = 2
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, photos) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("synthetic")
+    return make_dataset(root, photos), root
+
+
+@pytest.fixture(scope="module")
+def base_args(dataset, tiny_kwargs) -> list[str]:
+    csv_path, root = dataset
+    return [
+        "--train", str(csv_path), "--image-root", str(root),
+        "--backbone", tiny_kwargs["backbone"], "--pretrained", tiny_kwargs["pretrained"],
+        "--image-size", "64", "--batch-size", "8", "--lr", "0.01", "--seed", "0", "--quiet",
+    ]  # fmt: skip
+
+
+def run(args: list[str]) -> int:
+    return main(args)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, base_args) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "full"
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out)]) == 0
+    return out
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def training_paths_and_targets(dataset) -> tuple[list[str], np.ndarray]:
+    csv_path, root = dataset
+    rows = read_metrics(csv_path)
+    mos = np.array([float(r["mos"]) for r in rows])
+    return [str(root / r["image"]) for r in rows], (mos - mos.min()) / (mos.max() - mos.min())
+
+
+# ------------------------------------------------------------------ outputs and learning
+
+
+def test_two_epoch_run_writes_every_output(full_run):
+    for name in ("config.json", "model.safetensors", "README.md", "metrics.csv", "curves.png", "checkpoint.pt", "run.json"):
+        assert (full_run / name).is_file(), name
+    rows = read_metrics(full_run / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert list(rows[0]) == list(METRIC_COLUMNS)
+    assert all(-1 <= float(r["val_srcc"]) <= 1 and float(r["val_rmse"]) >= 0 for r in rows)
+    assert (full_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = torch.load(full_run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == EPOCHS and len(state["history"]) == EPOCHS
+    assert {"head", "optimizer", "scheduler", "rng", "best"} <= set(state)
+    config = json.loads((full_run / "config.json").read_text())["model"]
+    lows = [mos_of(k, 3) for k in ("blur", "noise", "jpeg")]
+    assert config["mos_scale"]["high"] == 90.0 and config["mos_scale"]["low"] >= min(lows)
+    assert config["mos_scale"]["lower_better"] is False
+    assert json.loads((full_run / "run.json").read_text())["data"]["train_images"] == 32
+
+
+def test_training_loss_goes_down(full_run, dataset, tiny_kwargs):
+    rows = read_metrics(full_run / "metrics.csv")
+    # per-epoch means: the regression parts fall; the 1 - PLCC part of 4 batches of 8 is dominated by
+    # which images share a batch, so the full objective is compared on the whole training set below
+    assert float(rows[1]["train_mse"]) < float(rows[0]["train_mse"])
+    assert float(rows[1]["train_ldg"]) < float(rows[0]["train_ldg"])
+    paths, y = training_paths_and_targets(dataset)
+
+    def objective(model) -> float:
+        q = np.asarray(temu.score(paths, model=model.eval(), batch_size=64))
+        return float(np.mean((q - y) ** 2) + 1 - plcc(q, y))
+
+    assert objective(TeMuIQA.from_pretrained(full_run)) < objective(TeMuIQA(**tiny_kwargs)) - 0.02
+
+
+def test_trained_head_loads_everywhere(full_run, dataset):
+    paths, _ = training_paths_and_targets(dataset)
+    model = TeMuIQA.from_pretrained(full_run).eval()
+    state = torch.load(full_run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    for key, value in state["best"]["head"].items():
+        torch.testing.assert_close(model.head.state_dict()[key], value, rtol=0, atol=0)
+    expected = temu.score(paths[:5], model=model)
+    try:
+        assert temu.score(paths[:5], model=str(full_run)) == pytest.approx(expected, abs=1e-6)
+        assert temu.score(paths[:5], model=temu.load(full_run)) == pytest.approx(expected, abs=1e-6)
+    finally:
+        temu.clear_model_cache()
+    scale = model.mos_scale
+    assert scale is not None and model.to_mos(1.0) == scale.high and model.to_mos(0.0) == scale.low
+    with pytest.raises(ValueError, match="no MOS range"):
+        TeMuIQA.from_pretrained(full_run, mos_scale=None).to_mos(0.5)
+
+
+# ------------------------------------------------------------------ resume
+
+
+@pytest.fixture(scope="module")
+def half_run(tmp_path_factory, base_args) -> Path:
+    """The same run as full_run, stopped after its first epoch."""
+    out = tmp_path_factory.mktemp("runs") / "half"
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--stop-after-epochs", "1"]) == 0
+    return out
+
+
+def test_resume_equals_uninterrupted_run(full_run, half_run, base_args, tmp_path, capsys):
+    out = tmp_path / "resumed"
+    shutil.copytree(half_run, out)
+    assert len(read_metrics(out / "metrics.csv")) == 1
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--resume"]) == 0
+
+    resumed, uninterrupted = load_file(out / "model.safetensors"), load_file(full_run / "model.safetensors")
+    assert resumed.keys() == uninterrupted.keys()
+    for key in resumed:
+        assert torch.equal(resumed[key], uninterrupted[key]), key
+    a, b = torch.load(out / "checkpoint.pt", weights_only=True), torch.load(full_run / "checkpoint.pt", weights_only=True)
+    for key in a["head"]:
+        assert torch.equal(a["head"][key], b["head"][key]), key
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(read_metrics(out / "metrics.csv")) == strip(read_metrics(full_run / "metrics.csv"))
+
+
+def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
+    out = tmp_path / "other"
+    shutil.copytree(half_run, out)
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--resume", "--ldg-weight", "0.5"]) == 2
+    assert "ldg_weight: checkpoint 1.0, now 0.5" in capsys.readouterr().err
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ LDG
+
+
+class Spy:
+    def __init__(self, monkeypatch):
+        import temu.ldg
+        import temu.trainer
+
+        self.forward_sizes: list[int] = []
+        self.losses: list[tuple] = []
+        self.fidelity: list[torch.Tensor] = []
+        self.distortions = 0
+        scorer_forward, loss_parts = temu.trainer._Scorer.forward, Trainer.loss_parts
+        fidelity, distortion = temu.ldg.ldg_fidelity, temu.ldg.local_distortion
+
+        def spy_forward(module, x):
+            self.forward_sizes.append(x.shape[0])
+            return scorer_forward(module, x)
+
+        def spy_loss(trainer, scores, targets, ldg_scores, ldg_targets):
+            self.losses.append((targets.clone(), None if ldg_targets is None else ldg_targets.clone()))
+            return loss_parts(trainer, scores, targets, ldg_scores, ldg_targets)
+
+        def spy_fidelity(images, distorted):
+            f = fidelity(images, distorted)
+            self.fidelity.append(f.clone())
+            return f
+
+        def spy_distortion(images, **kwargs):
+            self.distortions += 1
+            return distortion(images, **kwargs)
+
+        monkeypatch.setattr(temu.trainer._Scorer, "forward", spy_forward)
+        monkeypatch.setattr(Trainer, "loss_parts", spy_loss)
+        monkeypatch.setattr(temu.ldg, "ldg_fidelity", spy_fidelity)
+        monkeypatch.setattr(temu.ldg, "local_distortion", spy_distortion)
+
+
+def test_ldg_targets_are_fidelity_times_mos_in_one_forward(monkeypatch, base_args, tmp_path):
+    spy = Spy(monkeypatch)
+    assert run([*base_args, "--epochs", "1", "--output", str(tmp_path / "ldg")]) == 0
+    assert spy.forward_sizes == [16] * 4  # 4 steps, originals and distorted copies in one 2N forward
+    assert spy.distortions == 4 and len(spy.fidelity) == 4
+    for (targets, ldg_targets), f in zip(spy.losses, spy.fidelity):
+        assert ((f >= 0) & (f <= 1)).all() and (f < 1).any()
+        torch.testing.assert_close(ldg_targets, f * targets, rtol=0, atol=0)
+
+
+def test_no_ldg_runs_no_distorted_forward(monkeypatch, base_args, tmp_path):
+    spy = Spy(monkeypatch)
+    out = tmp_path / "noldg"
+    assert run([*base_args, "--epochs", "1", "--no-ldg", "--output", str(out)]) == 0
+    assert spy.forward_sizes == [8] * 4 and spy.distortions == 0 and spy.fidelity == []
+    assert all(ldg is None for _, ldg in spy.losses)
+    assert float(read_metrics(out / "metrics.csv")[0]["train_ldg"]) == 0.0
+
+
+# ------------------------------------------------------------------ data through the CLI
+
+
+def test_each_dataset_format_parses_through_the_cli(tmp_path, capsys):
+    from test_data import EXPECTED_SKIP, FORMAT_CASES, make_image, write_csv
+
+    from temu.data import DATASET_FORMATS
+
+    for key, (root_rel, header, rows) in sorted(FORMAT_CASES.items()):
+        fmt = DATASET_FORMATS[key]
+        root = tmp_path / key / root_rel
+        skip = EXPECTED_SKIP.get(key, 0)
+        for row in rows[skip:]:
+            make_image(root / row[header.index(fmt.path_col)])
+        csv_path = write_csv(tmp_path / key / "meta.csv", header, rows)
+        args = ["--train", str(csv_path), "--val", str(csv_path), "--image-root", str(root), "--format", key]
+        assert main([*args, "--output", str(tmp_path / "out"), "--dry-run"]) == 0, key
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["format"] == key and summary["lower_better"] == fmt.lower_better
+        assert summary["train_images"] == summary["val_images"] == len(rows) - skip
+        scores = [float(row[header.index(fmt.mos_col)]) for row in rows[skip:]]
+        assert (summary["mos_scale"]["low"], summary["mos_scale"]["high"]) == (min(scores), max(scores))
+
+
+def sizes(summary: dict) -> tuple[int, int]:
+    return summary["train_images"], summary["val_images"]
+
+
+def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
+    from temu.data import write_split_file
+
+    csv_path, root = dataset
+    common = ["--train", str(csv_path), "--image-root", str(root), "--output", str(tmp_path / "o"), "--dry-run"]
+    split_file = tmp_path / "split.pkl"
+    write_split_file(split_file, {1: {"train": list(range(30)), "val": list(range(30, 35)), "test": list(range(35, 40))}})
+    assert main([*common, "--split-file", str(split_file)]) == 0
+    assert sizes(json.loads(capsys.readouterr().out)) == (30, 5)
+
+    rows = read_metrics(csv_path)
+    with_column = tmp_path / "with_split.csv"
+    with with_column.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "mos", "official_split"])
+        writer.writerows([r["image"], r["mos"], "train" if i % 4 else "test"] for i, r in enumerate(rows))
+    column = ["--train", str(with_column), *common[2:], "--split-column", "official_split"]
+    assert main(column) == 2
+    assert "no 'val' items; it has 10 'test' items: pass --val-part test" in capsys.readouterr().err
+    assert main([*column, "--val-part", "test"]) == 0
+    assert sizes(json.loads(capsys.readouterr().out)) == (30, 10)
+
+    assert main([*common, "--val-fraction", "0.25", "--seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["val_images"] == 10
+    assert main([*common, "--val-fraction", "0.25", "--val", str(csv_path)]) == 2
+    assert "choose one way" in capsys.readouterr().err
+
+
+def test_bad_rows_stop_the_run_before_training(dataset, base_args, tmp_path, capsys):
+    csv_path, root = dataset
+    (root / "images" / "corrupt.png").write_bytes(b"not a png at all")
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text(
+        csv_path.read_text() + "images/missing.png,50\nimages/corrupt.png,40\nimages/rocket_pristine.png,n/a\n"
+    )
+    args = [*base_args, "--train", str(bad_csv), "--epochs", "1"]
+    out = tmp_path / "bad"
+    assert run([*args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "3 row(s)" in err
+    for row, reason in ((42, "image file not found"), (43, "not readable as an image"), (44, "score is not a finite number")):
+        assert f"row {row}:" in err and reason in err
+    assert "--skip-bad" in err
+    assert not (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
+    assert (out / "bad_rows.txt").read_text().count("row ") == 3
+
+    assert run([*args, "--output", str(tmp_path / "skipped"), "--skip-bad"]) == 0
+    assert "leaving out 3 unusable row(s)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "skipped" / "run.json").read_text())["data"]["skipped_rows"] == 3
+
+
+# ------------------------------------------------------------------ failures, options, DDP
+
+
+def test_nan_loss_stops_naming_the_batch(dataset, tiny_kwargs, tmp_path):
+    from temu.data import MOSScale, read_records
+
+    csv_path, root = dataset
+    records = read_records(csv_path, root)
+    model = TeMuIQA(**tiny_kwargs)
+    config = TrainConfig(epochs=1, batch_size=8, ldg=False, sync_every=3)
+    trainer = Trainer(model, records[:32], records[32:], MOSScale.fit(records), config, tmp_path, progress=False)
+    trainer.train_loader.sampler.set_epoch(0)
+    batches = [[str(records[k].path) for k in idx] for _, _, idx in trainer.train_loader]
+    steps = []
+    original = trainer._step
+
+    def poisoned(images, targets, generator, autocast):
+        steps.append(1)
+        parts = original(images, targets, generator, autocast)
+        return parts * float("nan") if len(steps) >= 2 else parts
+
+    trainer._step = poisoned  # type: ignore[method-assign]
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2 of 4") as info:
+        trainer.fit()
+    # the NaN appeared at step 2 and was found at the check after step 3 (sync_every=3)
+    assert len(steps) == 3
+    assert str(batches[1]) in str(info.value)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_world_of_one_process_group_matches_a_plain_run(monkeypatch, half_run, base_args, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "ddp"
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--stop-after-epochs", "1", "--device", "cpu"]) == 0
+    assert not torch.distributed.is_initialized()  # the group it made is gone
+    a = torch.load(out / "checkpoint.pt", weights_only=True)
+    b = torch.load(half_run / "checkpoint.pt", weights_only=True)
+    assert a["world_size"] == 1
+    for key in b["head"]:
+        torch.testing.assert_close(a["head"][key], b["head"][key], rtol=1e-6, atol=1e-7)
+
+
+def test_options_are_validated(base_args, tmp_path, capsys):
+    assert parse_layers("all") is None and parse_layers("14") == 14
+    assert parse_layers("1-3,7") == [1, 2, 3, 7]
+    with pytest.raises(ValueError, match="PLCC loss needs two images"):
+        TrainConfig(batch_size=1)
+    with pytest.raises(ValueError, match="ldg_magnitude"):
+        TrainConfig(ldg_magnitude=40)
+    assert run([*base_args, "--batch-size", "64", "--epochs", "1", "--output", str(tmp_path / "big")]) == 2
+    assert "fewer than one batch of 64" in capsys.readouterr().err
+
+
+def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path):
+    """torchrun with 2 CPU processes (gloo): sharded data, DDP-averaged gradients, gathered validation.
+
+    With the MSE loss alone and no LDG the gradient of a global batch is the mean of the two
+    shards' gradients, and DistributedSampler gives 2 processes the same global batches as 1,
+    so both runs must agree (up to float summation order).
+    """
+    import os
+    import subprocess
+    import sys
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    repo = Path(temu.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    args = [*base_args, "--epochs", "2", "--plcc-weight", "0", "--no-ldg", "--device", "cpu"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "temu.finetune"]
+    done = subprocess.run([*launch, *args, "--output", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "x 2 processes" in done.stderr
+    assert run([*args, "--output", str(tmp_path / "one")]) == 0
+
+    two, one = read_metrics(tmp_path / "two" / "metrics.csv"), read_metrics(tmp_path / "one" / "metrics.csv")
+    for a, b in zip(two, one):
+        for key in ("train_mse", "val_srcc", "val_plcc", "val_krcc", "val_rmse"):
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=2e-5), key
+    heads = load_file(tmp_path / "two" / "model.safetensors"), load_file(tmp_path / "one" / "model.safetensors")
+    for key in heads[0]:
+        torch.testing.assert_close(heads[0][key], heads[1][key], rtol=0, atol=2e-4)
+
+
+def test_variant_i_with_chosen_layers_trains_and_loads(base_args, tmp_path):
+    out = tmp_path / "variant-i"
+    assert run([*base_args, "--epochs", "1", "--variant", "i", "--layers", "1-2", "--output", str(out)]) == 0
+    model = temu.load(out)
+    assert model.config.variant == "I" and model.layer_ids == [0, 1] and model.mos_scale is not None
+    assert any(key.startswith("prompts.") for key in load_file(out / "model.safetensors"))

@@ -1,0 +1,106 @@
+"""temu as a pyiqa metric, checked in fresh interpreters (offline, tiny random backbone).
+
+One subprocess does the whole tour and prints JSON: every fresh interpreter pays pyiqa's and
+open_clip's import time (about 10 s), so the checks share one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyiqa")
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = str(REPO / "tests" / "assets" / "tiny-clip.json")
+
+TOUR = textwrap.dedent(
+    """
+    import io, json, sys, warnings
+    warnings.filterwarnings("ignore")
+    if sys.argv[1] == "import-temu":
+        import temu
+    import pyiqa, torch
+    from PIL import Image
+    ckpt, image, head_dir = sys.argv[2:5]
+    kw = dict(backbone=sys.argv[5], pretrained=ckpt, image_size=64, device="cpu")
+    out = {"temu_imported_first": "temu" in sys.modules}
+    out["listed"] = [m for m in pyiqa.list_models() if m.startswith("temu")]
+    out["listed_nr"] = [m for m in pyiqa.list_models(metric_mode="NR") if m.startswith("temu")]
+    metrics = {name: pyiqa.create_metric(name, **kw) for name in out["listed"]}
+    out["attributes"] = {n: [m.metric_mode, m.lower_better, m.score_range] for n, m in metrics.items()}
+    out["variants"] = {n: m.net.model.config.variant for n, m in metrics.items()}
+    m = metrics["temu_iqa"]
+    x = torch.rand(2, 3, 48, 56, generator=torch.Generator().manual_seed(0))
+    import temu
+    out["tensor"] = m(x).tolist()
+    out["tensor_temu"] = temu.score(x, model=m.net.model)
+    out["gray"] = m(x[:, :1]).shape[1]
+    out["path"] = m(image).item()
+    with open(image, "rb") as f:
+        out["bytes"] = m(f.read()).item()
+    out["pil"] = m(Image.open(image)).item()
+    out["path_temu"] = temu.score(image, model=m.net.model)
+    loss = pyiqa.create_metric("temu_iqa", as_loss=True, **kw)
+    xg = x.clone().requires_grad_(True)
+    value = loss(xg)
+    value.backward()
+    out["loss"] = [float(value), float(xg.grad.abs().sum())]
+    trained = pyiqa.create_metric("temu_iqa", head=head_dir, device="cpu")
+    out["trained"] = trained(image).item()
+    out["trained_temu"] = temu.score(image, model=temu.load(head_dir))
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def run_tour(mode: str, tiny_checkpoint: Path, image: Path, head_dir: Path) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", TOUR, mode, str(tiny_checkpoint), str(image), str(head_dir), TINY],
+        capture_output=True, text=True, env=env, cwd=REPO / "tests",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
+    return json.loads(line[len("RESULT"):])
+
+
+@pytest.fixture(scope="module")
+def tour(tiny_checkpoint, tiny_head_dir, tmp_path_factory, photos) -> dict:
+    from PIL import Image
+
+    image = tmp_path_factory.mktemp("pyiqa") / "coffee.png"
+    Image.fromarray(photos["coffee"]).save(image)
+    return run_tour("import-temu", tiny_checkpoint, image, tiny_head_dir)
+
+
+def test_every_name_is_created_and_listed(tour):
+    assert tour["listed"] == ["temu_iqa", "temu_iqa-i", "temu_iqa-s"]
+    assert tour["listed_nr"] == tour["listed"]
+    assert tour["variants"] == {"temu_iqa": "S", "temu_iqa-s": "S", "temu_iqa-i": "I"}
+
+
+def test_metric_attributes_follow_pyiqa(tour):
+    assert all(a == ["NR", False, "0, 1"] for a in tour["attributes"].values())
+
+
+def test_tensor_path_bytes_and_pil_inputs_score_like_temu(tour):
+    assert tour["tensor"] == pytest.approx([[s] for s in tour["tensor_temu"]], abs=1e-5)  # [N, 1] like pyiqa's CLIP metrics
+    assert tour["gray"] == 1
+    for kind in ("path", "bytes", "pil"):
+        assert tour[kind] == pytest.approx(tour["path_temu"], abs=1e-5)
+
+
+def test_as_loss_gives_gradients_on_the_image(tour):
+    value, grad = tour["loss"]
+    assert 0 <= value <= 1 and grad > 0
+
+
+def test_trained_head_passes_through(tour):
+    assert tour["trained"] == pytest.approx(tour["trained_temu"], abs=1e-5)
