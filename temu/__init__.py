@@ -14,6 +14,10 @@ from .hub import list_presets
 from .inputs import read_image
 from .model import QualityMaps, TeMuIQA
 
+import _temu_pyiqa_hook
+
+_temu_pyiqa_hook.activate()  # pyiqa, if imported (now or later), will list temu's metrics; imports nothing
+
 __all__ = [
     "__version__",
     "TeMuIQA",

@@ -3,7 +3,8 @@
 This is the only module that imports pyiqa, and only inside :func:`register`. Registration adds
 the metric configs to ``pyiqa.default_model_configs.DEFAULT_CONFIGS`` and the arch
 ``TeMuIQAMetric`` to pyiqa's ``ARCH_REGISTRY`` (lazily: this module is imported only when a
-metric is built).
+metric is built). The metric configs live in ``_temu_pyiqa_hook``: the start-up hook that registers
+them when pyiqa is imported, so ``import temu`` is not needed first.
 
 >>> import pyiqa
 >>> metric = pyiqa.create_metric("temu_iqa", device="cuda")
@@ -13,38 +14,25 @@ metric is built).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
 
-#: pyiqa metric name -> pyiqa metric config. Names follow pyiqa's ``metric-variant`` convention.
-METRIC_CONFIGS: dict[str, dict[str, Any]] = {
-    name: {
-        "metric_opts": {"type": "TeMuIQAMetric", "head": head},
-        "metric_mode": "NR",
-        "lower_better": False,
-        "score_range": "0, 1",
-    }
-    for name, head in (("temu_iqa", "temu-iqa-s"), ("temu_iqa-s", "temu-iqa-s"), ("temu_iqa-i", "temu-iqa-i"))
-}
+from _temu_pyiqa_hook import METRIC_CONFIGS, add_arch, add_configs
 
-_ARCH = "TeMuIQAMetric"
+__all__ = ["METRIC_CONFIGS", "TeMuIQAMetric", "register"]
+
 _UNSET: Any = object()
 
 
 def register() -> None:
-    """Make temu's metrics known to pyiqa. Idempotent; also pyiqa's ``pyiqa.archs`` entry point."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-    from pyiqa.utils.registry import ARCH_REGISTRY
+    """Make temu's metrics known to pyiqa (imports pyiqa). Idempotent; also pyiqa's ``pyiqa.archs`` entry point."""
+    import pyiqa.default_model_configs
+    import pyiqa.utils.registry
 
-    for name, config in METRIC_CONFIGS.items():
-        DEFAULT_CONFIGS.setdefault(name, copy.deepcopy(config))
-    try:
-        ARCH_REGISTRY.register_lazy(_ARCH, f"{__name__}:{_ARCH}")
-    except AssertionError:  # already registered (by an earlier call or the entry point)
-        pass
+    add_configs(pyiqa.default_model_configs)
+    add_arch(pyiqa.utils.registry)
 
 
 class TeMuIQAMetric(nn.Module):

@@ -1,7 +1,8 @@
 """temu as a pyiqa metric, checked in fresh interpreters (offline, tiny random backbone).
 
 One subprocess does the whole tour and prints JSON: every fresh interpreter pays pyiqa's and
-open_clip's import time (about 10 s), so the checks share one.
+open_clip's import time (about 10 s), so the checks share one. The tour never imports temu
+before creating the metrics: the start-up hook (temu-pyiqa-hook.pth) must make that work.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ TOUR = textwrap.dedent(
     """
     import io, json, sys, warnings
     warnings.filterwarnings("ignore")
-    if sys.argv[1] == "import-temu":
-        import temu
+    at_start = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "pyiqa", "temu"))
     import pyiqa, torch
     from PIL import Image
     ckpt, image, head_dir = sys.argv[2:5]
     kw = dict(backbone=sys.argv[5], pretrained=ckpt, image_size=64, device="cpu")
-    out = {"temu_imported_first": "temu" in sys.modules}
+    out = {"at_start": at_start, "temu_after_import_pyiqa": "temu" in sys.modules}
     out["listed"] = [m for m in pyiqa.list_models() if m.startswith("temu")]
     out["listed_nr"] = [m for m in pyiqa.list_models(metric_mode="NR") if m.startswith("temu")]
     metrics = {name: pyiqa.create_metric(name, **kw) for name in out["listed"]}
@@ -77,7 +77,12 @@ def tour(tiny_checkpoint, tiny_head_dir, tmp_path_factory, photos) -> dict:
 
     image = tmp_path_factory.mktemp("pyiqa") / "coffee.png"
     Image.fromarray(photos["coffee"]).save(image)
-    return run_tour("import-temu", tiny_checkpoint, image, tiny_head_dir)
+    return run_tour("no-import", tiny_checkpoint, image, tiny_head_dir)
+
+
+def test_metrics_work_without_import_temu_and_nothing_heavy_loads_at_start_up(tour):
+    assert tour["at_start"] == []  # the .pth imports only _temu_pyiqa_hook: no torch, pyiqa or temu
+    assert tour["temu_after_import_pyiqa"] is False  # registration is lazy until a metric is built
 
 
 def test_every_name_is_created_and_listed(tour):
@@ -91,7 +96,8 @@ def test_metric_attributes_follow_pyiqa(tour):
 
 
 def test_tensor_path_bytes_and_pil_inputs_score_like_temu(tour):
-    assert tour["tensor"] == pytest.approx([[s] for s in tour["tensor_temu"]], abs=1e-5)  # [N, 1] like pyiqa's CLIP metrics
+    assert all(len(row) == 1 for row in tour["tensor"])  # [N, 1], like pyiqa's CLIP metrics
+    assert [row[0] for row in tour["tensor"]] == pytest.approx(tour["tensor_temu"], abs=1e-5)
     assert tour["gray"] == 1
     for kind in ("path", "bytes", "pil"):
         assert tour[kind] == pytest.approx(tour["path_temu"], abs=1e-5)
@@ -104,3 +110,41 @@ def test_as_loss_gives_gradients_on_the_image(tour):
 
 def test_trained_head_passes_through(tour):
     assert tour["trained"] == pytest.approx(tour["trained_temu"], abs=1e-5)
+
+
+def test_import_temu_registers_without_any_pth(tiny_checkpoint):
+    """`python -S` runs no .pth file: `import temu` alone must make pyiqa see the metrics."""
+    import sysconfig
+
+    code = textwrap.dedent(
+        f"""
+        import sys, warnings
+        warnings.filterwarnings("ignore")
+        sys.path += [{str(REPO)!r}, {sysconfig.get_paths()["purelib"]!r}]
+        assert "_temu_pyiqa_hook" not in sys.modules
+        import temu, pyiqa
+        metric = pyiqa.create_metric("temu_iqa-i", backbone={TINY!r}, pretrained={str(tiny_checkpoint)!r}, image_size=64, device="cpu")
+        print("RESULT", [m for m in pyiqa.list_models() if m.startswith("temu")], metric.net.model.config.variant)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=REPO / "tests")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT ['temu_iqa', 'temu_iqa-i', 'temu_iqa-s'] I" in proc.stdout
+
+
+def test_pyiqa_command_line_reaches_the_metric(tmp_path, photos):
+    """pyiqa's CLI builds the default preset; offline with an empty cache, the error must be temu's."""
+    import shutil
+
+    from PIL import Image
+
+    exe = shutil.which("pyiqa", path=str(Path(sys.executable).parent))
+    if exe is None:
+        pytest.skip("pyiqa's console script is not installed beside this interpreter")
+    image = tmp_path / "coffee.png"
+    Image.fromarray(photos["coffee"]).save(image)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
+    proc = subprocess.run([exe, "temu_iqa", "-t", str(image), "--device", "cpu"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "NotCachedError" in proc.stderr and "ViT-L-14" in proc.stderr  # temu's own, actionable error
+    assert "not implemented" not in proc.stderr
