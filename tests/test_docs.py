@@ -32,3 +32,26 @@ def test_readme_head_parameter_counts_match_the_presets():
 
 def test_changelog_has_an_unreleased_section():
     assert "## [Unreleased]" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):
+    """The "With IQA-PyTorch" snippet, verbatim but for the backbone, in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("pyiqa")
+    block = README.split("<!-- pyiqa-snippet", 1)[1]
+    code = re.search(r"```python\n(.*?)\n```", block, flags=re.S).group(1)
+    real = 'backbone="ViT-L-14", pretrained="openai"'
+    assert code.count(real) == 2
+    tiny = f'backbone={str(REPO / "tests" / "assets" / "tiny-clip.json")!r}, pretrained={str(tiny_checkpoint)!r}, image_size=64'
+    code = code.replace(real, tiny)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "NR False 0, 1"
+    assert lines[1].startswith("tensor([[") and lines[-1] == "tensor(True)"
