@@ -26,7 +26,7 @@ from common import environment, table, time_interleaved
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="ViT-B-16")
+    parser.add_argument("--backbone", default="ViT-B-16-quickgelu", help="open_clip name (random weights); -quickgelu names match OpenAI's weights")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--variant", default="S")

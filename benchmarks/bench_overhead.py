@@ -26,12 +26,15 @@ def build(args: argparse.Namespace, device: torch.device):
     from temu.backbone import resolve_backbone
 
     warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
-    quick = resolve_backbone(args.backbone, "openai", load_weights=False).force_quick_gelu if args.backbone in open_clip.list_models() else False
-    bare = open_clip.create_model(args.backbone, pretrained=None, force_image_size=args.image_size, force_quick_gelu=quick)
+    # the architecture OpenAI's weights need (QuickGELU), for both sides, with random weights
+    name = args.backbone
+    if name in open_clip.list_models() and resolve_backbone(name, "openai", load_weights=False).force_quick_gelu:
+        name = f"{name}-quickgelu"
+    bare = open_clip.create_model(name, pretrained=None, force_image_size=args.image_size)
     bare = bare.to(device).eval()
     models = {}
     for variant in args.variants:
-        m = TeMuIQA(backbone=args.backbone, pretrained=None, variant=variant, image_size=args.image_size)
+        m = TeMuIQA(backbone=name, pretrained=None, variant=variant, image_size=args.image_size)
         models[variant] = m.to(device).eval()
     return bare, models
 
@@ -68,16 +71,30 @@ def main() -> None:
 
         return run
 
-    fns = {"open_clip encode_image": run_bare, **{f"temu {v}": runner(m) for v, m in models.items()}}
+    def run_bare_sdpa():
+        # the same encoder with nn.MultiheadAttention's inference fast path off (temu's blocks use SDPA directly)
+        torch.backends.mha.set_fastpath_enabled(False)
+        try:
+            return run_bare()
+        finally:
+            torch.backends.mha.set_fastpath_enabled(True)
+
+    fns = {
+        "open_clip encode_image": run_bare,
+        "open_clip encode_image, MHA fast path off": run_bare_sdpa,
+        **{f"temu {v}": runner(m) for v, m in models.items()},
+    }
     timings = time_interleaved(fns, device=device, items=args.batch, repeats=args.repeats)
     base = timings["open_clip encode_image"].median
+    pure = timings["open_clip encode_image, MHA fast path off"].median
     rows = [
-        [t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.1f}", mib(t.peak_bytes), f"{t.median / base:.3f}", f"{(t.median / base - 1) * 100:+.1f}%"]
+        [t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.1f}", f"{min(t.seconds) * 1000:,.1f}..{max(t.seconds) * 1000:,.1f}",
+         mib(t.peak_bytes), f"{t.median / base:.3f}", f"{t.median / pure:.3f}"]
         for t in timings.values()
     ]
     print(f"# {args.backbone} @ {args.image_size}, batch {args.batch}, {precision}, {args.repeats} repeats (median)")
     print(f"# {environment(device)}")
-    print(table(rows, ["model", "images/s", "ms/batch", "peak MiB", "time ratio", "overhead"]))
+    print(table(rows, ["model", "images/s", "ms/batch (median)", "min..max ms", "peak MiB", "time / encode_image", "time / encode_image (fast path off)"]))
     for v, m in models.items():
         print(f"# temu {v}: {m.num_head_parameters:,} trainable head parameters")
 
@@ -89,7 +106,7 @@ def main() -> None:
         depth = any_model.backbone.depth
         rows = []
         for k in sorted({1, depth // 4, depth // 2, depth}):
-            m = TeMuIQA(backbone=args.backbone, pretrained=None, layers=list(range(depth - k + 1, depth + 1)), image_size=args.image_size)
+            m = TeMuIQA(backbone=any_model.config.backbone, pretrained=None, layers=list(range(depth - k + 1, depth + 1)), image_size=args.image_size)
             m = m.to(device).eval()
             t = time_interleaved({"s": runner(m)}, device=device, items=args.batch, repeats=3)["s"]
             rows.append([k, mib(t.peak_bytes), f"{t.median * 1000:,.1f}"])

@@ -71,7 +71,8 @@ def main() -> None:
         vitl = openai_checkpoint("ViT-L-14", Path(tmp) / "vitl14.pt", quick_gelu=True)
         rn50 = openai_checkpoint("RN50", Path(tmp) / "rn50.pt", quick_gelu=True)
         metrics = {
-            "temu_iqa (ViT-L/14)": pyiqa.create_metric("temu_iqa", backbone="ViT-L-14", pretrained=None, image_size=args.image_size, device=device),
+            # random weights on the architecture OpenAI's weights need (QuickGELU), as pyiqa's models have
+            "temu_iqa (ViT-L/14)": pyiqa.create_metric("temu_iqa", backbone="ViT-L-14-quickgelu", pretrained=None, image_size=args.image_size, device=device),
             "clipiqa+_vitL14_512 (ViT-L/14)": pyiqa.create_metric("clipiqa+_vitL14_512", backbone=vitl, pretrained=False, device=device),
             "clipiqa (RN50)": pyiqa.create_metric("clipiqa", backbone=rn50, pos_embedding=True, device=device),
         }
@@ -87,10 +88,11 @@ def main() -> None:
         fns["temu_iqa, bf16 autocast (temu.score's path)"] = temu_bf16
     timings = time_interleaved(fns, device=device, items=args.batch, repeats=args.repeats)
     temu_rate = timings["temu_iqa (ViT-L/14)"].per_second
-    rows = [[t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.0f}", f"{temu_rate / t.per_second:.2f}"] for t in timings.values()]
+    rows = [[t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.0f}", f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
+             f"{temu_rate / t.per_second:.2f}"] for t in timings.values()]
     print(f"# {args.image_size}x{args.image_size}, batch {args.batch}, fp32 through pyiqa.create_metric, {args.repeats} repeats (median)")
     print(f"# {environment(device)} | pyiqa {pyiqa.__version__}")
-    print(table(rows, ["metric", "images/s", "ms/batch", "temu_iqa (fp32) speed-up vs this"]))
+    print(table(rows, ["metric", "images/s", "ms/batch (median)", "min..max ms", "temu_iqa (fp32) speed-up vs this"]))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="ViT-B-16")
+    parser.add_argument("--backbone", default="ViT-B-16-quickgelu", help="open_clip name (random weights); -quickgelu names match OpenAI's weights")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)

@@ -184,3 +184,19 @@ def test_compiled_backbone_scores_like_eager(tiny_kwargs):
         compiled = model.compile_backbone(dynamic=False)(x)
     torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)
     assert all("_orig_mod" not in k for k in model.state_dict())
+
+
+def test_sdpa_blocks_compute_what_open_clip_blocks_compute(tiny_kwargs, tiny_clip):
+    """temu runs open_clip's attention blocks through SDPA directly; the output must not change."""
+    model = TeMuIQA(**tiny_kwargs)
+    ours = model.backbone.visual.transformer.resblocks
+    assert all(type(b).__name__ == "SDPAResidualAttentionBlock" for b in ours)
+    theirs = tiny_clip.visual.transformer.resblocks
+    assert all(type(b).__name__ == "ResidualAttentionBlock" for b in theirs)  # open_clip's own model is untouched
+    x = torch.randn(3, 17, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a(x), b(x), atol=1e-5, rtol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    ours[0](xg).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
