@@ -191,7 +191,7 @@ def _sdpa_block_class():
 
         The same maths as ``nn.MultiheadAttention`` (one fused in-projection, SDPA, out-projection),
         without its inference "fast path", which is slower on the CPU: one ViT-L/14 block on
-        ``[2, 1025, 1024]`` took 733 ms with it and 566 ms through SDPA (benchmarks/RESULTS.md).
+        ``[2, 1025, 1024]`` took 771 ms with it and 598 ms through SDPA (benchmarks/bench_attention.py).
         Calls with a mask or cross-attention inputs go to open_clip's own forward.
         """
 

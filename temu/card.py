@@ -5,6 +5,17 @@ from __future__ import annotations
 from .config import TeMuConfig
 
 
+#: YAML front matter of every temu model card (Hugging Face reads library_name and tags).
+CARD_HEADER = """---
+library_name: temu
+tags:
+- image-quality-assessment
+- no-reference-iqa
+- temu-iqa
+---
+"""
+
+
 def model_card(config: TeMuConfig, head_parameters: int) -> str:
     """A short Hugging Face model card saying what the head is, whether it is trained, and how to load it."""
     trained = config.mos_scale is not None
@@ -13,14 +24,7 @@ def model_card(config: TeMuConfig, head_parameters: int) -> str:
         if trained
         else "**Untrained head**: this is the zero-shot TeMu-IQA scorer (uniform layer weights, equal patch weights)."
     )
-    return f"""---
-library_name: temu
-tags:
-- image-quality-assessment
-- no-reference-iqa
-- temu-iqa
----
-
+    return CARD_HEADER + f"""
 # TeMu-IQA head
 
 {status}

@@ -16,6 +16,7 @@ from torch import nn
 from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
 from .config import CONFIG_FORMAT, HeadConfig, LayerSpec, TeMuConfig, read_config_file
 from .errors import WeightsError
+from .files import atomic_write
 from .head import TeMuHead
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
 from .inputs import check_batch
@@ -232,8 +233,8 @@ class TeMuIQA(nn.Module):
             "head_shapes": {k: list(v.shape) for k, v in state.items()},
             "model": self.saved_config().to_dict(),
         }
-        _atomic_write(directory / CONFIG_NAME, (_compact_json(meta) + "\n").encode("utf-8"))
-        _atomic_write(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt", "temu_version": __version__}))
+        atomic_write(directory / CONFIG_NAME, (_compact_json(meta) + "\n").encode("utf-8"))
+        atomic_write(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt", "temu_version": __version__}))
         card = directory / "README.md"
         if not card.exists():
             card.write_text(model_card(self.saved_config(), self.num_head_parameters), encoding="utf-8")
@@ -324,16 +325,6 @@ class TeMuIQA(nn.Module):
             self.save_pretrained(tmp)
             info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message, revision=revision)
         return str(getattr(info, "commit_url", info))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename: readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _compact_json(obj: Any) -> str:

@@ -16,17 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from .files import atomic_write
+
 __all__ = ["plot_curves", "plot_scatter", "write_metrics_csv"]
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_metrics_csv(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], columns: Sequence[str]) -> Path:
@@ -37,7 +29,7 @@ def write_metrics_csv(history: Sequence[Mapping[str, Any]], path: str | os.PathL
     for row in history:
         writer.writerow([_fmt(row.get(c)) for c in columns])
     path = Path(path)
-    _atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
     return path
 
 
@@ -62,7 +54,7 @@ def _save(fig, path: str | os.PathLike[str]) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     path = Path(path)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
     return path
 
 

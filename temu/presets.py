@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .card import CARD_HEADER
 from .config import TeMuConfig
 
 if TYPE_CHECKING:
@@ -27,14 +28,7 @@ PRESETS: dict[str, TeMuConfig] = {
 
 _SEED = 0
 
-_CARD = """---
-library_name: temu
-tags:
-- image-quality-assessment
-- no-reference-iqa
-- temu-iqa
----
-
+_CARD = CARD_HEADER + """
 # {name}: untrained TeMu-IQA-{variant} head (zero-shot scorer)
 
 **This head is untrained.** Its weights are the initial values: uniform weights over the 24

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import io
 import math
 import os
 import random
@@ -42,6 +43,7 @@ from torch import nn
 
 from .data import IQARecord, MOSScale
 from .distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
+from .files import atomic_write
 from .evaluate import (
     autocast_context,
     build_dataset,
@@ -193,12 +195,9 @@ def _epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
