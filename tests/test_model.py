@@ -200,3 +200,27 @@ def test_sdpa_blocks_compute_what_open_clip_blocks_compute(tiny_kwargs, tiny_cli
     xg = x.clone().requires_grad_(True)
     ours[0](xg).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+def test_layer_aggregation_is_streamed(tmp_path):
+    """Tensors of token size alive at the last block do not grow with the number of layers aggregated."""
+    import gc
+    import json
+
+    config = json.loads((ASSETS / "tiny-clip.json").read_text())
+    config["vision_cfg"]["layers"] = 8
+    (tmp_path / "deep-tiny.json").write_text(json.dumps(config))
+    x = images(2, 64, 64)
+    live = {}
+    for k in (2, 8):
+        model = TeMuIQA(backbone=str(tmp_path / "deep-tiny.json"), pretrained=None, image_size=64, layers=list(range(9 - k, 9))).eval()
+        counts = []
+
+        def count(module, inputs, output):
+            counts.append(sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor) and tuple(o.shape) == (2, 65, 64)))
+
+        model.backbone.visual.transformer.resblocks[-1].register_forward_hook(count)
+        with torch.inference_mode():
+            model(x)
+        live[k] = counts[0]
+    assert live[8] == live[2] and live[8] <= 5, live  # holding every layer would keep >= 8 alive
