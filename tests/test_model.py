@@ -217,7 +217,7 @@ def test_layer_aggregation_is_streamed(tmp_path):
         counts = []
 
         def count(module, inputs, output):
-            counts.append(sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor) and tuple(o.shape) == (2, 65, 64)))
+            counts.append(sum(1 for o in gc.get_objects() if type(o) is torch.Tensor and tuple(o.shape) == (2, 65, 64)))
 
         model.backbone.visual.transformer.resblocks[-1].register_forward_hook(count)
         with torch.inference_mode():
