@@ -75,7 +75,8 @@ def download(repo_id: str, filenames: Iterable[str], *, what: str, revision: str
                 continue
             raise NotCachedError(
                 f"could not download {what} ({repo_id}/{name}) and it is not in the cache at {cache}. "
-                "Check the network connection or the repo name, or copy a cache that has it."
+                "Check the network connection or the repo name, or copy a cache that has it there "
+                "(on machines without network, set HF_HUB_OFFLINE=1 to skip the download retries)."
             ) from None
         except EntryNotFoundError:  # the repo exists online but lacks this file: try the next name
             misses.append(name)
