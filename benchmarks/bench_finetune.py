@@ -40,7 +40,7 @@ def main() -> None:
 
     from temu import TeMuIQA
     from temu.data import IQARecord, MOSScale
-    from temu.evaluate import autocast_context
+    from temu.api import autocast_context
     from temu.trainer import TrainConfig, Trainer
 
     warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")

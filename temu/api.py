@@ -46,7 +46,9 @@ def load(source: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | torch.
     return model.to(torch.device(device)) if device is not None else model
 
 
-def _get_model(model: TeMuIQA | str | os.PathLike[str] | None, device: str | torch.device | None) -> TeMuIQA:
+def get_model(model: TeMuIQA | str | os.PathLike[str] | None, device: str | torch.device | None = None) -> TeMuIQA:
+    """The model :func:`score` uses: a :class:`TeMuIQA` as given (moved to ``device`` if one is given),
+    or a preset / directory / repo id built once per (source, device) and kept in :data:`MODEL_CACHE`."""
     if isinstance(model, TeMuIQA):
         return model.to(torch.device(device)) if device is not None else model
     dev = torch.device(device) if device is not None else default_device()
@@ -102,7 +104,9 @@ def _collate(items: list) -> tuple[list[tuple[list[int], torch.Tensor]], list[tu
     return [(idx, torch.stack(imgs)) for idx, imgs in groups.values()], failed
 
 
-def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for ``precision``: ``"auto"`` (bf16 on CUDA, fp16 where bf16 is unsupported; fp32 elsewhere),
+    ``"fp32"``, ``"bf16"`` or ``"fp16"``; a ValueError for anything else."""
     if precision == "auto":
         if device.type != "cuda":
             return contextlib.nullcontext()
@@ -147,11 +151,11 @@ def iter_scores(
     sources = expand_sources(inputs, recursive=recursive)
     if not sources:
         return
-    net = _get_model(model, device)
+    net = get_model(model, device)
     if compile:
         net.compile_backbone()
     dev = next(net.parameters()).device
-    autocast = _autocast(dev, precision)  # validates precision before any work
+    autocast = autocast_context(dev, precision)  # validates precision before any work
     if num_workers is None:
         num_workers = 0 if dev.type == "cpu" or len(sources) <= batch_size else min(8, os.cpu_count() or 1)
     loader = DataLoader(

@@ -90,12 +90,12 @@ def _map_path(directory: Path, name: str, used: set[str]) -> Path:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .api import _get_model, iter_scores
+    from .api import get_model, iter_scores
     from .inputs import read_image
     from .maps import quality_overlay
 
     try:
-        model = _get_model(args.model, args.device)
+        model = get_model(args.model, args.device)
     except (TeMuError, OSError, RuntimeError) as err:
         print(f"temu: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
         return 2

@@ -8,7 +8,6 @@ KRCC do not depend on the (increasing, linear) normalisation.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from .api import autocast_context
 from .data import IQADataset, IQARecord, MOSScale, random_split
 from .distributed import DistInfo, gather_cat
 from .inputs import read_image
@@ -116,13 +116,6 @@ def make_loader(
         persistent_workers=num_workers > 0,
         collate_fn=collate_by_size if by_size else collate_same_size,
     )
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """``precision``: ``"auto"`` (bf16 on CUDA, fp16 where bf16 is unsupported; fp32 on CPU), ``"fp32"``, ``"bf16"``, ``"fp16"``."""
-    from .api import _autocast
-
-    return _autocast(device, precision)  # type: ignore[arg-type]
 
 
 @torch.inference_mode()

@@ -8,7 +8,7 @@ them when pyiqa is imported, so ``import temu`` is not needed first.
 
 >>> import pyiqa
 >>> metric = pyiqa.create_metric("temu_iqa", device="cuda")
->>> metric("photo.jpg")                      # tensor([[0.63]])
+>>> metric("photo.jpg")                      # a [1, 1] tensor in [0, 1]
 >>> pyiqa.create_metric("temu_iqa", head="runs/koniq-s")   # a trained head: directory or Hub repo id
 """
 

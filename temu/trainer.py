@@ -41,16 +41,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .api import autocast_context
 from .data import IQARecord, MOSScale
 from .distributed import DistInfo, all_reduce_max, all_reduce_sum, barrier
-from .files import atomic_write
 from .evaluate import (
-    autocast_context,
     build_dataset,
     evaluate_scores,
     make_loader,
     predict,
 )
+from .files import atomic_write
 from .metrics import pearson_torch
 from .model import TeMuIQA
 
