@@ -55,7 +55,9 @@ def tiny_head_dir(tmp_path_factory: pytest.TempPathFactory, tiny_kwargs: dict) -
     """A saved head directory (variant S, perturbed head) on the tiny backbone, loadable offline."""
     from temu import TeMuIQA
 
-    model = TeMuIQA(**tiny_kwargs)
+    with torch.random.fork_rng(devices=[]):  # the head's random init must not depend on test order
+        torch.manual_seed(0)
+        model = TeMuIQA(**tiny_kwargs)
     perturb_head(model)
     return model.save_pretrained(tmp_path_factory.mktemp("heads") / "tiny-s")
 
@@ -72,6 +74,25 @@ def photos() -> dict[str, np.ndarray]:
         img.thumbnail((128, 128), Image.BICUBIC)
         out[name] = np.asarray(img)
     return out
+
+
+@pytest.fixture(scope="session")
+def photo_crops() -> list[np.ndarray]:
+    """48 images of distinct content: 8 random square crops (96x96) of each of the six photographs
+    that scikit-image ships, so scores spread and rank comparisons mean something."""
+    from PIL import Image
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    crops = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field"):
+        img = Image.fromarray(getattr(data, name)()).convert("RGB")
+        w, h = img.size
+        for _ in range(8):
+            side = int(rng.integers(min(w, h) // 4, min(w, h)))
+            left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            crops.append(np.asarray(img.crop((left, top, left + side, top + side)).resize((96, 96), Image.BICUBIC)))
+    return crops
 
 
 @pytest.fixture

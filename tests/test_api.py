@@ -88,23 +88,18 @@ def test_maps_come_back_with_results(model, photo_files):
     assert result.score_map.shape == result.weight_map.shape == (8, 8)
 
 
-def test_bf16_autocast_on_cpu_agrees_with_fp32(model, photos):
-    """Within 0.01 per image, and SRCC >= 0.999 over 16 photographs (4 scenes x 4 blur levels)."""
-    from PIL import ImageFilter
-
+def test_bf16_autocast_on_cpu_agrees_with_fp32(model, photo_crops):
+    """Within 0.01 per image, and SRCC >= 0.999 over 48 crops of photographs (one swapped pair of
+    neighbours costs 0.0001 at n = 48, so this tolerates rounding near ties, not a broken path)."""
     from temu.metrics import srcc
 
-    images = []
-    for arr in photos.values():
-        img = Image.fromarray(arr)
-        images += [arr] + [np.asarray(img.filter(ImageFilter.GaussianBlur(r))) for r in (1, 2, 4)]
-    fp32 = np.array(temu.score(images, model=model, precision="fp32"))
-    bf16 = np.array(temu.score(images, model=model, precision="bf16"))
+    fp32 = np.array(temu.score(photo_crops, model=model, precision="fp32"))
+    bf16 = np.array(temu.score(photo_crops, model=model, precision="bf16"))
     assert np.abs(fp32 - bf16).max() < 0.01
     assert srcc(fp32, bf16) >= 0.999
-    assert fp32.std() > 0.01  # the scores spread, so the rank check means something
+    assert fp32.std() > 0.02  # the scores spread, so the rank check means something
     with pytest.raises(ValueError, match="precision"):
-        temu.score(images[:1], model=model, precision="fp8")
+        temu.score(photo_crops[:1], model=model, precision="fp8")
 
 
 def test_model_given_by_directory_is_built_once_and_cached(tiny_head_dir, photo_files):

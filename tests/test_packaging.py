@@ -38,8 +38,15 @@ def install_in_throwaway_venv(wheel: Path, root: Path) -> Path:
     purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   check=True, capture_output=True, text=True).stdout.strip())
     zipfile.ZipFile(wheel).extractall(purelib)
-    # dependencies (torch, pyiqa, ...) from this interpreter; a path line does not run that folder's .pth files
-    (purelib / "zz-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Dependencies (torch, pyiqa, ...) from this interpreter, minus any temu installed there (it would
+    # shadow the copy under test: sys.path is searched before setuptools' editable finder). A path
+    # line in a .pth does not run that folder's own .pth files.
+    deps = root / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("temu", "_temu", "__editable__")):
+            (deps / entry.name).symlink_to(entry)
+    (purelib / "zz-deps.pth").write_text(f"{deps}\n")
     return python
 
 
