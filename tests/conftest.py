@@ -115,3 +115,22 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module: the tiny training loops are dominated by thread hand-offs on a
+    shared 2-core machine (see test_finetune.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory, photos: dict[str, np.ndarray]) -> tuple[Path, Path]:
+    """(labels.csv, image root) of 40 photographs with graded distortions (tests/synthetic_iqa.py); read-only."""
+    from synthetic_iqa import make_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return make_dataset(root, photos), root

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
-from synthetic_iqa import make_dataset
 from temu_testing import perturb_head
 
 import temu
@@ -20,18 +18,12 @@ from temu.data import random_split
 from temu.evaluate import evaluate_scores, random_subsets, split_metrics
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_finetune.py
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, photos) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("synthetic-eval")
-    return make_dataset(root, photos), root
+def dataset(synthetic_dataset) -> tuple[Path, Path]:
+    return synthetic_dataset
 
 
 def scipy_metrics(pred, target) -> dict[str, float]:

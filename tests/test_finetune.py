@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from synthetic_iqa import make_dataset, mos_of
+from synthetic_iqa import mos_of
 
 import temu
 from temu import TeMuIQA
@@ -29,18 +29,12 @@ from temu.trainer import METRIC_COLUMNS, NonFiniteLossError, TrainConfig, Traine
 EPOCHS = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, photos) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("synthetic")
-    return make_dataset(root, photos), root
+def dataset(synthetic_dataset) -> tuple[Path, Path]:
+    return synthetic_dataset
 
 
 @pytest.fixture(scope="module")
