@@ -14,7 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -372,7 +372,7 @@ class CLIPBackbone(nn.Module):
             x = self.embed(pixels)
             if not batch_first:
                 x = x.transpose(0, 1)
-        acc = torch.zeros((), device=pixels.device)  # becomes [N, T, width] at the first chosen layer
+        acc: torch.Tensor | None = None
         for i in range(layer_ids[-1] + 1):
             with no_grad:
                 x = blocks[i](x)
@@ -381,14 +381,17 @@ class CLIPBackbone(nn.Module):
                     normed = F.layer_norm(tokens.float(), (self.width,), eps=ln.eps)
             if i in slot:
                 w = weights[slot[i]]
-                if i == layer_ids[0]:
+                if acc is None:
                     acc = normed * w
                 elif differentiable:
                     acc = acc + normed * w
                 else:
                     acc.addcmul_(normed, w)
+        acc = cast(torch.Tensor, acc)  # layer_ids is never empty (resolve_layers)
         if ln.weight is not None:
-            acc = acc * ln.weight.float() + ln.bias.float() * weights.sum()
+            acc = acc * ln.weight.float()
+        if ln.bias is not None:
+            acc = acc + ln.bias.float() * weights.sum()
         return acc
 
     def project(self, tokens: torch.Tensor) -> torch.Tensor:
