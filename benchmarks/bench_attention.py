@@ -1,6 +1,6 @@
 """One ViT block: open_clip's nn.MultiheadAttention path (fast path on/off) against temu's SDPA block.
 
-    python benchmarks/bench_attention.py --width 1024 --heads 16 --tokens 1025 --batch 2
+python benchmarks/bench_attention.py --width 1024 --heads 16 --tokens 1025 --batch 2
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import environment, table, time_interleaved
 
 
@@ -25,13 +24,13 @@ def main() -> None:
 
     from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 
-    from temu.backbone import _sdpa_block_class
+    from temu.backbone import SDPAResidualAttentionBlock
 
     torch.manual_seed(0)
     block = ResidualAttentionBlock(args.width, args.heads, act_layer=QuickGELU, batch_first=True).to(device).eval()
     sdpa = ResidualAttentionBlock(args.width, args.heads, act_layer=QuickGELU, batch_first=True).to(device).eval()
     sdpa.load_state_dict(block.state_dict())
-    sdpa.__class__ = _sdpa_block_class()[1]
+    sdpa.__class__ = SDPAResidualAttentionBlock
     x = torch.randn(args.batch, args.tokens, args.width, device=device)
 
     def mha(fast: bool):
@@ -52,12 +51,28 @@ def main() -> None:
     with torch.inference_mode():
         diff = (block(x) - sdpa(x)).abs().max().item()
     timings = time_interleaved(
-        {"open_clip block, MHA fast path": mha(True), "open_clip block, fast path off": mha(False), "temu SDPA block": run_sdpa},
-        device=device, items=args.batch, repeats=args.repeats,
+        {
+            "open_clip block, MHA fast path": mha(True),
+            "open_clip block, fast path off": mha(False),
+            "temu SDPA block": run_sdpa,
+        },
+        device=device,
+        items=args.batch,
+        repeats=args.repeats,
     )
     base = timings["open_clip block, MHA fast path"].median
-    rows = [[t.name, f"{t.median * 1000:,.0f}", f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}", f"{t.median / base:.3f}"] for t in timings.values()]
-    print(f"# one block, width {args.width}, {args.heads} heads, [{args.batch}, {args.tokens}, {args.width}], fp32, {args.repeats} repeats (median)")
+    rows = [
+        [
+            t.name,
+            f"{t.median * 1000:,.0f}",
+            f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
+            f"{t.median / base:.3f}",
+        ]
+        for t in timings.values()
+    ]
+    print(
+        f"# one block, width {args.width}, {args.heads} heads, [{args.batch}, {args.tokens}, {args.width}], fp32, {args.repeats} repeats (median)"
+    )
     print(f"# {environment(device)}")
     print(table(rows, ["block", "ms (median)", "min..max ms", "time ratio"]))
     print(f"# max |difference| between the outputs: {diff:.2e}")

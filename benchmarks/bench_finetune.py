@@ -20,13 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import environment, table, time_interleaved
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="ViT-B-16-quickgelu", help="open_clip name (random weights); -quickgelu names match OpenAI's weights")
+    parser.add_argument(
+        "--backbone",
+        default="ViT-B-16-quickgelu",
+        help="open_clip name (random weights); -quickgelu names match OpenAI's weights",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--variant", default="S")
@@ -40,8 +43,8 @@ def main() -> None:
 
     from temu import TeMuIQA
     from temu.data import IQARecord, MOSScale
-    from temu.api import autocast_context
-    from temu.trainer import TrainConfig, Trainer
+    from temu.precision import autocast_context
+    from temu.train import TrainConfig, Trainer
 
     warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
     torch.manual_seed(0)
@@ -53,13 +56,22 @@ def main() -> None:
             path = Path(tmp) / f"{i}.png"
             Image.fromarray(np.full((8, 8, 3), i * 20 % 255, np.uint8)).save(path)
             records.append(IQARecord(path=path, mos=float(i), row=i + 2))
-        scale = MOSScale.fit(records)
+        scale = MOSScale.fit([r.mos for r in records])
         trainers = {
-            ldg: Trainer(model, records[:-2], records[-2:], scale,
-                         TrainConfig(batch_size=args.batch, ldg=ldg, precision=args.precision), Path(tmp) / f"run-{ldg}", progress=False)
+            ldg: Trainer(
+                model,
+                records[:-2],
+                records[-2:],
+                scale,
+                TrainConfig(batch_size=args.batch, ldg=ldg, precision=args.precision),
+                Path(tmp) / f"run-{ldg}",
+                progress=False,
+            )
             for ldg in (True, False)
         }
-        x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(device)
+        x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(
+            device
+        )
         y = torch.rand(args.batch).to(device)
         autocast = autocast_context(device, args.precision)
 
@@ -73,20 +85,33 @@ def main() -> None:
                 return model(x, check_input=False)
 
         timings = time_interleaved(
-            {"inference forward (N)": forward, "train step, LDG off (N)": step(False), "train step, LDG on (2N)": step(True)},
-            device=device, items=args.batch, repeats=args.repeats,
+            {
+                "inference forward (N)": forward,
+                "train step, LDG off (N)": step(False),
+                "train step, LDG on (2N)": step(True),
+            },
+            device=device,
+            items=args.batch,
+            repeats=args.repeats,
         )
     base = timings["inference forward (N)"].median
-    rows = [[t.name, f"{1 / t.median:,.3f}", f"{t.median * 1000:,.0f}", f"{t.per_second:,.2f}", f"{t.median / base:.2f}"] for t in timings.values()]
-    print(f"# {args.backbone} @ {args.image_size}, variant {args.variant}, batch {args.batch}, precision {args.precision}, {args.repeats} repeats (median)")
+    rows = [
+        [t.name, f"{1 / t.median:,.3f}", f"{t.median * 1000:,.0f}", f"{t.per_second:,.2f}", f"{t.median / base:.2f}"]
+        for t in timings.values()
+    ]
+    print(
+        f"# {args.backbone} @ {args.image_size}, variant {args.variant}, batch {args.batch}, precision {args.precision}, {args.repeats} repeats (median)"
+    )
     print(f"# {environment(device)}")
     print(table(rows, ["", "steps/s", "ms/step", "images/s", "time / forward"]))
     steps = 7058 // args.batch
     val_batches = math.ceil(1000 / args.batch)
     for ldg, name in ((True, "train step, LDG on (2N)"), (False, "train step, LDG off (N)")):
         epoch = steps * timings[name].median + val_batches * base
-        print(f"# KonIQ-10k on this device, LDG {'on' if ldg else 'off'}: {steps} steps x {timings[name].median:.3f} s + "
-              f"{val_batches} val batches x {base:.3f} s = {epoch / 60:,.1f} min per epoch, {30 * epoch / 3600:,.2f} h for 30 epochs")
+        print(
+            f"# KonIQ-10k on this device, LDG {'on' if ldg else 'off'}: {steps} steps x {timings[name].median:.3f} s + "
+            f"{val_batches} val batches x {base:.3f} s = {epoch / 60:,.1f} min per epoch, {30 * epoch / 3600:,.2f} h for 30 epochs"
+        )
 
 
 if __name__ == "__main__":

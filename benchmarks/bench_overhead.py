@@ -15,7 +15,6 @@ import argparse
 import warnings
 
 import torch
-
 from common import autocast_for, environment, mib, table, time_interleaved
 
 
@@ -45,10 +44,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on CUDA, fp32 on CPU")
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16", "fp16"], default=None, help="default: bf16 on CUDA, fp32 on CPU"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", nargs="+", default=["S", "I"])
-    parser.add_argument("--layer-sweep", action="store_true", help="CUDA only: peak memory of variant S with 1..all layers")
+    parser.add_argument(
+        "--layer-sweep", action="store_true", help="CUDA only: peak memory of variant S with 1..all layers"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
@@ -88,13 +91,33 @@ def main() -> None:
     base = timings["open_clip encode_image"].median
     pure = timings["open_clip encode_image, MHA fast path off"].median
     rows = [
-        [t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.1f}", f"{min(t.seconds) * 1000:,.1f}..{max(t.seconds) * 1000:,.1f}",
-         mib(t.peak_bytes), f"{t.median / base:.3f}", f"{t.median / pure:.3f}"]
+        [
+            t.name,
+            f"{t.per_second:,.2f}",
+            f"{t.median * 1000:,.1f}",
+            f"{min(t.seconds) * 1000:,.1f}..{max(t.seconds) * 1000:,.1f}",
+            mib(t.peak_bytes),
+            f"{t.median / base:.3f}",
+            f"{t.median / pure:.3f}",
+        ]
         for t in timings.values()
     ]
     print(f"# {args.backbone} @ {args.image_size}, batch {args.batch}, {precision}, {args.repeats} repeats (median)")
     print(f"# {environment(device)}")
-    print(table(rows, ["model", "images/s", "ms/batch (median)", "min..max ms", "peak MiB", "time / encode_image", "time / encode_image (fast path off)"]))
+    print(
+        table(
+            rows,
+            [
+                "model",
+                "images/s",
+                "ms/batch (median)",
+                "min..max ms",
+                "peak MiB",
+                "time / encode_image",
+                "time / encode_image (fast path off)",
+            ],
+        )
+    )
     for v, m in models.items():
         print(f"# temu {v}: {m.num_head_parameters:,} trainable head parameters")
 
@@ -106,7 +129,12 @@ def main() -> None:
         depth = any_model.backbone.depth
         rows = []
         for k in sorted({1, depth // 4, depth // 2, depth}):
-            m = TeMuIQA(backbone=any_model.config.backbone, pretrained=None, layers=list(range(depth - k + 1, depth + 1)), image_size=args.image_size)
+            m = TeMuIQA(
+                backbone=any_model.config.backbone,
+                pretrained=None,
+                layers=list(range(depth - k + 1, depth + 1)),
+                image_size=args.image_size,
+            )
             m = m.to(device).eval()
             t = time_interleaved({"s": runner(m)}, device=device, items=args.batch, repeats=3)["s"]
             rows.append([k, mib(t.peak_bytes), f"{t.median * 1000:,.1f}"])

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 import torch
-
 from common import environment, table, time_interleaved
 
 
@@ -72,11 +71,17 @@ def main() -> None:
         rn50 = openai_checkpoint("RN50", Path(tmp) / "rn50.pt", quick_gelu=True)
         metrics = {
             # random weights on the architecture OpenAI's weights need (QuickGELU), as pyiqa's models have
-            "temu_iqa (ViT-L/14)": pyiqa.create_metric("temu_iqa", backbone="ViT-L-14-quickgelu", pretrained=None, image_size=args.image_size, device=device),
-            "clipiqa+_vitL14_512 (ViT-L/14)": pyiqa.create_metric("clipiqa+_vitL14_512", backbone=vitl, pretrained=False, device=device),
+            "temu_iqa (ViT-L/14)": pyiqa.create_metric(
+                "temu_iqa", backbone="ViT-L-14-quickgelu", pretrained=None, image_size=args.image_size, device=device
+            ),
+            "clipiqa+_vitL14_512 (ViT-L/14)": pyiqa.create_metric(
+                "clipiqa+_vitL14_512", backbone=vitl, pretrained=False, device=device
+            ),
             "clipiqa (RN50)": pyiqa.create_metric("clipiqa", backbone=rn50, pos_embedding=True, device=device),
         }
-    x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(device)
+    x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(
+        device
+    )
     fns = {name: (lambda m=m: m(x)) for name, m in metrics.items()}
     if device.type == "cuda":
         temu_model = metrics["temu_iqa (ViT-L/14)"].net.model
@@ -88,9 +93,19 @@ def main() -> None:
         fns["temu_iqa, bf16 autocast (temu.score's path)"] = temu_bf16
     timings = time_interleaved(fns, device=device, items=args.batch, repeats=args.repeats)
     temu_rate = timings["temu_iqa (ViT-L/14)"].per_second
-    rows = [[t.name, f"{t.per_second:,.2f}", f"{t.median * 1000:,.0f}", f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
-             f"{temu_rate / t.per_second:.2f}"] for t in timings.values()]
-    print(f"# {args.image_size}x{args.image_size}, batch {args.batch}, fp32 through pyiqa.create_metric, {args.repeats} repeats (median)")
+    rows = [
+        [
+            t.name,
+            f"{t.per_second:,.2f}",
+            f"{t.median * 1000:,.0f}",
+            f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
+            f"{temu_rate / t.per_second:.2f}",
+        ]
+        for t in timings.values()
+    ]
+    print(
+        f"# {args.image_size}x{args.image_size}, batch {args.batch}, fp32 through pyiqa.create_metric, {args.repeats} repeats (median)"
+    )
     print(f"# {environment(device)} | pyiqa {pyiqa.__version__}")
     print(table(rows, ["metric", "images/s", "ms/batch (median)", "min..max ms", "temu_iqa (fp32) speed-up vs this"]))
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import autocast_for, environment, table, time_interleaved
 
 
@@ -26,7 +25,10 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
     from skimage import data
 
     rng = np.random.default_rng(seed)
-    photos = [Image.fromarray(getattr(data, name)()).convert("RGB").resize((1280, 960)) for name in ("astronaut", "coffee", "chelsea", "rocket")]
+    photos = [
+        Image.fromarray(getattr(data, name)()).convert("RGB").resize((1280, 960))
+        for name in ("astronaut", "coffee", "chelsea", "rocket")
+    ]
     paths = []
     for i in range(n):
         img = photos[i % len(photos)]
@@ -39,7 +41,11 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="ViT-B-16-quickgelu", help="open_clip name (random weights); -quickgelu names match OpenAI's weights")
+    parser.add_argument(
+        "--backbone",
+        default="ViT-B-16-quickgelu",
+        help="open_clip name (random weights); -quickgelu names match OpenAI's weights",
+    )
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
@@ -67,14 +73,27 @@ def main() -> None:
             return out.float().cpu()
 
         def end_to_end():
-            return [r.score for r in temu.iter_scores(tmp, model, batch_size=args.batch, num_workers=args.workers, precision=precision, progress=False)]
+            return [
+                r.score
+                for r in temu.iter_scores(
+                    tmp, model, batch_size=args.batch, num_workers=args.workers, precision=precision, progress=False
+                )
+            ]
 
-        timings = time_interleaved({"model only (decoded tensors)": model_only, "temu.iter_scores from JPEG files": end_to_end},
-                                   device=device, items=args.images, repeats=args.repeats)
+        timings = time_interleaved(
+            {"model only (decoded tensors)": model_only, "temu.iter_scores from JPEG files": end_to_end},
+            device=device,
+            items=args.images,
+            repeats=args.repeats,
+        )
     base = timings["model only (decoded tensors)"].per_second
-    rows = [[t.name, f"{t.per_second:,.1f}", f"{t.median:,.2f}", f"{t.per_second / base:.3f}"] for t in timings.values()]
+    rows = [
+        [t.name, f"{t.per_second:,.1f}", f"{t.median:,.2f}", f"{t.per_second / base:.3f}"] for t in timings.values()
+    ]
     workers = args.workers if args.workers is not None else "auto"
-    print(f"# {args.backbone} @ {args.image_size}, {args.images} JPEGs 1024x768, batch {args.batch}, workers {workers}, {precision}, {os.cpu_count()} CPUs")
+    print(
+        f"# {args.backbone} @ {args.image_size}, {args.images} JPEGs 1024x768, batch {args.batch}, workers {workers}, {precision}, {os.cpu_count()} CPUs"
+    )
     print(f"# {environment(device)}")
     print(table(rows, ["pipeline", "images/s", "seconds", "ratio to model only"]))
 

@@ -39,7 +39,9 @@ def main() -> None:
     for i, panel in enumerate([original, overlay, weights_img]):
         canvas.paste(panel, (i * overlay.width, 0))
     canvas.save(args.out)
-    print(f"score {float(out.score[0]):.4f}; patch scores {score_map.min():.3f}..{score_map.max():.3f}; wrote {args.out}")
+    print(
+        f"score {float(out.score[0]):.4f}; patch scores {score_map.min():.3f}..{score_map.max():.3f}; wrote {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,38 +1,50 @@
 """``temu.score`` / ``temu.iter_scores`` / ``temu.load``, and the model cache.
 
-The model cache is the only global state in temu: ``score(model="temu-iqa-s")`` builds
-the model once per (source, device) and keeps it in :data:`MODEL_CACHE` for the rest of the
-process. :func:`clear_model_cache` empties it. :func:`load` always builds a new model
-that the caller owns.
+The model cache is the only global state in temu: ``score(model="temu-iqa-s")`` builds the
+model once and keeps it in :data:`MODEL_CACHE` for the rest of the process.
+:func:`clear_model_cache` empties it; :func:`load` always builds a new model that the caller owns.
+
+A cache entry is keyed by what the model *is*, not how it was named: a head folder by its
+resolved path and its files' modification times (so ``"runs/x"``, ``"runs/x/"`` and
+``"./runs/x"`` are one entry, and a head retrained in place is loaded again), a Hub repo by its
+id and revision, then the device (``"cuda"`` is ``"cuda:0"`` when that is the current device),
+the config overrides and whether the backbone is compiled. Building is thread-safe: concurrent
+calls for one model build it once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
+import threading
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from .errors import InvalidInputError
+from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import Source, expand_sources, is_single_image
+from .loading import SourceDataset, collate_sources, default_num_workers
 from .model import TeMuIQA
-from .transforms import InputSize
+from .precision import Precision, autocast_context
 
 DEFAULT_MODEL = "temu-iqa-s"
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-#: (source, device) -> model built by :func:`score` / :func:`iter_scores` for a preset, directory or repo id.
-MODEL_CACHE: dict[tuple[str, str], TeMuIQA] = {}
+#: cache key (see the module docstring) -> model built by :func:`score` / :func:`iter_scores`.
+MODEL_CACHE: dict[Hashable, TeMuIQA] = {}
+_CACHE_LOCK = threading.Lock()
+_BUILD_LOCKS: dict[Hashable, threading.Lock] = {}
 
 
 def clear_model_cache() -> None:
     """Forget every model that :func:`score` has built (frees their memory once unreferenced)."""
-    MODEL_CACHE.clear()
+    with _CACHE_LOCK:
+        MODEL_CACHE.clear()
+        _BUILD_LOCKS.clear()
 
 
 def default_device() -> torch.device:
@@ -40,22 +52,89 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load(source: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | torch.device | None = None, **overrides: Any) -> TeMuIQA:
+def normalise_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a full torch.device: None -> :func:`default_device`; ``"cuda"`` -> the current CUDA device."""
+    dev = torch.device(device) if device is not None else default_device()
+    if dev.type == "cuda" and dev.index is None and torch.cuda.is_available():
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def load(
+    source: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str | torch.device | None = None, **overrides: Any
+) -> TeMuIQA:
     """A new model, in eval mode, from a preset name, a directory or a Hub repo id (see :meth:`TeMuIQA.from_pretrained`)."""
     model = TeMuIQA.from_pretrained(source, **overrides).eval()
     return model.to(torch.device(device)) if device is not None else model
 
 
-def get_model(model: TeMuIQA | str | os.PathLike[str] | None, device: str | torch.device | None = None) -> TeMuIQA:
-    """The model :func:`score` uses: a :class:`TeMuIQA` as given (moved to ``device`` if one is given),
-    or a preset / directory / repo id built once per (source, device) and kept in :data:`MODEL_CACHE`."""
+def _source_key(source: str | os.PathLike[str], revision: str | None) -> tuple:
+    text = os.fspath(source)
+    folder = preset_root() / text if text in list_presets() else Path(text).expanduser()
+    if folder.is_dir():
+        folder = folder.resolve()
+        stamps = tuple(_mtime(folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME))
+        return ("folder", str(folder), stamps)
+    return ("hub", text, revision)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def model_cache_key(
+    source: str | os.PathLike[str],
+    device: str | torch.device | None = None,
+    *,
+    revision: str | None = None,
+    compile: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+) -> Hashable:
+    """The :data:`MODEL_CACHE` key of a model (see the module docstring)."""
+    frozen = tuple(sorted((k, repr(v)) for k, v in (overrides or {}).items()))
+    return (_source_key(source, revision), str(normalise_device(device)), frozen, bool(compile))
+
+
+def get_model(
+    model: TeMuIQA | str | os.PathLike[str] | None,
+    device: str | torch.device | None = None,
+    *,
+    compile: bool = False,
+    revision: str | None = None,
+    **overrides: Any,
+) -> TeMuIQA:
+    """The model :func:`score` uses.
+
+    A :class:`TeMuIQA` is used as given (moved to ``device`` if one is given; ``compile=True``
+    compiles it in place, as it is the caller's). A preset, directory or repo id is built once
+    per :func:`model_cache_key` and kept in :data:`MODEL_CACHE`; with ``compile=True`` that is a
+    separate, compiled entry, so the shared uncompiled model is never changed.
+    """
     if isinstance(model, TeMuIQA):
+        if compile:
+            model.compile_backbone()
         return model.to(torch.device(device)) if device is not None else model
-    dev = torch.device(device) if device is not None else default_device()
-    key = (os.fspath(model if model is not None else DEFAULT_MODEL), str(dev))
-    if key not in MODEL_CACHE:
-        MODEL_CACHE[key] = load(key[0], device=dev)
-    return MODEL_CACHE[key]
+    source = model if model is not None else DEFAULT_MODEL
+    dev = normalise_device(device)
+    key = model_cache_key(source, dev, revision=revision, compile=compile, overrides=overrides)
+    with _CACHE_LOCK:
+        cached = MODEL_CACHE.get(key)
+        if cached is not None:
+            return cached
+        build_lock = _BUILD_LOCKS.setdefault(key, threading.Lock())
+    with build_lock:  # one build per key; other keys build in parallel
+        with _CACHE_LOCK:
+            cached = MODEL_CACHE.get(key)
+        if cached is None:
+            cached = load(source, device=dev, revision=revision, **overrides)
+            if compile:
+                cached.compile_backbone()
+            with _CACHE_LOCK:
+                MODEL_CACHE[key] = cached
+    return cached
 
 
 @dataclass
@@ -71,53 +150,6 @@ class ScoreResult:
     error: str | None = None
     score_map: np.ndarray | None = None
     weight_map: np.ndarray | None = None
-
-
-class _SourceDataset(Dataset):
-    """Decodes and resizes in DataLoader workers; a failure comes back as the exception, not a crash."""
-
-    def __init__(self, sources: Sequence[Source], input_size: InputSize) -> None:
-        self.sources = sources
-        self.input_size = input_size
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, Exception | None]:
-        try:
-            return i, self.input_size(self.sources[i].load()).contiguous(), None
-        except InvalidInputError as err:
-            return i, None, err
-
-
-def _collate(items: list) -> tuple[list[tuple[list[int], torch.Tensor]], list[tuple[int, Exception]]]:
-    """Stack images of equal size into groups (one group unless ``image_size=None``); keep failures apart."""
-    groups: dict[tuple[int, ...], tuple[list[int], list[torch.Tensor]]] = {}
-    failed = []
-    for i, img, err in items:
-        if err is not None:
-            failed.append((i, err))
-        else:
-            idx, imgs = groups.setdefault(tuple(img.shape), ([], []))
-            idx.append(i)
-            imgs.append(img)
-    return [(idx, torch.stack(imgs)) for idx, imgs in groups.values()], failed
-
-
-def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast for ``precision``: ``"auto"`` (bf16 on CUDA, fp16 where bf16 is unsupported; fp32 elsewhere),
-    ``"fp32"``, ``"bf16"`` or ``"fp16"``; a ValueError for anything else."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    elif precision == "fp32":
-        return contextlib.nullcontext()
-    elif precision in ("bf16", "fp16"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    else:
-        raise ValueError(f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {precision!r}")
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def iter_scores(
@@ -140,7 +172,7 @@ def iter_scores(
     result with ``error`` set and scoring goes on; with ``"raise"`` it raises
     :class:`~temu.ImageReadError` / :class:`~temu.InvalidInputError`.
     ``num_workers``: DataLoader workers that decode and resize; None = 0 on CPU, else up to 8.
-    ``precision``: ``"auto"`` is bf16 autocast on CUDA (fp16 where bf16 is unsupported), fp32 on CPU.
+    ``precision``: see :mod:`temu.precision` (``"auto"``: bf16 autocast on CUDA, fp32 on CPU).
     ``compile``: compile the backbone's blocks with ``torch.compile`` first (see
     :meth:`TeMuIQA.compile_backbone`; pays off for long runs on GPU).
     """
@@ -151,18 +183,16 @@ def iter_scores(
     sources = expand_sources(inputs, recursive=recursive)
     if not sources:
         return
-    net = get_model(model, device)
-    if compile:
-        net.compile_backbone()
+    net = get_model(model, device, compile=compile)
     dev = next(net.parameters()).device
     autocast = autocast_context(dev, precision)  # validates precision before any work
     if num_workers is None:
-        num_workers = 0 if dev.type == "cpu" or len(sources) <= batch_size else min(8, os.cpu_count() or 1)
+        num_workers = 0 if len(sources) <= batch_size else default_num_workers(dev)
     loader = DataLoader(
-        _SourceDataset(sources, net.input_size),
+        SourceDataset(sources, net.input_size),
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=_collate,
+        collate_fn=collate_sources,
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
@@ -177,7 +207,9 @@ def iter_scores(
                 outputs = []
                 for idx, x in groups:
                     with autocast:
-                        outputs.append((idx, net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False)))
+                        outputs.append(
+                            (idx, net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False))
+                        )
                 if pending is not None:  # finish the previous batch while this one runs on the device
                     yield from _finish(pending, sources, on_error, bar)
                 pending = (outputs, failed)
@@ -187,7 +219,7 @@ def iter_scores(
         bar.close()
 
 
-def _finish(pending, sources: Sequence[Source], on_error: str, bar) -> Iterator[ScoreResult]:
+def _finish(pending, sources: list[Source], on_error: str, bar) -> Iterator[ScoreResult]:
     outputs, failed = pending
     results: list[ScoreResult] = []
     for i, err in failed:
@@ -203,8 +235,12 @@ def _finish(pending, sources: Sequence[Source], on_error: str, bar) -> Iterator[
         for j, i in enumerate(idx):
             results.append(
                 ScoreResult(
-                    i, sources[i].name, scores[j], None,
-                    smaps[j] if smaps is not None else None, wmaps[j] if wmaps is not None else None,
+                    i,
+                    sources[i].name,
+                    scores[j],
+                    None,
+                    smaps[j] if smaps is not None else None,
+                    wmaps[j] if wmaps is not None else None,
                 )
             )
     results.sort(key=lambda r: r.index)
@@ -238,8 +274,14 @@ def score(
     results = [
         r.score
         for r in iter_scores(
-            inputs, model, batch_size=batch_size, device=device, progress=progress,
-            num_workers=num_workers, precision=precision, compile=compile,
+            inputs,
+            model,
+            batch_size=batch_size,
+            device=device,
+            progress=progress,
+            num_workers=num_workers,
+            precision=precision,
+            compile=compile,
         )
     ]
     return results[0] if single and len(results) == 1 else results  # type: ignore[return-value]

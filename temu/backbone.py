@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, cast
+from typing import cast
 
+import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from .errors import BackboneError
@@ -41,11 +45,7 @@ class BackboneSource:
 
 
 def _register_config_file(path: Path) -> str:
-    import open_clip
-
     try:
-        import json
-
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise BackboneError(f"{path}: not a readable open_clip model-config JSON file ({err})") from err
@@ -62,8 +62,6 @@ def resolve_backbone(backbone: str, pretrained: str | None, *, load_weights: boo
     (``ViT-L-14`` + ``openai``) QuickGELU is forced, so features are never silently wrong.
     With ``load_weights=False`` nothing is downloaded (the architecture only).
     """
-    import open_clip
-
     label = f"{backbone} (pretrained={pretrained!r})"
     if backbone.startswith("hf-hub:"):
         if pretrained not in (None, backbone):
@@ -71,7 +69,7 @@ def resolve_backbone(backbone: str, pretrained: str | None, *, load_weights: boo
                 f"backbone={backbone!r} already names its weights; pass pretrained=None (or the same hf-hub id), "
                 f"not {pretrained!r}."
             )
-        repo = backbone[len("hf-hub:"):]
+        repo = backbone[len("hf-hub:") :]
         config = download(repo, ["open_clip_config.json"], what=f"the open_clip config of backbone {backbone}")
         if load_weights:
             download(repo, _OPENCLIP_WEIGHTS, what=f"the CLIP backbone {backbone}")
@@ -105,7 +103,7 @@ def resolve_backbone(backbone: str, pretrained: str | None, *, load_weights: boo
             stacklevel=3,
         )
     elif pretrained.startswith("hf-hub:"):
-        repo = pretrained[len("hf-hub:"):]
+        repo = pretrained[len("hf-hub:") :]
         if load_weights:
             checkpoint = str(download(repo, _OPENCLIP_WEIGHTS, what=f"the CLIP weights {pretrained} for {name}"))
     elif os.path.isfile(pretrained):
@@ -137,26 +135,22 @@ def _download_tag(name: str, tag: str, tag_cfg: dict) -> str:
             names = [filename[:-4] + ".safetensors", filename] if filename.endswith((".bin", ".pth")) else [filename]
         return str(download(repo, names, what=f"the CLIP backbone {name} (pretrained={tag!r})"))
     if tag_cfg.get("url"):
-        import open_clip
-
         try:
             return str(open_clip.download_pretrained(tag_cfg, prefer_hf_hub=False))
         except Exception as err:  # urllib/hash errors: re-raise with what to do
-            raise BackboneError(f"could not download the CLIP backbone {name} ({tag}) from {tag_cfg['url']}: {err}") from err
+            raise BackboneError(
+                f"could not download the CLIP backbone {name} ({tag}) from {tag_cfg['url']}: {err}"
+            ) from err
     raise BackboneError(f"open_clip knows no download location for {name} ({tag})")
 
 
 def _read_preprocess(config_path: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    import json
-
     cfg = json.loads(Path(config_path).read_text(encoding="utf-8")).get("preprocess_cfg", {})
     return tuple(cfg.get("mean", _OPENAI_MEAN)), tuple(cfg.get("std", _OPENAI_STD))
 
 
 def create_clip(source: BackboneSource) -> nn.Module:
     """Instantiate the open_clip model for a resolved source, weights loaded, on the CPU."""
-    import open_clip
-
     return open_clip.create_model(
         source.model_name,
         pretrained=source.checkpoint,
@@ -166,8 +160,6 @@ def create_clip(source: BackboneSource) -> nn.Module:
 
 
 def _check_vision_tower(visual: nn.Module, label: str) -> None:
-    from open_clip.transformer import VisionTransformer
-
     if not isinstance(visual, VisionTransformer):
         raise BackboneError(
             f"backbone {label} has a {type(visual).__name__} image tower; TeMu-IQA needs open_clip's "
@@ -183,49 +175,44 @@ def _check_vision_tower(visual: nn.Module, label: str) -> None:
         raise BackboneError(f"backbone {label} has no ln_post LayerNorm + proj into the joint space")
 
 
-def _sdpa_block_class():
-    from open_clip.transformer import ResidualAttentionBlock
+class SDPAResidualAttentionBlock(ResidualAttentionBlock):
+    """open_clip's ResidualAttentionBlock, computing attention with ``F.scaled_dot_product_attention``.
 
-    class SDPAResidualAttentionBlock(ResidualAttentionBlock):
-        """open_clip's ResidualAttentionBlock, computing attention with ``F.scaled_dot_product_attention``.
+    The same maths as ``nn.MultiheadAttention`` (one fused in-projection, SDPA, out-projection),
+    without its inference "fast path", which is slower on the CPU: one ViT-L/14 block on
+    ``[2, 1025, 1024]`` took 771 ms with it and 598 ms through SDPA (benchmarks/bench_attention.py).
+    Calls with a mask or cross-attention inputs go to open_clip's own forward. Defined once, at
+    module level, so that a model using it pickles and deep-copies.
+    """
 
-        The same maths as ``nn.MultiheadAttention`` (one fused in-projection, SDPA, out-projection),
-        without its inference "fast path", which is slower on the CPU: one ViT-L/14 block on
-        ``[2, 1025, 1024]`` took 771 ms with it and 598 ms through SDPA (benchmarks/bench_attention.py).
-        Calls with a mask or cross-attention inputs go to open_clip's own forward.
-        """
-
-        def forward(self, q_x, k_x=None, v_x=None, attn_mask=None):  # type: ignore[override]
-            if k_x is not None or v_x is not None or attn_mask is not None:
-                return super().forward(q_x, k_x, v_x, attn_mask)
-            attn = self.attn
-            n, length, width = q_x.shape
-            qkv = F.linear(self.ln_1(q_x), attn.in_proj_weight, attn.in_proj_bias)
-            q, k, v = qkv.view(n, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
-            out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, width)
-            x = q_x + self.ls_1(attn.out_proj(out))
-            return x + self.ls_2(self.mlp(self.ln_2(x)))
-
-    return ResidualAttentionBlock, SDPAResidualAttentionBlock
+    def forward(self, q_x, k_x=None, v_x=None, attn_mask=None):  # type: ignore[override]
+        if k_x is not None or v_x is not None or attn_mask is not None:
+            return super().forward(q_x, k_x, v_x, attn_mask)
+        attn = self.attn
+        n, length, width = q_x.shape
+        qkv = F.linear(self.ln_1(q_x), attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(n, length, 3, attn.num_heads, width // attn.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, width)
+        x = q_x + self.ls_1(attn.out_proj(out))
+        return x + self.ls_2(self.mlp(self.ln_2(x)))
 
 
 def _use_sdpa_blocks(visual: nn.Module) -> int:
     """Switch the plain batch-first attention blocks of a tower we own to the SDPA forward; returns how many."""
-    base, fast = _sdpa_block_class()
     if not getattr(visual.transformer, "batch_first", True):
         return 0
     switched = 0
     for block in visual.transformer.resblocks:
         attn = getattr(block, "attn", None)
         if (
-            type(block) is base
+            type(block) is ResidualAttentionBlock
             and isinstance(attn, nn.MultiheadAttention)
             and attn.batch_first
             and attn._qkv_same_embed_dim
             and attn.in_proj_weight is not None
             and not hasattr(block, "ln_1_kv")
         ):
-            block.__class__ = fast
+            block.__class__ = SDPAResidualAttentionBlock
             switched += 1
     return switched
 
@@ -242,7 +229,12 @@ class TextTower(nn.Module):
         text = getattr(clip, "text", clip)
         pool = getattr(text, "text_pool_type", None) or getattr(text, "pool_type", None)
         mask = getattr(text, "attn_mask", None)
-        if not hasattr(text, "token_embedding") or mask is None or pool not in ("argmax", "eos") or getattr(text, "cls_emb", None) is not None:
+        if (
+            not hasattr(text, "token_embedding")
+            or mask is None
+            or pool not in ("argmax", "eos")
+            or getattr(text, "cls_emb", None) is not None
+        ):
             raise BackboneError(
                 f"variant 'I' needs a CLIP-style causal text encoder with end-of-text pooling; backbone {label} "
                 "has a different text tower. Use variant='S' with this backbone."
@@ -283,8 +275,6 @@ class CLIPBackbone(nn.Module):
 
     def __init__(self, clip: nn.Module, source: BackboneSource, *, keep_text: bool, prompts: Sequence[str]) -> None:
         super().__init__()
-        import open_clip
-
         visual = clip.visual
         _check_vision_tower(visual, source.label)
         self.source = source
@@ -295,7 +285,9 @@ class CLIPBackbone(nn.Module):
         self.width = int(visual.conv1.out_channels)
         self.depth = len(visual.transformer.resblocks)
         self.embed_dim = int(visual.proj.shape[1])
-        self.register_buffer("logit_scale", clip.logit_scale.detach().exp().reshape(()).clone().float(), persistent=False)
+        self.register_buffer(
+            "logit_scale", clip.logit_scale.detach().exp().reshape(()).clone().float(), persistent=False
+        )
 
         tokenizer = open_clip.get_tokenizer(source.model_name)
         ids = tokenizer(list(prompts))
@@ -310,7 +302,7 @@ class CLIPBackbone(nn.Module):
         self.eval()
 
     # frozen: never leaves eval mode
-    def train(self, mode: bool = True) -> "CLIPBackbone":
+    def train(self, mode: bool = True) -> CLIPBackbone:
         return super().train(False)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
@@ -420,7 +412,9 @@ def resolve_layers(layers: None | int | Sequence[int], depth: int) -> list[int]:
         raise ValueError(f"layers must be None, an int or a list of ints, got {layers!r}")
     if isinstance(layers, int):
         if not 1 <= layers <= depth:
-            raise ValueError(f"layers={layers}: the backbone has {depth} layers; pass 1..{depth} (the first k layers) or None for all")
+            raise ValueError(
+                f"layers={layers}: the backbone has {depth} layers; pass 1..{depth} (the first k layers) or None for all"
+            )
         return list(range(layers))
     chosen = list(layers)
     if not chosen or not all(isinstance(v, int) and not isinstance(v, bool) for v in chosen):

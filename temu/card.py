@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from .config import TeMuConfig
 
-
 #: YAML front matter of every temu model card (Hugging Face reads library_name and tags).
 CARD_HEADER = """---
 library_name: temu
@@ -24,7 +23,9 @@ def model_card(config: TeMuConfig, head_parameters: int) -> str:
         if trained
         else "**Untrained head**: this is the zero-shot TeMu-IQA scorer (uniform layer weights, equal patch weights)."
     )
-    return CARD_HEADER + f"""
+    return (
+        CARD_HEADER
+        + f"""
 # TeMu-IQA head
 
 {status}
@@ -47,3 +48,4 @@ model = temu.load("path/or/repo-id")
 print(temu.score("photo.jpg", model=model))
 ```
 """
+    )

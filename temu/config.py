@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 from .errors import WeightsError
+from .scale import MOSScale
 
 #: Version of the ``config.json`` layout written by :meth:`TeMuConfig.to_dict`.
 CONFIG_FORMAT = 1
 
 VARIANTS = ("S", "I")
 
-LayerSpec = Union[None, int, Sequence[int]]
+LayerSpec = Union[None, int, Sequence[int]]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10's types)
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,9 @@ class TeMuConfig:
     prompts: the (positive, negative) antonym prompts.
     mean, std: per-channel normalisation of [0, 1] pixels; None takes the backbone's own
         (open_clip's pretrained config), which is then written here when the model is saved.
-    mos_scale: the MOS range a fine-tuned head was trained on (``{"low", "high", "lower_better"}``),
-        so predictions in [0, 1] can be mapped back to the dataset's scale; None for untrained heads.
+    mos_scale: the :class:`~temu.MOSScale` a fine-tuned head was trained on, so predictions in
+        [0, 1] can be mapped back to the dataset's units; None for untrained heads. A dict of its
+        fields (``{"low", "high", "lower_better"}``, as config.json holds it) is accepted too.
     """
 
     backbone: str = "ViT-L-14"
@@ -71,7 +74,7 @@ class TeMuConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
-    mos_scale: dict[str, Any] | None = None
+    mos_scale: MOSScale | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -96,8 +99,12 @@ class TeMuConfig:
                 object.__setattr__(self, name, value)
         if self.std is not None and min(self.std) <= 0:
             raise ValueError(f"std must be positive, got {self.std!r}")
+        if isinstance(self.mos_scale, Mapping):
+            object.__setattr__(self, "mos_scale", MOSScale.from_dict(self.mos_scale))
+        elif self.mos_scale is not None and not isinstance(self.mos_scale, MOSScale):
+            raise ValueError(f"mos_scale must be a MOSScale, a dict of its fields or None, got {self.mos_scale!r}")
 
-    def replace(self, **changes: Any) -> "TeMuConfig":
+    def replace(self, **changes: Any) -> TeMuConfig:
         """A copy with some fields changed; ``head`` may be given as a dict of HeadConfig fields."""
         if isinstance(changes.get("head"), dict):
             changes["head"] = dataclasses.replace(self.head, **changes["head"])
@@ -112,10 +119,11 @@ class TeMuConfig:
         for name in ("mean", "std"):
             if out[name] is not None:
                 out[name] = list(out[name])
+        out["mos_scale"] = self.mos_scale.to_dict() if self.mos_scale is not None else None
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "TeMuConfig":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TeMuConfig:
         """Inverse of :meth:`to_dict`. Unknown keys are an error, not silently dropped."""
         data = dict(data)
         known = {f.name for f in dataclasses.fields(cls)}
@@ -129,7 +137,9 @@ class TeMuConfig:
         head_known = {f.name for f in dataclasses.fields(HeadConfig)}
         head_unknown = sorted(set(head) - head_known)
         if head_unknown:
-            raise WeightsError(f"{source}: unknown head config keys {head_unknown}; this temu knows {sorted(head_known)}.")
+            raise WeightsError(
+                f"{source}: unknown head config keys {head_unknown}; this temu knows {sorted(head_known)}."
+            )
         try:
             return cls(head=HeadConfig(**head), **data)
         except (TypeError, ValueError) as err:
@@ -145,7 +155,9 @@ def read_config_file(path: str | Path) -> tuple[TeMuConfig, dict[str, Any]]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise WeightsError(f"{path}: no config.json; a temu head directory holds config.json and model.safetensors") from None
+        raise WeightsError(
+            f"{path}: no config.json; a temu head directory holds config.json and model.safetensors"
+        ) from None
     except (OSError, ValueError) as err:
         raise WeightsError(f"{path}: not a readable JSON file ({err})") from err
     if not isinstance(raw, dict) or "model" not in raw:

@@ -1,4 +1,9 @@
-"""Exceptions raised by temu. Each message says what was expected, what was found and how to fix it."""
+"""Exceptions raised by temu. Each message says what was expected, what was found and how to fix it.
+
+Every error temu raises on purpose is a :class:`TeMuError`, so a program (and temu's own command
+line) can tell a bad input, file or setting apart from a bug: catch ``TeMuError``, not
+``ValueError`` or ``RuntimeError`` wholesale.
+"""
 
 from __future__ import annotations
 
@@ -35,3 +40,15 @@ class BackboneError(TeMuError, ValueError):
 
 class NotCachedError(TeMuError, FileNotFoundError):
     """A file is not in the local Hugging Face cache and downloading is disabled (HF_HUB_OFFLINE)."""
+
+
+class DataError(TeMuError, ValueError):
+    """A labelled dataset cannot be used as given (bad rows, empty splits, conflicting options)."""
+
+
+class ConstantInputError(TeMuError, ValueError):
+    """A correlation was asked of a constant sequence, for which it is undefined."""
+
+
+class NonFiniteLossError(TeMuError, RuntimeError):
+    """The training loss became NaN or infinite; the message names the batch."""

@@ -42,7 +42,9 @@ class TokenScores(NamedTuple):
 class TeMuHead(nn.Module):
     """Layer weights, adapter, patch weighting (MANIQA-style Linear -> sigmoid) and, for variant I, CoCoOp prompts."""
 
-    def __init__(self, num_layers: int, embed_dim: int, config: HeadConfig, prompts: CoCoOpPrompts | None = None) -> None:
+    def __init__(
+        self, num_layers: int, embed_dim: int, config: HeadConfig, prompts: CoCoOpPrompts | None = None
+    ) -> None:
         super().__init__()
         logits = torch.zeros(num_layers)
         if config.learn_layer_weights:
@@ -60,7 +62,11 @@ class TeMuHead(nn.Module):
         return torch.softmax(self.layer_logits.float(), dim=0)
 
     def forward(
-        self, tokens: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, tower: TextTower | None = None
+        self,
+        tokens: torch.Tensor,
+        text_features: torch.Tensor,
+        logit_scale: torch.Tensor,
+        tower: TextTower | None = None,
     ) -> TokenScores:
         """Score tokens in the joint space.
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
+from ._version import __version__
 from .errors import NotCachedError, WeightsError
 
 CONFIG_NAME = "config.json"
@@ -49,8 +50,6 @@ def download(repo_id: str, filenames: Iterable[str], *, what: str, revision: str
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    from . import __version__
 
     names = list(filenames)
     offline = hub_offline()
@@ -107,7 +106,9 @@ def preset_root() -> Path:
         checkout = Path(__file__).resolve().parent.parent / "weights"
         if (checkout / "__init__.py").is_file():
             return checkout
-        raise WeightsError("temu's preset folder (temu.weights) is missing from this installation: reinstall temu") from None
+        raise WeightsError(
+            "temu's preset folder (temu.weights) is missing from this installation: reinstall temu"
+        ) from None
 
 
 def list_presets() -> list[str]:

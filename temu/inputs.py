@@ -12,9 +12,10 @@ applied. Grayscale, palette, CMYK and RGBA images become RGB; alpha is dropped, 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -44,24 +45,38 @@ class Source:
         return to_image_tensor(self.image, name=self.name)
 
 
-def check_batch(x: Any) -> None:
-    """Raise :class:`InvalidInputError` unless ``x`` is a ``[N, 3, H, W]`` float tensor with finite values in [0, 1]."""
+def check_batch(x: Any, *, name: str = "input tensor", values: bool = True) -> None:
+    """Raise :class:`InvalidInputError` unless ``x`` is a ``[N, 3, H, W]`` float tensor with finite values in [0, 1].
+
+    ``values=False`` checks type, shape and dtype only (no pass over the data, no host-device sync).
+    """
     if not isinstance(x, torch.Tensor):
-        raise InvalidInputError(f"Expected a torch.Tensor [N, 3, H, W] of floats in [0, 1], got {type(x).__name__}")
+        raise InvalidInputError(
+            f"{name}: expected a torch.Tensor [N, 3, H, W] of floats in [0, 1], got {type(x).__name__}"
+        )
     if x.dim() != 4:
         hint = " (a single image: add a batch dimension with x.unsqueeze(0))" if x.dim() == 3 else ""
-        raise InvalidInputError(f"Expected 4 dimensions [N, 3, H, W], got {x.dim()} with shape {tuple(x.shape)}{hint}")
+        raise InvalidInputError(
+            f"{name}: expected 4 dimensions [N, 3, H, W], got {x.dim()} with shape {tuple(x.shape)}{hint}"
+        )
     if x.shape[1] != 3:
         raise InvalidInputError(
-            f"Expected 3 (RGB) channels in dimension 1 of [N, 3, H, W], got shape {tuple(x.shape)}"
+            f"{name}: expected 3 (RGB) channels in dimension 1 of [N, 3, H, W], got shape {tuple(x.shape)}"
             + ("; for grayscale repeat the channel: x.expand(-1, 3, -1, -1)" if x.shape[1] == 1 else "")
         )
-    _check_values(x, "input tensor")
+    if values:
+        _check_values(x, name)
+    elif not torch.is_floating_point(x):
+        raise InvalidInputError(f"{name}: expected floats in [0, 1], got dtype {x.dtype}")
 
 
 def _check_values(x: torch.Tensor, name: str) -> None:
     if not torch.is_floating_point(x):
-        hint = "; for 8-bit images divide by 255: x.float() / 255" if x.dtype == torch.uint8 else "; convert to float in [0, 1]"
+        hint = (
+            "; for 8-bit images divide by 255: x.float() / 255"
+            if x.dtype == torch.uint8
+            else "; convert to float in [0, 1]"
+        )
         raise InvalidInputError(f"{name}: expected floats in [0, 1], got dtype {x.dtype}{hint}")
     if x.numel() == 0:
         return
@@ -104,7 +119,9 @@ def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
-        raise InvalidInputError(f"{name}: expected a numpy image HW or HWC with 1, 3 or 4 channels, got shape {a.shape}")
+        raise InvalidInputError(
+            f"{name}: expected a numpy image HW or HWC with 1, 3 or 4 channels, got shape {a.shape}"
+        )
     if a.shape[2] == 4:
         a = a[:, :, :3]
     # astype copies, so read-only arrays (np.asarray of a PIL image) are fine and never aliased
@@ -116,12 +133,14 @@ def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
         t = torch.from_numpy(a.astype(np.float32))
         _check_values(t, name)
     else:
-        raise InvalidInputError(f"{name}: numpy dtype {a.dtype} is not supported; use uint8, uint16 or floats in [0, 1]")
+        raise InvalidInputError(
+            f"{name}: numpy dtype {a.dtype} is not supported; use uint8, uint16 or floats in [0, 1]"
+        )
     t = t.permute(2, 0, 1)
     return t.expand(3, -1, -1).contiguous() if t.shape[0] == 1 else t.contiguous()
 
 
-def pil_to_tensor(img: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
+def pil_to_tensor(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
     """Any PIL mode -> ``[3, H, W]`` float32 RGB in [0, 1]; 16- and 32-bit grayscale keep their range."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img).astype(np.float32)
@@ -129,7 +148,9 @@ def pil_to_tensor(img: "PIL.Image.Image") -> torch.Tensor:  # noqa: F821
         t = torch.from_numpy(a / scale).clamp_(0, 1)
         return t.unsqueeze(0).expand(3, -1, -1).contiguous()
     if img.mode == "F":
-        raise InvalidInputError("32-bit float images (PIL mode 'F') have no defined range; convert them to 8 or 16 bits")
+        raise InvalidInputError(
+            "32-bit float images (PIL mode 'F') have no defined range; convert them to 8 or 16 bits"
+        )
     if img.mode != "RGB":
         img = img.convert("RGB")
     a = np.asarray(img)

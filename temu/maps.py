@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 # red (poor) -> yellow -> green (good), for patch scores in [0, 1]
 _STOPS = np.array([[0.84, 0.10, 0.11], [1.00, 0.85, 0.20], [0.10, 0.60, 0.25]], dtype=np.float32)
@@ -17,7 +22,9 @@ def colorize(values: np.ndarray) -> np.ndarray:
     return _STOPS[lo] * (1 - t) + _STOPS[lo + 1] * t
 
 
-def quality_overlay(image: "PIL.Image.Image | torch.Tensor", score_map: np.ndarray, *, alpha: float = 0.45) -> "PIL.Image.Image":  # noqa: F821
+def quality_overlay(
+    image: PIL.Image.Image | torch.Tensor, score_map: np.ndarray, *, alpha: float = 0.45
+) -> PIL.Image.Image:
     """Blend a patch-score map ``[h, w]`` (values in [0, 1]) over an image; returns an RGB PIL image of the image's size.
 
     ``image`` is a PIL image or a ``[3, H, W]`` tensor in [0, 1]. Colours are absolute (the same

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-import dataclasses
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Sequence, cast, overload
+from typing import Any, Literal, NamedTuple, cast, overload
 
 import torch
 from torch import nn
 
+from ._version import __version__
 from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
+from .card import model_card
 from .config import CONFIG_FORMAT, HeadConfig, LayerSpec, TeMuConfig, read_config_file
 from .errors import WeightsError
 from .files import atomic_write
 from .head import TeMuHead
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
 from .inputs import check_batch
+from .presets import PRESET_SEED, PRESETS
+from .scale import MOSScale
 from .text import CoCoOpPrompts
 from .transforms import InputSize
-
-if TYPE_CHECKING:
-    from .data import MOSScale
-
 
 #: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
 _ARCHITECTURE_FIELDS = frozenset({"backbone", "variant", "layers", "prompts", "head"})
@@ -93,7 +94,7 @@ class TeMuIQA(nn.Module):
         self._build(config, load_weights=True)
 
     @classmethod
-    def from_config(cls, config: TeMuConfig, *, load_weights: bool = True) -> "TeMuIQA":
+    def from_config(cls, config: TeMuConfig, *, load_weights: bool = True) -> TeMuIQA:
         """Build from a :class:`TeMuConfig`. ``load_weights=False`` builds the backbone architecture
         without downloading its weights (random values; for inspecting shapes and activations)."""
         self = cls.__new__(cls)
@@ -103,14 +104,20 @@ class TeMuIQA(nn.Module):
 
     def _build(self, config: TeMuConfig, *, load_weights: bool) -> None:
         backbone = build_backbone(
-            config.backbone, config.pretrained, keep_text=config.variant == "I", prompts=config.prompts, load_weights=load_weights
+            config.backbone,
+            config.pretrained,
+            keep_text=config.variant == "I",
+            prompts=config.prompts,
+            load_weights=load_weights,
         )
         self.layer_ids = resolve_layers(config.layers, backbone.depth)
         self.config = config.replace(mean=config.mean or backbone.source.mean, std=config.std or backbone.source.std)
         prompts = None
         if config.variant == "I":
             tower = cast(TextTower, backbone.text)  # built because keep_text=True above
-            prompts = CoCoOpPrompts(config.prompts, backbone.prompt_ids, tower, backbone.embed_dim, config.head.metanet_reduction)
+            prompts = CoCoOpPrompts(
+                config.prompts, backbone.prompt_ids, tower, backbone.embed_dim, config.head.metanet_reduction
+            )
         self.backbone = backbone
         self.head = TeMuHead(len(self.layer_ids), backbone.embed_dim, config.head, prompts)
         self.input_size = InputSize(config.image_size, backbone.patch_size)
@@ -128,7 +135,7 @@ class TeMuIQA(nn.Module):
     def patch_size(self) -> tuple[int, int]:
         return self.backbone.patch_size
 
-    def compile_backbone(self, **compile_kwargs: Any) -> "TeMuIQA":
+    def compile_backbone(self, **compile_kwargs: Any) -> TeMuIQA:
         """Compile each transformer block with ``torch.compile`` (in place; state_dict keys unchanged).
 
         Worth it for long GPU runs at a fixed batch shape; the first call pays the compile time
@@ -141,12 +148,9 @@ class TeMuIQA(nn.Module):
         return self
 
     @property
-    def mos_scale(self) -> "MOSScale | None":
-        """The MOS range the head was fine-tuned on, as a :class:`~temu.data.MOSScale`; None for an untrained head."""
-        from .data import MOSScale
-
-        saved = self.config.mos_scale
-        return MOSScale.from_dict(saved) if saved is not None else None
+    def mos_scale(self) -> MOSScale | None:
+        """The MOS range the head was fine-tuned on (:class:`~temu.MOSScale`); None for an untrained head."""
+        return self.config.mos_scale
 
     def to_mos(self, scores: Any) -> Any:
         """Map scores in [0, 1] back to the MOS scale of the training set (float, array or tensor).
@@ -163,7 +167,7 @@ class TeMuIQA(nn.Module):
             )
         return scale.denormalise(scores)
 
-    def train(self, mode: bool = True) -> "TeMuIQA":
+    def train(self, mode: bool = True) -> TeMuIQA:
         """Set the head's training mode; the backbone stays in eval mode."""
         super().train(mode)
         self.backbone.train(False)
@@ -177,12 +181,16 @@ class TeMuIQA(nn.Module):
         return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
 
     @overload
-    def forward(self, x: torch.Tensor, return_maps: Literal[False] = ..., *, check_input: bool = ...) -> torch.Tensor: ...
+    def forward(
+        self, x: torch.Tensor, return_maps: Literal[False] = ..., *, check_input: bool = ...
+    ) -> torch.Tensor: ...
 
     @overload
     def forward(self, x: torch.Tensor, return_maps: Literal[True], *, check_input: bool = ...) -> QualityMaps: ...
 
-    def forward(self, x: torch.Tensor, return_maps: bool = False, *, check_input: bool = True) -> torch.Tensor | QualityMaps:
+    def forward(
+        self, x: torch.Tensor, return_maps: bool = False, *, check_input: bool = True
+    ) -> torch.Tensor | QualityMaps:
         """Score a batch.
 
         x: ``[N, 3, H, W]`` floats in [0, 1] (any H, W; see ``image_size``).
@@ -223,9 +231,6 @@ class TeMuIQA(nn.Module):
         """
         from safetensors.torch import save
 
-        from . import __version__
-        from .card import model_card
-
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in self.head.state_dict().items()}
@@ -244,7 +249,9 @@ class TeMuIQA(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, source: str | os.PathLike[str], *, revision: str | None = None, **overrides: Any) -> "TeMuIQA":
+    def from_pretrained(
+        cls, source: str | os.PathLike[str], *, revision: str | None = None, **overrides: Any
+    ) -> TeMuIQA:
         """Load a model from a preset name, a directory written by :meth:`save_pretrained`, or a Hub repo id.
 
         ``overrides`` replace config fields (``pretrained=`` a local checkpoint for offline use,
@@ -258,7 +265,9 @@ class TeMuIQA(nn.Module):
         if overrides:
             unknown = sorted(set(overrides) - set(TeMuConfig.__dataclass_fields__))
             if unknown:
-                raise TypeError(f"unknown overrides {unknown}; TeMuIQA.from_pretrained accepts {sorted(TeMuConfig.__dataclass_fields__)}")
+                raise TypeError(
+                    f"unknown overrides {unknown}; TeMuIQA.from_pretrained accepts {sorted(TeMuConfig.__dataclass_fields__)}"
+                )
             if isinstance(overrides.get("head"), HeadConfig):
                 overrides["head"] = dataclasses.asdict(overrides["head"])
             config = config.replace(**overrides)
@@ -266,8 +275,6 @@ class TeMuIQA(nn.Module):
             # A preset is an untrained head. On another architecture its counterpart is that
             # architecture's initial head, made as the presets are made (same seed), from the
             # preset's defining config (layers=None: all layers of the new backbone).
-            from .presets import PRESETS, untrained_model
-
             return untrained_model(PRESETS[os.fspath(source)].replace(**overrides))
         model = cls.from_config(config)
         model.load_head(directory / WEIGHTS_NAME)
@@ -320,8 +327,6 @@ class TeMuIQA(nn.Module):
         """Upload the head (config.json, model.safetensors, README.md) to a Hub model repo; returns the commit URL."""
         from huggingface_hub import HfApi
 
-        from . import __version__
-
         api = HfApi(token=token, library_name="temu", library_version=__version__)
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         with tempfile.TemporaryDirectory() as tmp:
@@ -330,7 +335,19 @@ class TeMuIQA(nn.Module):
         return str(getattr(info, "commit_url", info))
 
 
+def untrained_model(config: TeMuConfig, *, load_weights: bool = True) -> TeMuIQA:
+    """A model with the initial (untrained) head for ``config``, drawn as the presets are (fixed seed).
+
+    The caller's random state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PRESET_SEED)
+        return TeMuIQA.from_config(config, load_weights=load_weights)
+
+
 def _compact_json(obj: Any) -> str:
     """JSON with 2-space indents but short lists (shapes, layers, mean) kept on one line."""
     text = json.dumps(obj, indent=2)
-    return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text)
+    return re.sub(
+        r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text
+    )

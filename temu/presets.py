@@ -1,34 +1,27 @@
-"""The presets shipped in ``weights/``: how they are made, and their model cards.
+"""The presets shipped in ``weights/``: their defining configs, their seed and their model cards.
 
 Both presets hold an *untrained* head on OpenAI CLIP ViT-L/14 at 448x448. Untrained, TeMu-IQA
 is the zero-shot scorer of METHOD.md step 9, so the presets score images without any training.
-Regenerate them with ``python -m temu.presets weights/``. A test checks that the shipped files
-are what this module writes.
+Regenerate them with ``temu presets --write weights/``. A test checks that the shipped files
+are what that command writes.
 """
 
 from __future__ import annotations
 
-import argparse
-import shutil
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import torch
-
 from .card import CARD_HEADER
 from .config import TeMuConfig
-
-if TYPE_CHECKING:
-    from .model import TeMuIQA
 
 PRESETS: dict[str, TeMuConfig] = {
     "temu-iqa-s": TeMuConfig(backbone="ViT-L-14", pretrained="openai", variant="S", image_size=448),
     "temu-iqa-i": TeMuConfig(backbone="ViT-L-14", pretrained="openai", variant="I", image_size=448),
 }
 
-_SEED = 0
+#: Seed of the presets' random initial values (the parts that start inert, multiplied by zeros).
+PRESET_SEED = 0
 
-_CARD = CARD_HEADER + """
+_CARD = (
+    CARD_HEADER
+    + """
 # {name}: untrained TeMu-IQA-{variant} head (zero-shot scorer)
 
 **This head is untrained.** Its weights are the initial values: uniform weights over the 24
@@ -62,54 +55,17 @@ temu-finetune --train koniq10k.csv --image-root koniq10k/512x384 --variant {vari
 Then load it with `temu.load("runs/koniq-{variant_lower}")` or `temu score --model runs/koniq-{variant_lower} IMAGES...`.
 See the temu README, section "Fine-tuning".
 """
+)
 
 
-def untrained_model(config: TeMuConfig, *, load_weights: bool = True) -> "TeMuIQA":
-    """A model with the initial (untrained) head for ``config``, from the presets' fixed seed.
-
-    The caller's random state is left untouched.
-    """
-    from .model import TeMuIQA
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_SEED)
-        return TeMuIQA.from_config(config, load_weights=load_weights)
-
-
-def write_untrained_preset(name: str, directory: str | Path, *, load_backbone_weights: bool = False) -> Path:
-    """Write the untrained head of preset ``name`` (config.json, model.safetensors, README.md) to ``directory``.
-
-    The head does not depend on the backbone's weights (only on its shapes), so the backbone is
-    built without downloading them. The random parts that start inert (the adapter's and
-    meta-net's first layers, multiplied by zeros) come from a fixed seed, leaving the caller's RNG untouched.
-    """
+def preset_card(name: str, head_parameters: int) -> str:
+    """The model card (README.md) of preset ``name``, whose head has ``head_parameters`` parameters."""
     config = PRESETS[name]
-    directory = Path(directory)
-    if directory.exists():
-        shutil.rmtree(directory)
-    model = untrained_model(config, load_weights=load_backbone_weights)
-    model.save_pretrained(directory)
-    (directory / "README.md").write_text(
-        _CARD.format(
-            name=name,
-            variant=config.variant,
-            variant_lower=config.variant.lower(),
-            variant_name="static prompts" if config.variant == "S" else "CoCoOp instance-conditional prompts",
-            variant_note="" if config.variant == "S" else ", and a zero CoCoOp context offset and meta-net output",
-            params=model.num_head_parameters,
-        ),
-        encoding="utf-8",
+    return _CARD.format(
+        name=name,
+        variant=config.variant,
+        variant_lower=config.variant.lower(),
+        variant_name="static prompts" if config.variant == "S" else "CoCoOp instance-conditional prompts",
+        variant_note="" if config.variant == "S" else ", and a zero CoCoOp context offset and meta-net output",
+        params=head_parameters,
     )
-    return directory
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m temu.presets", description="Write temu's shipped presets.")
-    parser.add_argument("root", type=Path, help="folder to write the preset folders into (the repo's weights/)")
-    args = parser.parse_args(argv)
-    for name in PRESETS:
-        print(write_untrained_preset(name, args.root / name))
-
-
-if __name__ == "__main__":
-    main()

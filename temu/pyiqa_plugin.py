@@ -57,7 +57,14 @@ class TeMuIQAMetric(nn.Module):
         super().__init__()
         from .model import TeMuIQA
 
-        given = dict(backbone=backbone, pretrained=pretrained, image_size=image_size, layers=layers, variant=variant, prompts=prompts)
+        given = dict(
+            backbone=backbone,
+            pretrained=pretrained,
+            image_size=image_size,
+            layers=layers,
+            variant=variant,
+            prompts=prompts,
+        )
         overrides = {k: v for k, v in given.items() if v is not _UNSET}
         if isinstance(overrides.get("variant"), str):
             overrides["variant"] = overrides["variant"].upper()

@@ -14,7 +14,7 @@ Variant S uses static prompts: their text vectors are computed once by the backb
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -37,7 +37,9 @@ class CoCoOpPrompts(nn.Module):
     forward(image_vectors ``[N, E]``, text tower) -> normalised text vectors ``[N, K, E]``.
     """
 
-    def __init__(self, prompts: Sequence[str], prompt_ids: torch.Tensor, tower: TextTower, embed_dim: int, reduction: int) -> None:
+    def __init__(
+        self, prompts: Sequence[str], prompt_ids: torch.Tensor, tower: TextTower, embed_dim: int, reduction: int
+    ) -> None:
         super().__init__()
         eot = tower.eot_index(prompt_ids)
         n_ctx = shared_suffix_length(prompt_ids, eot)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from temu_testing import PHOTO_NAMES, TINY_CONFIG, perturb_head
 
 

@@ -52,7 +52,9 @@ def make_dataset(root: Path, photos: dict[str, np.ndarray], *, size: tuple[int, 
                     if kind == "blur":
                         img = base.filter(ImageFilter.GaussianBlur(_BLUR_RADIUS[level]))
                     else:
-                        noisy = np.asarray(base, dtype=np.float64) + rng.normal(0.0, _NOISE_SIGMA[level], (size[1], size[0], 3))
+                        noisy = np.asarray(base, dtype=np.float64) + rng.normal(
+                            0.0, _NOISE_SIGMA[level], (size[1], size[0], 3)
+                        )
                         img = Image.fromarray(np.clip(noisy, 0, 255).round().astype(np.uint8))
                     rel = f"images/{name}_{kind}{level}.png"
                     img.save(root / rel)

@@ -91,7 +91,7 @@ def test_maps_come_back_with_results(model, photo_files):
 def test_bf16_autocast_on_cpu_agrees_with_fp32(model, photo_crops):
     """Within 0.01 per image, and SRCC >= 0.999 over 48 crops of photographs (one swapped pair of
     neighbours costs 0.0001 at n = 48, so this tolerates rounding near ties, not a broken path)."""
-    from temu.metrics import srcc
+    from temu.evaluation.metrics import srcc
 
     fp32 = np.array(temu.score(photo_crops, model=model, precision="fp32"))
     bf16 = np.array(temu.score(photo_crops, model=model, precision="bf16"))
@@ -111,6 +111,65 @@ def test_model_given_by_directory_is_built_once_and_cached(tiny_head_dir, photo_
     assert first == second and list(temu.MODEL_CACHE.values()) == [cached]
     temu.clear_model_cache()
     assert temu.MODEL_CACHE == {}
+
+
+def test_cache_key_is_what_the_model_is(tiny_head_dir, tmp_path, monkeypatch):
+    import os
+    import shutil
+    import threading
+
+    from temu.api import get_model
+
+    temu.clear_model_cache()
+    run = tmp_path / "runs" / "x"
+    shutil.copytree(tiny_head_dir, run)
+    monkeypatch.chdir(tmp_path)
+    spellings = ["runs/x", "runs/x/", "./runs/x", str(run), run]
+    models = {id(get_model(s, "cpu")) for s in spellings}
+    assert len(models) == 1 and len(temu.MODEL_CACHE) == 1
+
+    # a relative path means another folder after chdir: another entry
+    other = tmp_path / "elsewhere" / "runs" / "x"
+    shutil.copytree(tiny_head_dir, other)
+    os.chdir(tmp_path / "elsewhere")
+    assert get_model("runs/x", "cpu") is not get_model(str(run), "cpu")
+    assert len(temu.MODEL_CACHE) == 2
+
+    # a head retrained in place (new modification time) is loaded again
+    before = get_model(str(run), "cpu")
+    stamp = (run / "model.safetensors").stat().st_mtime_ns + 10**9
+    os.utime(run / "model.safetensors", ns=(stamp, stamp))
+    assert get_model(str(run), "cpu") is not before
+
+    # concurrent first calls for one model build it once
+    temu.clear_model_cache()
+    barrier, results = threading.Barrier(4), []
+
+    def build():
+        barrier.wait()
+        results.append(get_model(str(other), "cpu"))
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(m) for m in results}) == 1 and len(temu.MODEL_CACHE) == 1
+    temu.clear_model_cache()
+
+
+def test_compile_never_compiles_the_shared_cached_model(tiny_head_dir, monkeypatch):
+    from temu import TeMuIQA
+    from temu.api import get_model
+
+    compiled = []
+    monkeypatch.setattr(TeMuIQA, "compile_backbone", lambda self, **kw: compiled.append(self) or self)
+    temu.clear_model_cache()
+    plain = get_model(tiny_head_dir, "cpu")
+    fast = get_model(tiny_head_dir, "cpu", compile=True)
+    assert fast is not plain and compiled == [fast]
+    assert get_model(tiny_head_dir, "cpu", compile=True) is fast and get_model(tiny_head_dir, "cpu") is plain
+    temu.clear_model_cache()
 
 
 def test_default_model_offline_without_backbone_fails_fast_and_says_how_to_fix(hub_cache, photo_files, monkeypatch):

@@ -1,4 +1,4 @@
-"""Tests for temu.augment: batched, masked RandAugment checked against torchvision."""
+"""Tests for temu.train.augment: batched, masked RandAugment checked against torchvision."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from torch import Tensor
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.autoaugment import _apply_op as tv_apply_op  # RandAugment's own op dispatcher
 
-from temu.augment import OPS, apply_op, apply_op_sequences, op_magnitudes, rand_augment, sample_op_sequences
+from temu.errors import InvalidInputError
+from temu.train.augment import OPS, apply_op, apply_op_sequences, op_magnitudes, rand_augment, sample_op_sequences
 
 SIGNED = {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness"}
 UINT8_ONLY = {"Posterize", "Equalize"}  # torchvision implements these for uint8 tensors only
@@ -141,9 +142,11 @@ def test_rand_augment_draws_a_sequence_per_image_and_is_deterministic() -> None:
 
 def test_validation_errors() -> None:
     x = torch.rand(2, 3, 32, 32)
-    with pytest.raises(ValueError, match=r"Expected a 4-D tensor \[N, 3, H, W\], got shape \(3, 32, 32\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"images: expected 4 dimensions \[N, 3, H, W\], got 3 with shape \(3, 32, 32\)"
+    ):
         rand_augment(x[0])
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(InvalidInputError, match=r"expected floats in \[0, 1\], got dtype torch.uint8"):
         rand_augment((x * 255).to(torch.uint8))
     bad = torch.zeros(2, 1, 32, 32, dtype=torch.bool)
     bad[:, :, 2:5, 2:5] = True

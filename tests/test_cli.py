@@ -47,7 +47,9 @@ def test_strict_exits_non_zero_when_a_file_is_bad(capsys, folder, tiny_head_dir)
 
 def test_csv_output_keeps_every_row_including_failures(capsys, folder, tiny_head_dir, tmp_path):
     out_file = tmp_path / "out" / "scores.csv"
-    code, stdout, err = run(capsys, str(folder), "--model", str(tiny_head_dir), "--output", str(out_file), "--batch-size", "2")
+    code, stdout, err = run(
+        capsys, str(folder), "--model", str(tiny_head_dir), "--output", str(out_file), "--batch-size", "2"
+    )
     assert code == 0 and stdout == ""
     rows = list(csv.DictReader(out_file.open()))
     assert len(rows) == 6 and rows[0].keys() == {"path", "score", "error"}
@@ -80,10 +82,24 @@ def test_unloadable_model_is_a_usage_level_failure(capsys, photo_files, tmp_path
     assert code == 2 and "cannot load model" in err
 
 
-def test_bad_output_suffix_and_batch_size(capsys, photo_files, tiny_head_dir, tmp_path):
-    with pytest.raises(SystemExit, match="must end in .csv, .json or .jsonl"):
-        main(["score", str(photo_files["coffee"]), "--model", str(tiny_head_dir), "--output", str(tmp_path / "x.txt")])
-    assert main(["score", "x", "--batch-size", "0"]) == 2
+def test_usage_errors_are_one_line_and_come_before_the_model_loads(capsys, photo_files, tmp_path):
+    image, missing_model = str(photo_files["coffee"]), str(tmp_path / "no-such-head")
+    (tmp_path / "folder.csv").mkdir()
+    cases = [
+        (["--output", str(tmp_path / "x.txt")], "--output must end in .csv, .jsonl, .json, got 'x.txt'"),
+        (["--output", str(tmp_path)], "is a folder"),
+        (["--output", str(tmp_path / "folder.csv")], "is a folder"),
+        (["--maps", str(photo_files["coffee"])], "is a file"),
+    ]
+    for extra, message in cases:
+        assert main(["score", image, "--model", missing_model, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "cannot load model" not in err, err
+    for extra in (["--batch-size", "0"], ["--workers", "-1"], ["--precision", "fp8"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["score", image, *extra])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and err.startswith("temu score: error:"), err
 
 
 def test_presets_command_lists_shipped_presets(capsys):

@@ -1,4 +1,4 @@
-"""Tests for temu.cwssim.cw_ssim."""
+"""Tests for temu.train.cwssim.cw_ssim."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from temu.cwssim import cw_ssim
+from temu.train.cwssim import cw_ssim
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 

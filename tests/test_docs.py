@@ -10,7 +10,11 @@ README = (REPO / "README.md").read_text()
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci_lines = [
+        line
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert len(ci_lines) == 1
     setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.*?)\n```", setup, flags=re.S)
@@ -47,7 +51,7 @@ def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):
     code = re.search(r"```python\n(.*?)\n```", block, flags=re.S).group(1)
     real = 'backbone="ViT-L-14", pretrained="openai"'
     assert code.count(real) == 2
-    tiny = f'backbone={str(REPO / "tests" / "assets" / "tiny-clip.json")!r}, pretrained={str(tiny_checkpoint)!r}, image_size=64'
+    tiny = f"backbone={str(REPO / 'tests' / 'assets' / 'tiny-clip.json')!r}, pretrained={str(tiny_checkpoint)!r}, image_size=64"
     code = code.replace(real, tiny)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)

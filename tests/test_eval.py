@@ -1,4 +1,4 @@
-"""``temu eval`` and temu.evaluate: metrics against scipy, random subsets, MOS ranges, plots, bad rows."""
+"""``temu eval`` and temu.evaluation: metrics against scipy, random subsets, MOS ranges, plots, bad rows."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import temu
 from temu import TeMuIQA
 from temu.cli import main
 from temu.data import random_split
-from temu.evaluate import evaluate_scores, random_subsets, split_metrics
-
+from temu.evaluation.report import evaluate_scores, random_subsets, split_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,7 +40,9 @@ def test_metrics_agree_with_scipy_on_known_vectors():
     target = [0.0, 0.5, 0.25, 1.0, 0.75, 0.25, 0.5, 0.6]  # ties in both
     assert evaluate_scores(pred, target) == pytest.approx(scipy_metrics(pred, target), abs=1e-12)
     constant = evaluate_scores([0.5] * 4, [0.1, 0.2, 0.3, 0.4])
-    assert np.isnan(constant["srcc"]) and constant["rmse"] == pytest.approx(np.sqrt(np.mean(np.square([0.4, 0.3, 0.2, 0.1]))))
+    assert np.isnan(constant["srcc"]) and constant["rmse"] == pytest.approx(
+        np.sqrt(np.mean(np.square([0.4, 0.3, 0.2, 0.1])))
+    )
 
 
 def test_random_subsets_are_the_test_parts_of_random_splits():
@@ -80,7 +81,11 @@ def test_eval_command_agrees_with_scipy_on_the_model_scores(dataset, tiny_head_d
     finally:
         temu.clear_model_cache()
     target = (mos - mos.min()) / (mos.max() - mos.min())  # the head has no MOS range: the data's own
-    assert report["images"] == 40 and report["mos_scale"] == {"low": mos.min(), "high": mos.max(), "lower_better": False}
+    assert report["images"] == 40 and report["mos_scale"] == {
+        "low": mos.min(),
+        "high": mos.max(),
+        "lower_better": False,
+    }
     assert report["metrics"] == pytest.approx(scipy_metrics(scores, target), abs=1e-6)
     assert "normalised to [0, 1]" in report["rmse_scale"]
     splits = report["splits"]

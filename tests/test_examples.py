@@ -27,7 +27,9 @@ def test_score_folder(monkeypatch, capsys, photo_files, tiny_head_dir):
 
 def test_quality_map(monkeypatch, capsys, photo_files, tiny_head_dir, tmp_path):
     out_file = tmp_path / "map.png"
-    run_example(monkeypatch, "quality_map.py", str(photo_files["rocket"]), "--model", str(tiny_head_dir), "--out", str(out_file))
+    run_example(
+        monkeypatch, "quality_map.py", str(photo_files["rocket"]), "--model", str(tiny_head_dir), "--out", str(out_file)
+    )
     with Image.open(out_file) as canvas, Image.open(photo_files["rocket"]) as original:
         assert canvas.size == (3 * original.width, original.height)
     assert "wrote" in capsys.readouterr().out

@@ -22,9 +22,12 @@ from synthetic_iqa import mos_of
 
 import temu
 from temu import TeMuIQA
-from temu.finetune import main, parse_layers
-from temu.metrics import plcc
-from temu.trainer import METRIC_COLUMNS, NonFiniteLossError, TrainConfig, Trainer
+from temu.cli.args import parse_layers
+from temu.cli.finetune import main
+from temu.errors import NonFiniteLossError
+from temu.evaluation.metrics import plcc
+from temu.train.config import TrainConfig
+from temu.train.trainer import METRIC_COLUMNS, Trainer
 
 EPOCHS = 2
 
@@ -74,7 +77,15 @@ def training_paths_and_targets(dataset) -> tuple[list[str], np.ndarray]:
 
 
 def test_two_epoch_run_writes_every_output(full_run):
-    for name in ("config.json", "model.safetensors", "README.md", "metrics.csv", "curves.png", "checkpoint.pt", "run.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "README.md",
+        "metrics.csv",
+        "curves.png",
+        "checkpoint.pt",
+        "run.json",
+    ):
         assert (full_run / name).is_file(), name
     rows = read_metrics(full_run / "metrics.csv")
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -147,10 +158,16 @@ def test_resume_equals_uninterrupted_run(full_run, half_run, base_args, tmp_path
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         assert torch.equal(resumed[key], uninterrupted[key]), key
-    a, b = torch.load(out / "checkpoint.pt", weights_only=True), torch.load(full_run / "checkpoint.pt", weights_only=True)
+    a, b = (
+        torch.load(out / "checkpoint.pt", weights_only=True),
+        torch.load(full_run / "checkpoint.pt", weights_only=True),
+    )
     for key in a["head"]:
         assert torch.equal(a["head"][key], b["head"][key]), key
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
     assert strip(read_metrics(out / "metrics.csv")) == strip(read_metrics(full_run / "metrics.csv"))
 
 
@@ -168,23 +185,24 @@ def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
 
 class Spy:
     def __init__(self, monkeypatch):
-        import temu.ldg
-        import temu.trainer
+        import temu.train.ldg
+        import temu.train.trainer
 
         self.forward_sizes: list[int] = []
         self.losses: list[tuple] = []
         self.fidelity: list[torch.Tensor] = []
         self.distortions = 0
-        scorer_forward, loss_parts = temu.trainer._Scorer.forward, Trainer.loss_parts
-        fidelity, distortion = temu.ldg.ldg_fidelity, temu.ldg.local_distortion
+        model_forward, loss_parts = TeMuIQA.forward, temu.train.trainer.loss_parts
+        fidelity, distortion = temu.train.ldg.ldg_fidelity, temu.train.ldg.local_distortion
 
-        def spy_forward(module, x):
-            self.forward_sizes.append(x.shape[0])
-            return scorer_forward(module, x)
+        def spy_forward(module, x, *args, **kwargs):
+            if not torch.is_inference_mode_enabled():  # training steps, not validation
+                self.forward_sizes.append(x.shape[0])
+            return model_forward(module, x, *args, **kwargs)
 
-        def spy_loss(trainer, scores, targets, ldg_scores, ldg_targets):
+        def spy_loss(scores, targets, ldg_scores, ldg_targets, **weights):
             self.losses.append((targets.clone(), None if ldg_targets is None else ldg_targets.clone()))
-            return loss_parts(trainer, scores, targets, ldg_scores, ldg_targets)
+            return loss_parts(scores, targets, ldg_scores, ldg_targets, **weights)
 
         def spy_fidelity(images, distorted):
             f = fidelity(images, distorted)
@@ -195,10 +213,10 @@ class Spy:
             self.distortions += 1
             return distortion(images, **kwargs)
 
-        monkeypatch.setattr(temu.trainer._Scorer, "forward", spy_forward)
-        monkeypatch.setattr(Trainer, "loss_parts", spy_loss)
-        monkeypatch.setattr(temu.ldg, "ldg_fidelity", spy_fidelity)
-        monkeypatch.setattr(temu.ldg, "local_distortion", spy_distortion)
+        monkeypatch.setattr(TeMuIQA, "forward", spy_forward)
+        monkeypatch.setattr(temu.train.trainer, "loss_parts", spy_loss)
+        monkeypatch.setattr(temu.train.ldg, "ldg_fidelity", spy_fidelity)
+        monkeypatch.setattr(temu.train.ldg, "local_distortion", spy_distortion)
 
 
 def test_ldg_targets_are_fidelity_times_mos_in_one_forward(monkeypatch, base_args, tmp_path):
@@ -254,7 +272,9 @@ def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
     csv_path, root = dataset
     common = ["--train", str(csv_path), "--image-root", str(root), "--output", str(tmp_path / "o"), "--dry-run"]
     split_file = tmp_path / "split.pkl"
-    write_split_file(split_file, {1: {"train": list(range(30)), "val": list(range(30, 35)), "test": list(range(35, 40))}})
+    write_split_file(
+        split_file, {1: {"train": list(range(30)), "val": list(range(30, 35)), "test": list(range(35, 40))}}
+    )
     assert main([*common, "--split-file", str(split_file)]) == 0
     assert sizes(json.loads(capsys.readouterr().out)) == (30, 5)
 
@@ -288,7 +308,11 @@ def test_bad_rows_stop_the_run_before_training(dataset, base_args, tmp_path, cap
     assert run([*args, "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "3 row(s)" in err
-    for row, reason in ((42, "image file not found"), (43, "not readable as an image"), (44, "score is not a finite number")):
+    for row, reason in (
+        (42, "image file not found"),
+        (43, "not readable as an image"),
+        (44, "score is not a finite number"),
+    ):
         assert f"row {row}:" in err and reason in err
     assert "--skip-bad" in err
     assert not (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
@@ -309,7 +333,9 @@ def test_nan_loss_stops_naming_the_batch(dataset, tiny_kwargs, tmp_path):
     records = read_records(csv_path, root)
     model = TeMuIQA(**tiny_kwargs)
     config = TrainConfig(epochs=1, batch_size=8, ldg=False, sync_every=3)
-    trainer = Trainer(model, records[:32], records[32:], MOSScale.fit(records), config, tmp_path, progress=False)
+    trainer = Trainer(
+        model, records[:32], records[32:], MOSScale.fit([r.mos for r in records]), config, tmp_path, progress=False
+    )
     trainer.train_loader.sampler.set_epoch(0)
     batches = [[str(records[k].path) for k in idx] for _, _, idx in trainer.train_loader]
     steps = []
@@ -333,10 +359,19 @@ def test_world_of_one_process_group_matches_a_plain_run(monkeypatch, half_run, b
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}.items():
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }.items():
         monkeypatch.setenv(key, value)
     out = tmp_path / "ddp"
-    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--stop-after-epochs", "1", "--device", "cpu"]) == 0
+    assert (
+        run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--stop-after-epochs", "1", "--device", "cpu"])
+        == 0
+    )
     assert not torch.distributed.is_initialized()  # the group it made is gone
     a = torch.load(out / "checkpoint.pt", weights_only=True)
     b = torch.load(half_run / "checkpoint.pt", weights_only=True)
@@ -377,8 +412,25 @@ def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "temu.finetune"]
-    done = subprocess.run([*launch, *args, "--output", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300, check=False)
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "temu.cli.finetune",
+    ]
+    done = subprocess.run(
+        [*launch, *args, "--output", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "x 2 processes" in done.stderr
     assert run([*args, "--output", str(tmp_path / "one")]) == 0

@@ -1,4 +1,4 @@
-"""Tests for temu.ldg: boxes, local distortion, fidelity and targets."""
+"""Tests for temu.train.ldg: boxes, local distortion, fidelity and targets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from temu.augment import apply_op_sequences, sample_op_sequences
-from temu.ldg import ldg_fidelity, ldg_targets, local_distortion, sample_boxes
+from temu.errors import InvalidInputError
+from temu.train.augment import apply_op_sequences, sample_op_sequences
+from temu.train.ldg import ldg_fidelity, ldg_targets, local_distortion, sample_boxes
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
@@ -119,12 +120,12 @@ def test_fidelity_and_targets_on_photographs() -> None:
 
 
 def test_validation_errors() -> None:
-    expected = r"Expected images to be a 4-D tensor \[N, 3, H, W\], got shape \(3, 224, 224\)"
-    with pytest.raises(ValueError, match=expected):
+    expected = r"images: expected 4 dimensions \[N, 3, H, W\], got 3 with shape \(3, 224, 224\)"
+    with pytest.raises(InvalidInputError, match=expected):
         local_distortion(torch.rand(3, 224, 224))
     with pytest.raises(ValueError, match="size_range"):
         sample_boxes(2, 64, 64, size_range=(50, 40))
     with pytest.raises(ValueError, match="same shape"):
         ldg_targets(torch.rand(4), torch.rand(3))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(InvalidInputError, match="expected floats"):
         ldg_fidelity(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), torch.zeros(1, 3, 64, 64, dtype=torch.uint8))

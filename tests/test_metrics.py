@@ -1,4 +1,4 @@
-"""Tests for temu.metrics: agreement with scipy.stats, input errors, gradients."""
+"""Tests for temu.evaluation.metrics: agreement with scipy.stats, input errors, gradients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from temu.metrics import evaluate, krcc, pearson_torch, plcc, rmse, srcc
+from temu.evaluation.metrics import evaluate, krcc, plcc, rmse, srcc
+from temu.train.loss import pearson_torch
 
 TOL = 1e-10
 
@@ -79,9 +80,7 @@ def test_accepts_lists_tensors_and_column_vectors():
     x = [0.3, 0.1, 0.8, 0.5]
     y = [1.0, 2.0, 4.0, 3.0]
     expected = plcc(np.array(x), np.array(y))
-    assert plcc(torch.tensor(x, requires_grad=True), torch.tensor(y)) == pytest.approx(
-        expected
-    )
+    assert plcc(torch.tensor(x, requires_grad=True), torch.tensor(y)) == pytest.approx(expected)
     assert plcc(torch.tensor(x).reshape(-1, 1), y) == pytest.approx(expected)
     assert isinstance(srcc(x, y), float)
     assert isinstance(krcc(torch.tensor(x), torch.tensor(y)), float)
@@ -119,9 +118,7 @@ def test_nan_and_inf(fn):
 
 @pytest.mark.parametrize("fn", [srcc, plcc, krcc])
 def test_constant_input(fn):
-    with pytest.raises(
-        ValueError, match=r"target is constant \(all 3 values equal 2.0\)"
-    ):
+    with pytest.raises(ValueError, match=r"target is constant \(all 3 values equal 2.0\)"):
         fn([1, 2, 3], [2, 2, 2])
     with pytest.raises(ValueError, match="pred is constant"):
         fn([5, 5, 5], [1, 2, 3])

@@ -6,12 +6,11 @@ import inspect
 
 import pytest
 import torch
+from temu_testing import ASSETS, perturb_head
 
 from temu import BackboneError, HeadConfig, InvalidInputError, TeMuConfig, TeMuIQA
 from temu.backbone import resolve_backbone
 from temu.transforms import InputSize
-
-from temu_testing import ASSETS, perturb_head
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +123,11 @@ def test_default_backbone_is_openai_vit_l14_with_quickgelu():
 
     source = resolve_backbone("ViT-L-14", "openai", load_weights=False)
     assert source.force_quick_gelu
-    defaults = {k: v.default for k, v in inspect.signature(TeMuIQA.__init__).parameters.items() if k in ("backbone", "pretrained", "variant", "layers", "image_size", "prompts")}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(TeMuIQA.__init__).parameters.items()
+        if k in ("backbone", "pretrained", "variant", "layers", "image_size", "prompts")
+    }
     config = TeMuConfig()
     assert defaults == {k: getattr(config, k) for k in defaults}  # TeMuIQA() and TeMuConfig() agree
     model = TeMuIQA.from_config(config, load_weights=False)
@@ -213,10 +216,12 @@ def test_layer_aggregation_is_streamed(tmp_path):
     x = images(2, 64, 64)
     live = {}
     for k in (2, 8):
-        model = TeMuIQA(backbone=str(tmp_path / "deep-tiny.json"), pretrained=None, image_size=64, layers=list(range(9 - k, 9))).eval()
+        model = TeMuIQA(
+            backbone=str(tmp_path / "deep-tiny.json"), pretrained=None, image_size=64, layers=list(range(9 - k, 9))
+        ).eval()
         counts = []
 
-        def count(module, inputs, output):
+        def count(module, inputs, output, counts=counts):
             counts.append(sum(1 for o in gc.get_objects() if type(o) is torch.Tensor and tuple(o.shape) == (2, 65, 64)))
 
         model.backbone.visual.transformer.resblocks[-1].register_forward_hook(count)
@@ -224,3 +229,17 @@ def test_layer_aggregation_is_streamed(tmp_path):
             model(x)
         live[k] = counts[0]
     assert live[8] == live[2] and live[8] <= 5, live  # holding every layer would keep >= 8 alive
+
+
+def test_model_pickles_and_deep_copies_with_identical_scores(tiny_kwargs):
+    import copy
+    import pickle
+
+    model = TeMuIQA(**tiny_kwargs, variant="I").eval()
+    perturb_head(model)
+    x = images(2, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+        for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+            assert other is not model
+            torch.testing.assert_close(other(x), expected, rtol=0, atol=0)

@@ -18,7 +18,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 def build(kind: str, out: Path) -> Path:
     if kind == "wheel":
-        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(REPO),
+        ]
     else:  # PEP 660, as `pip install -e .` does
         cmd = [sys.executable, "-c", f"from setuptools import build_meta as b; b.build_editable({str(out)!r})"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -35,8 +46,14 @@ def wheels(tmp_path_factory) -> dict[str, Path]:
 def install_in_throwaway_venv(wheel: Path, root: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     python = root / "bin" / "python"
-    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  check=True, capture_output=True, text=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     zipfile.ZipFile(wheel).extractall(purelib)
     # Dependencies (torch, pyiqa, ...) from this interpreter, minus any temu installed there (it would
     # shadow the copy under test: sys.path is searched before setuptools' editable finder). A path
@@ -59,8 +76,12 @@ def test_wheel_contents(wheels):
     record = zipfile.ZipFile(wheels["wheel"]).read(next(n for n in names if n.endswith("RECORD"))).decode()
     assert "temu-pyiqa-hook.pth," in record  # so `pip uninstall temu` removes it
     assert not any(n.startswith(("tests/", "weights/", "benchmarks/")) for n in names)
-    entry_points = zipfile.ZipFile(wheels["wheel"]).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "temu-finetune = temu.finetune:main" in entry_points and "temu = temu.pyiqa_plugin:register" in entry_points
+    entry_points = (
+        zipfile.ZipFile(wheels["wheel"]).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
+    assert (
+        "temu-finetune = temu.cli.finetune:main" in entry_points and "temu = temu.pyiqa_plugin:register" in entry_points
+    )
 
 
 def test_editable_wheel_installs_the_hook_too(wheels):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 from safetensors.torch import load_file
 
 import temu
+from temu.cli.presets import write_untrained_preset
 from temu.hub import preset_root
-from temu.presets import PRESETS, write_untrained_preset
+from temu.presets import PRESETS
+
 
 def test_presets_are_listed():
     assert temu.list_presets() == ["temu-iqa-i", "temu-iqa-s"] == sorted(PRESETS)
@@ -23,7 +26,9 @@ def test_shipped_preset_is_the_untrained_head_the_code_writes(name, tmp_path):
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     assert (shipped / "README.md").read_text() == (fresh / "README.md").read_text()
     # untrained: uniform layer weights, zero adapter output, equal patch weights
-    assert (a["layer_logits"] == 0).all() and (a["adapter.up.weight"] == 0).all() and (a["patch_weight.weight"] == 0).all()
+    assert (
+        (a["layer_logits"] == 0).all() and (a["adapter.up.weight"] == 0).all() and (a["patch_weight.weight"] == 0).all()
+    )
     config = json.loads((shipped / "config.json").read_text())["model"]
     assert config["backbone"] == "ViT-L-14" and config["pretrained"] == "openai" and config["image_size"] == 448
     assert "untrained" in (shipped / "README.md").read_text().lower()

@@ -64,11 +64,14 @@ def run_tour(mode: str, tiny_checkpoint: Path, image: Path, head_dir: Path) -> d
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", TOUR, mode, str(tiny_checkpoint), str(image), str(head_dir), TINY],
-        capture_output=True, text=True, env=env, cwd=REPO / "tests",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO / "tests",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (line,) = [l for l in proc.stdout.splitlines() if l.startswith("RESULT")]
-    return json.loads(line[len("RESULT"):])
+    (line,) = [text for text in proc.stdout.splitlines() if text.startswith("RESULT")]
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +147,9 @@ def test_pyiqa_command_line_reaches_the_metric(tmp_path, photos):
     image = tmp_path / "coffee.png"
     Image.fromarray(photos["coffee"]).save(image)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    proc = subprocess.run([exe, "temu_iqa", "-t", str(image), "--device", "cpu"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [exe, "temu_iqa", "-t", str(image), "--device", "cpu"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert proc.returncode != 0
     assert "NotCachedError" in proc.stderr and "ViT-L-14" in proc.stderr  # temu's own, actionable error
     assert "not implemented" not in proc.stderr

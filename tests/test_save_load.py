@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 import torch
+from temu_testing import TINY_CONFIG, perturb_head, write_hub_cache
 
 import temu
 from temu import NotCachedError, TeMuIQA, WeightsError
-
-from temu_testing import TINY_CONFIG, perturb_head, write_hub_cache
 
 
 def images(n: int = 3) -> torch.Tensor:
@@ -66,7 +65,10 @@ def test_head_that_does_not_fit_is_refused_with_the_reason(tiny_head_dir):
         (lambda d: (d / "config.json").write_text("{"), "not a readable JSON file"),
         (lambda d: (d / "config.json").write_text('{"format": 1}'), "expected a temu config with a 'model' section"),
         (lambda d: _edit_config(d, lambda c: c.update(format=99)), "format 99 is not supported"),
-        (lambda d: _edit_config(d, lambda c: c["model"].update(colour="blue")), "unknown model config keys \\['colour'\\]"),
+        (
+            lambda d: _edit_config(d, lambda c: c["model"].update(colour="blue")),
+            "unknown model config keys \\['colour'\\]",
+        ),
         (lambda d: _edit_config(d, lambda c: c["model"].update(variant="X")), "variant must be one of"),
     ],
 )
@@ -96,11 +98,17 @@ def test_head_and_backbone_load_from_an_offline_hub_cache(hub_cache, tiny_checkp
     backbone_dir = tmp_path / "backbone"
     backbone_dir.mkdir()
     cfg = json.loads(TINY_CONFIG.read_text())
-    (backbone_dir / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}}))
-    write_hub_cache(hub_cache, "someone/tiny-clip", {
-        "open_clip_config.json": backbone_dir / "open_clip_config.json",
-        "open_clip_model.safetensors": tiny_checkpoint,
-    })
+    (backbone_dir / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": cfg, "preprocess_cfg": {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    )
+    write_hub_cache(
+        hub_cache,
+        "someone/tiny-clip",
+        {
+            "open_clip_config.json": backbone_dir / "open_clip_config.json",
+            "open_clip_model.safetensors": tiny_checkpoint,
+        },
+    )
     head = TeMuIQA.from_pretrained(tiny_head_dir, backbone="hf-hub:someone/tiny-clip", pretrained=None)
     assert head.config.mean == (0.48145466, 0.4578275, 0.40821073)  # the saved head keeps its own normalisation
     fresh = TeMuIQA(backbone="hf-hub:someone/tiny-clip", pretrained=None, image_size=64)
@@ -112,10 +120,14 @@ def test_head_and_backbone_load_from_an_offline_hub_cache(hub_cache, tiny_checkp
         torch.testing.assert_close(head(x), local(x))
 
     # now the head itself as a Hub repo
-    write_hub_cache(hub_cache, "someone/tiny-head", {
-        "config.json": tiny_head_dir / "config.json",
-        "model.safetensors": tiny_head_dir / "model.safetensors",
-    })
+    write_hub_cache(
+        hub_cache,
+        "someone/tiny-head",
+        {
+            "config.json": tiny_head_dir / "config.json",
+            "model.safetensors": tiny_head_dir / "model.safetensors",
+        },
+    )
     from_hub = temu.load("someone/tiny-head")
     with torch.no_grad():
         assert torch.equal(from_hub(x), local(x))

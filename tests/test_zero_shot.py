@@ -21,7 +21,9 @@ MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).reshape(1, 3, 1, 1)
 STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).reshape(1, 3, 1, 1)
 
 
-def zero_shot_reference(clip, x01: torch.Tensor, layers_1based: list[int], prompts=("Good photo.", "Bad photo.")) -> torch.Tensor:
+def zero_shot_reference(
+    clip, x01: torch.Tensor, layers_1based: list[int], prompts=("Good photo.", "Bad photo.")
+) -> torch.Tensor:
     """METHOD.md step 9, literally: e_l = ln_post(X_l) @ proj per layer and token; p = normalize(mean_l e_l);
     s = softmax(logit_scale.exp() * [p.t_good, p.t_bad])[0]; score = plain mean of s over [cls] + patches."""
     import open_clip
@@ -55,7 +57,9 @@ def batch(photos) -> torch.Tensor:
 @pytest.mark.parametrize("variant", ["S", "I"])
 @pytest.mark.parametrize("layers, expected", [(None, [1, 2, 3]), (2, [1, 2]), ([1, 3], [1, 3]), ([3], [3])])
 def test_untrained_model_is_the_zero_shot_rule(tiny_clip, tiny_checkpoint, batch, variant, layers, expected):
-    model = TeMuIQA(backbone=TINY, pretrained=str(tiny_checkpoint), variant=variant, layers=layers, image_size=32).eval()
+    model = TeMuIQA(
+        backbone=TINY, pretrained=str(tiny_checkpoint), variant=variant, layers=layers, image_size=32
+    ).eval()
     with torch.no_grad():
         ours = model(batch)
         ref = zero_shot_reference(tiny_clip, batch, expected)

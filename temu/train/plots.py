@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_write
+from ..files import atomic_write
 
 __all__ = ["plot_curves", "plot_scatter", "write_metrics_csv"]
 
 
-def write_metrics_csv(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], columns: Sequence[str]) -> Path:
+def write_metrics_csv(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], columns: Sequence[str]
+) -> Path:
     """One row per epoch with ``columns`` (floats with 6 significant decimals), written atomically."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -58,13 +60,20 @@ def _save(fig, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None) -> Path:
+def plot_curves(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], *, best_epoch: int | None = None
+) -> Path:
     """Training curves: the loss parts per epoch (left) and validation SRCC/PLCC/KRCC (right)."""
     fig = _figure(10, 4)
     left, right = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91, wspace=0.25)
     epochs = [row["epoch"] for row in history]
-    for key, label in (("train_loss", "total"), ("train_mse", "MSE"), ("train_plcc", "1 - PLCC"), ("train_ldg", "LDG MSE")):
+    for key, label in (
+        ("train_loss", "total"),
+        ("train_mse", "MSE"),
+        ("train_plcc", "1 - PLCC"),
+        ("train_ldg", "LDG MSE"),
+    ):
         values = [row.get(key, math.nan) for row in history]
         if any(v for v in values if not math.isnan(v)):
             left.plot(epochs, values, marker="o", ms=3, label=label)

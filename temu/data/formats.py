@@ -203,9 +203,7 @@ _FORMATS = (
     ),
 )
 
-DATASET_FORMATS: Mapping[str, DatasetFormat] = MappingProxyType(
-    {f.name: f for f in _FORMATS}
-)
+DATASET_FORMATS: Mapping[str, DatasetFormat] = MappingProxyType({f.name: f for f in _FORMATS})
 """Read-only registry of the known formats, keyed by ``DatasetFormat.name``."""
 
 _ALIASES: Mapping[str, str] = MappingProxyType(
@@ -243,9 +241,7 @@ def get_format(name: str) -> DatasetFormat:
     )
 
 
-def generic_format(
-    path_col: str, mos_col: str, *, lower_better: bool = False
-) -> DatasetFormat:
+def generic_format(path_col: str, mos_col: str, *, lower_better: bool = False) -> DatasetFormat:
     """A format for a CSV that is not one of the registered datasets."""
     return DatasetFormat(
         name="generic",

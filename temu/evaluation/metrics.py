@@ -13,8 +13,9 @@ tau-b) to ~1e-12:
 
 Inputs are validated: different lengths, fewer than 2 items, NaN or infinite
 values, and (for the three correlations) constant input raise ``ValueError``
-naming what was found. ``pearson_torch`` is the differentiable PLCC used for
-the ``1 - PLCC`` training loss.
+naming what was found; constant input raises its own subclass,
+:class:`~temu.ConstantInputError`. The differentiable PLCC of the training
+loss is :func:`temu.train.loss.pearson_torch`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["evaluate", "krcc", "pearson_torch", "plcc", "rmse", "srcc"]
+from ..errors import ConstantInputError
+
+__all__ = ["evaluate", "krcc", "plcc", "rmse", "srcc"]
 
 
 def _as_vector(values: Any, name: str) -> np.ndarray:
@@ -36,8 +39,7 @@ def _as_vector(values: Any, name: str) -> np.ndarray:
             array = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"{name} must be a sequence of numbers; could not convert it "
-                f"({type(values).__name__}): {error}"
+                f"{name} must be a sequence of numbers; could not convert it ({type(values).__name__}): {error}"
             ) from error
     if array.ndim == 2 and 1 in array.shape:
         array = array.reshape(-1)
@@ -49,16 +51,12 @@ def _as_vector(values: Any, name: str) -> np.ndarray:
     return array
 
 
-def _check_pair(
-    pred: Any, target: Any, *, min_items: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(pred: Any, target: Any, *, min_items: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert a (pred, target) pair; see module docstring."""
     x = _as_vector(pred, "pred")
     y = _as_vector(target, "target")
     if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"pred and target must have the same length, got {x.shape[0]} and {y.shape[0]}"
-        )
+        raise ValueError(f"pred and target must have the same length, got {x.shape[0]} and {y.shape[0]}")
     if x.shape[0] < min_items:
         raise ValueError(f"need at least {min_items} items, got {x.shape[0]}")
     for name, v in (("pred", x), ("target", y)):
@@ -75,7 +73,7 @@ def _check_pair(
 def _check_not_constant(x: np.ndarray, y: np.ndarray) -> None:
     for name, v in (("pred", x), ("target", y)):
         if np.all(v == v[0]):
-            raise ValueError(
+            raise ConstantInputError(
                 f"{name} is constant (all {v.shape[0]} values equal {v[0]}); "
                 "a correlation is undefined for constant input"
             )
@@ -95,9 +93,7 @@ def _average_ranks(v: np.ndarray) -> np.ndarray:
     order = np.argsort(v, kind="mergesort")
     sorted_v = v[order]
     new_run = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
-    starts = np.flatnonzero(
-        new_run
-    )  # first sorted position of each run of equal values
+    starts = np.flatnonzero(new_run)  # first sorted position of each run of equal values
     ends = np.r_[starts[1:], v.shape[0]]  # exclusive
     run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
     run_id = np.cumsum(new_run) - 1
@@ -194,34 +190,3 @@ def evaluate(pred: Any, target: Any) -> dict[str, float]:
         "krcc": krcc(pred, target),
         "rmse": rmse(pred, target),
     }
-
-
-def pearson_torch(
-    pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8
-) -> torch.Tensor:
-    """Differentiable Pearson correlation of two score vectors, a scalar tensor.
-
-    ``pred`` and ``target`` hold one score per image, shape ``(B,)`` or ``(B, 1)``,
-    with ``B >= 2``. ``eps`` is added under each square root so a constant batch
-    gives a finite value (0) and finite gradients instead of NaN. Use
-    ``1 - pearson_torch(pred, target)`` as the PLCC loss.
-    """
-    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(
-            f"pred and target must be torch tensors, got {type(pred).__name__} "
-            f"and {type(target).__name__}; use temu.metrics.plcc for arrays"
-        )
-    p = pred.reshape(-1)
-    t = target.reshape(-1).to(p.dtype)
-    if p.shape[0] != t.shape[0]:
-        raise ValueError(
-            f"pred and target must have the same number of elements, got "
-            f"{p.shape[0]} (shape {tuple(pred.shape)}) and {t.shape[0]} (shape {tuple(target.shape)})"
-        )
-    if p.shape[0] < 2:
-        raise ValueError(f"need a batch of at least 2 scores, got {p.shape[0]}")
-    pc = p - p.mean()
-    tc = t - t.mean()
-    return (pc * tc).sum() / (
-        torch.sqrt((pc * pc).sum() + eps) * torch.sqrt((tc * tc).sum() + eps)
-    )

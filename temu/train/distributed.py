@@ -9,12 +9,22 @@ and never touches ``torch.distributed``. Every helper below is a no-op for a wor
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_max", "all_reduce_sum", "barrier", "gather_cat", "setup", "teardown"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "average_gradients",
+    "barrier",
+    "gather_cat",
+    "setup",
+    "teardown",
+]
 
 
 @dataclass(frozen=True)
@@ -117,3 +127,22 @@ def gather_cat(info: DistInfo, tensor: torch.Tensor) -> torch.Tensor:
     parts = [torch.empty_like(tensor) for _ in range(info.world_size)]
     dist.all_gather(parts, tensor.contiguous())
     return torch.cat(parts)
+
+
+def average_gradients(info: DistInfo, params: Sequence[torch.nn.Parameter]) -> None:
+    """Replace each parameter's gradient by its mean over all processes, with one ``all_reduce``.
+
+    What DistributedDataParallel does after ``backward``, without its private API: the head is
+    small enough for one flat buffer. A parameter without a gradient counts as a zero gradient.
+    No-op for one process.
+    """
+    if not (info.distributed and info.world_size > 1) or not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+        offset += g.numel()

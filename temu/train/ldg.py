@@ -13,19 +13,11 @@ import math
 import torch
 from torch import Tensor
 
-from temu.augment import apply_op_sequences, sample_op_sequences
-from temu.cwssim import cw_ssim
+from ..inputs import check_batch
+from .augment import apply_op_sequences, sample_op_sequences
+from .cwssim import cw_ssim
 
 __all__ = ["ldg_fidelity", "ldg_targets", "local_distortion", "sample_boxes"]
-
-
-def _check_images(images: Tensor, name: str = "images") -> None:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"Expected {name} to be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"Expected {name} to be a 4-D tensor [N, 3, H, W], got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"Expected {name} to be a floating-point tensor in [0, 1], got {images.dtype}")
 
 
 def _scaled_range(size_range: tuple[int, int], size: int, reference_size: int) -> tuple[int, int]:
@@ -122,11 +114,11 @@ def local_distortion(
 
     Each image's box (see :func:`sample_boxes`) is gathered into a centred
     canvas of the batch's largest box size, augmented there with
-    :func:`temu.augment.apply_op_sequences` under the box mask (so every op
+    :func:`temu.train.augment.apply_op_sequences` under the box mask (so every op
     acts as torchvision's op on the crop alone) and pasted back into a copy of
     the image. Fully batched: no loop over images. From ``generator`` the
     boxes are drawn first, then the op sequences
-    (:func:`temu.augment.sample_op_sequences`).
+    (:func:`temu.train.augment.sample_op_sequences`).
 
     Args:
         images: [N, 3, H, W] floats in [0, 1].
@@ -139,7 +131,7 @@ def local_distortion(
         bit-identical to ``images``; boxes int64 [N, 4] (top, left, h, w) on
         the images' device).
     """
-    _check_images(images)
+    check_batch(images, name="images", values=False)
     n, _, height, width = images.shape
     boxes = sample_boxes(
         n, height, width, size_range=size_range, reference_size=reference_size, generator=generator
@@ -163,10 +155,10 @@ def local_distortion(
 def ldg_fidelity(images: Tensor, distorted: Tensor) -> Tensor:
     """Fidelity f = CW-SSIM(images, distorted) clamped to [0, 1]: [N], dtype of ``images``.
 
-    Both [N, 3, H, W] floats in [0, 1] with min(H, W) >= 64 (see :func:`temu.cwssim.cw_ssim`).
+    Both [N, 3, H, W] floats in [0, 1] with min(H, W) >= 64 (see :func:`temu.train.cwssim.cw_ssim`).
     """
-    _check_images(images)
-    _check_images(distorted, "distorted")
+    check_batch(images, name="images", values=False)
+    check_batch(distorted, name="distorted", values=False)
     return cw_ssim(distorted, images).clamp(0.0, 1.0).to(images.dtype)
 
 

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..inputs import check_batch
+
 __all__ = ["OPS", "apply_op", "apply_op_sequences", "op_magnitudes", "rand_augment", "sample_op_sequences"]
 
 OPS: tuple[str, ...] = (
@@ -57,15 +59,6 @@ _GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
 # --------------------------------------------------------------------------- validation / masks
-
-
-def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor):
-        raise TypeError(f"Expected images to be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"Expected a 4-D tensor [N, 3, H, W], got shape {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise TypeError(f"Expected a floating-point tensor with values in [0, 1], got {images.dtype}")
 
 
 def _check_mask(mask: Tensor | None, images: Tensor) -> Tensor:
@@ -303,7 +296,7 @@ def apply_op(images: Tensor, op: str, magnitudes: Tensor, mask: Tensor | None = 
     Returns:
         [N, 3, H, W] in [0, 1]; pixels outside the mask equal the input.
     """
-    _check_images(images)
+    check_batch(images, name="images", values=False)
     mask = _check_mask(mask, images)
     if op not in OPS:
         raise ValueError(f"Unknown op {op!r}; expected one of {OPS}")
@@ -379,7 +372,7 @@ def apply_op_sequences(
     Each slot loops over the op types and applies each to the subset of images
     that drew it (no loop over images). Returns [N, 3, H, W] in [0, 1].
     """
-    _check_images(images)
+    check_batch(images, name="images", values=False)
     mask = _check_mask(mask, images)
     n = images.shape[0]
     if op_index.ndim != 2 or op_index.shape[0] != n or negative.shape != op_index.shape:
@@ -438,6 +431,6 @@ def rand_augment(
     Returns:
         [N, 3, H, W] in [0, 1], same dtype and device; outside the mask equal to the input.
     """
-    _check_images(images)
+    check_batch(images, name="images", values=False)
     op_index, negative = sample_op_sequences(images.shape[0], num_ops, generator=generator)
     return apply_op_sequences(images, op_index, negative, mask, magnitude=magnitude, num_bins=num_bins)

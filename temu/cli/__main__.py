@@ -1,0 +1,7 @@
+"""``python -m temu.cli``: the ``temu`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""``temu eval``: SRCC, PLCC, KRCC and RMSE of a model on a labelled dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import TeMuError
+from .args import (
+    add_data_arguments,
+    add_model_argument,
+    add_runtime_arguments,
+    add_split_file_arguments,
+    fraction,
+    positive_int,
+)
+
+PROG = "temu eval"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="SRCC, PLCC, KRCC and RMSE of a model on a labelled dataset",
+        description=(
+            "Score every image of a labelled CSV and compare with its MOS. RMSE is computed on the [0, 1] scale: "
+            "MOS normalised with --mos-range. --splits K also reports mean ± std over K random subsets "
+            "(each --split-fraction of the rows, seeds --seed..--seed+K-1): the test parts of K random "
+            "train/test splits, for a model that is not retrained per split."
+        ),
+    )
+    add_data_arguments(p, csv_flag="--data")
+    add_model_argument(p)
+    add_split_file_arguments(p, what="evaluate its --part")
+    p.add_argument(
+        "--part",
+        choices=["train", "val", "test"],
+        default="test",
+        help="part of --split-file/--split-column to evaluate (default: test)",
+    )
+    p.add_argument(
+        "--mos-range",
+        default="auto",
+        metavar="auto|model|data|LOW,HIGH",
+        help="how MOS is normalised to [0, 1] for RMSE: auto = the head's fine-tuning range if it has one, else the data's min..max",
+    )
+    p.add_argument(
+        "--splits", type=positive_int, default=None, metavar="K", help="also report mean ± std over K random subsets"
+    )
+    p.add_argument("--split-fraction", type=fraction, default=0.2, help="share of the rows in each --splits subset")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first --splits subset")
+    add_runtime_arguments(p)
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="write the metrics (and split statistics) as JSON",
+    )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="write a scatter plot of predicted score against normalised MOS",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``temu eval`` with parsed arguments; returns the exit status."""
+    import torch
+
+    from ..api import load, normalise_device
+    from ..data.prepare import DataOptions, prepare_eval_records
+    from ..evaluation.predict import evaluate_model
+    from ..evaluation.report import EvalReport, format_report, split_metrics, target_scale
+    from ..loading import default_num_workers
+
+    def log(msg: str) -> None:
+        print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        records, fmt, bad = prepare_eval_records(DataOptions.from_namespace(args), part=args.part, log=log)
+        device = normalise_device(args.device)
+        model = load(args.model, device=device)
+        scale, source = target_scale(args.mos_range, model, records, fmt.lower_better)
+        workers = args.workers if args.workers is not None else default_num_workers(torch.device(device))
+        show = (not args.quiet) and sys.stderr.isatty()
+        pred, target, metrics = evaluate_model(
+            model, records, scale, batch_size=args.batch_size, workers=workers, precision=args.precision, progress=show
+        )
+        splits = split_metrics(pred, target, args.splits, args.split_fraction, args.seed) if args.splits else None
+    except (TeMuError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    report = EvalReport(
+        str(args.model), str(args.csv), len(records), metrics, scale, source, pred, target, splits, len(bad)
+    )
+    print(format_report(report))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if args.plot is not None:
+        from ..train.plots import plot_scatter
+
+        plot_scatter(
+            pred,
+            target,
+            args.plot,
+            title=f"{args.model} on {Path(args.csv).name} (n={len(records)})",
+            metrics={k: metrics[k] for k in ("srcc", "plcc")},
+        )
+    return 0

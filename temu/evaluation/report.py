@@ -1,0 +1,188 @@
+"""Evaluation results: SRCC/PLCC/KRCC/RMSE, statistics over random splits, and the ``temu eval`` report.
+
+Predictions are the model's scores in [0, 1]; targets are MOS normalised to [0, 1] with a
+:class:`~temu.MOSScale` (1 = best), so RMSE is on that normalised scale. SRCC, PLCC and KRCC do
+not depend on the (increasing, linear) normalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..data.records import IQARecord
+from ..data.splits import random_split
+from ..errors import ConstantInputError, DataError
+from ..model import TeMuIQA
+from ..scale import MOSScale
+from .metrics import evaluate as metric_values
+from .metrics import rmse
+
+__all__ = [
+    "METRICS",
+    "EvalReport",
+    "SplitSummary",
+    "evaluate_scores",
+    "format_report",
+    "random_subsets",
+    "split_metrics",
+    "target_scale",
+]
+
+METRICS = ("srcc", "plcc", "krcc", "rmse")
+
+
+def evaluate_scores(pred: Any, target: Any) -> dict[str, float]:
+    """SRCC, PLCC, KRCC and RMSE of predictions against normalised targets (see :mod:`temu.evaluation.metrics`).
+
+    A constant prediction (an untrained or collapsed head) has no correlation: SRCC/PLCC/KRCC
+    are then reported as NaN instead of raising, RMSE is still computed.
+    """
+    try:
+        return metric_values(pred, target)
+    except ConstantInputError:
+        return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, "rmse": rmse(pred, target)}
+
+
+def random_subsets(n: int, k: int, fraction: float, seed: int) -> list[np.ndarray]:
+    """``k`` random subsets of ``range(n)`` for ``temu eval --splits``.
+
+    Subset ``j`` (``j = 0..k-1``) is the held-out part of :func:`temu.data.random_split` of the
+    ``n`` items with ``val_fraction=fraction`` and ``seed=seed + j``: ``round(fraction * n)``
+    items (at least 1, at most ``n - 1``), drawn without replacement, sorted. This is the test
+    part a random train/test split would give, so averaging a fixed model over the ``k`` subsets
+    follows the "mean of k random splits" protocol without retraining.
+    """
+    if k < 1:
+        raise ValueError(f"--splits must be >= 1, got {k}")
+    positions = list(range(n))
+    return [np.asarray(random_split(positions, fraction, seed + j)[1], dtype=np.int64) for j in range(k)]
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    """Metrics over ``k`` random subsets: ``mean`` and ``std`` (population std, ddof=0) per metric, and each subset's values."""
+
+    k: int
+    fraction: float
+    seed: int
+    size: int
+    mean: dict[str, float]
+    std: dict[str, float]
+    per_split: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "items_per_split": self.size,
+            "mean": self.mean,
+            "std": self.std,
+            "per_split": self.per_split,
+        }
+
+
+def split_metrics(pred: np.ndarray, target: np.ndarray, k: int, fraction: float, seed: int) -> SplitSummary:
+    """Metrics on each of :func:`random_subsets` ``(len(pred), k, fraction, seed)``, with mean and std."""
+    subsets = random_subsets(len(pred), k, fraction, seed)
+    per = [evaluate_scores(pred[s], target[s]) for s in subsets]
+    mean = {m: float(np.mean([p[m] for p in per])) for m in METRICS}
+    std = {m: float(np.std([p[m] for p in per])) for m in METRICS}
+    return SplitSummary(k, fraction, seed, len(subsets[0]), mean, std, per)
+
+
+@dataclass
+class EvalReport:
+    """Result of ``temu eval``: metrics on all items, optional split statistics, and how targets were scaled.
+
+    ``pred`` (model scores) and ``target`` (normalised MOS) are ``[n]`` arrays in record order.
+    """
+
+    model: str
+    data: str
+    n: int
+    metrics: dict[str, float]
+    scale: MOSScale
+    scale_source: str
+    pred: np.ndarray
+    target: np.ndarray
+    splits: SplitSummary | None = None
+    skipped: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; an undefined correlation (constant predictions) is None."""
+        return _json_safe(
+            {
+                "model": self.model,
+                "data": self.data,
+                "images": self.n,
+                "skipped_rows": self.skipped,
+                "metrics": self.metrics,
+                "rmse_scale": (
+                    f"RMSE between scores in [0, 1] and MOS normalised to [0, 1] with the range "
+                    f"{self.scale.low:g}..{self.scale.high:g} ({self.scale_source})"
+                ),
+                "mos_scale": self.scale.to_dict(),
+                "splits": self.splits.to_dict() if self.splits is not None else None,
+            }
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def target_scale(choice: str, model: TeMuIQA, records: Sequence[IQARecord], lower_better: bool) -> tuple[MOSScale, str]:
+    """The MOS scale of ``temu eval --mos-range``: ``auto``, ``model``, ``data`` or ``LOW,HIGH``.
+
+    ``model``: the range the head was fine-tuned on (its ``config.mos_scale``); ``data``: the
+    min and max of the evaluated rows; ``auto``: ``model`` when the head has a range, else
+    ``data``. The direction (lower is better or not) always comes from the dataset's format.
+    """
+    choice = choice.strip().lower()
+    if choice in ("auto", "model"):
+        saved = model.config.mos_scale
+        if saved is not None:
+            return MOSScale(saved.low, saved.high, lower_better), "the range the head was fine-tuned on"
+        if choice == "model":
+            raise DataError(
+                "--mos-range model: this head has no MOS range (it was not fine-tuned); use --mos-range data or LOW,HIGH"
+            )
+    if choice in ("auto", "data"):
+        return MOSScale.fit([r.mos for r in records], lower_better=lower_better), "the evaluated rows' own min and max"
+    try:
+        low, high = (float(v) for v in choice.split(","))
+        return MOSScale(low, high, lower_better), "--mos-range"
+    except ValueError as err:
+        raise DataError(
+            f"--mos-range {choice!r}: expected auto, model, data or LOW,HIGH with LOW < HIGH (e.g. 1,100); {err}"
+        ) from None
+
+
+def format_report(report: EvalReport) -> str:
+    """The lines ``temu eval`` prints."""
+    lines = [f"model {report.model} on {report.data}: {report.n} images"]
+    for key in METRICS:
+        lines.append(f"{key.upper()}  {report.metrics[key]:.4f}")
+    lines.append(
+        f"(RMSE on MOS normalised to [0, 1] with range {report.scale.low:g}..{report.scale.high:g}: {report.scale_source})"
+    )
+    if report.splits is not None:
+        s = report.splits
+        lines.append(
+            f"{s.k} random subsets of {s.size} images ({s.fraction:g} of the rows, seeds {s.seed}..{s.seed + s.k - 1}), mean ± std:"
+        )
+        for key in METRICS:
+            lines.append(f"{key.upper()}  {s.mean[key]:.4f} ± {s.std[key]:.4f}")
+    return "\n".join(lines)

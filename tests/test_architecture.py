@@ -1,0 +1,150 @@
+"""The package's layout holds: no import cycles, the scoring core never reaches up into data,
+train, evaluation or cli, scoring loads no plotting/statistics/pyiqa code, and the command
+line answers --version and --help without torch."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "temu"
+UPPER = ("temu.data", "temu.train", "temu.evaluation", "temu.cli")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imported_modules(name: str) -> set[str]:
+    """temu modules that ``name`` imports anywhere (inside functions too), except under ``if TYPE_CHECKING``."""
+    path = MODULES[name]
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.split(".")
+                    base = base[: len(base) - (child.level - 1)]
+                    target = ".".join(base + ([child.module] if child.module else []))
+                else:
+                    target = child.module or ""
+                # `from pkg import sub` imports the submodule pkg.sub; `from mod import name` imports mod
+                found.update(f"{target}.{a.name}" if f"{target}.{a.name}" in MODULES else target for a in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return {m for m in found if m in MODULES and m != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {name: imported_modules(name) for name in MODULES}
+    # temu/__init__ imports its public names lazily (importlib, by name): count those edges too
+    import temu
+
+    graph["temu"] |= {f"temu.{module}" for module in temu._EXPORTS.values()}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_graph_walker_sees_imports_inside_functions():
+    graph = import_graph()
+    assert "temu.model" in graph["temu.api"]  # a module-level import
+    assert "temu.train.plots" in graph["temu.train.trainer"]  # an import inside a method
+    assert "temu.model" in graph["temu"]  # a lazy public name
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_public_api_lists_every_lazy_name():
+    import temu
+
+    assert sorted(temu.__all__) == sorted(["__version__", *temu._EXPORTS])
+    for name in temu.__all__:
+        assert getattr(temu, name) is not None
+
+
+def test_no_import_cycles_counting_imports_inside_functions():
+    assert find_cycle(import_graph()) is None
+
+
+def test_the_scoring_core_never_imports_data_train_evaluation_or_cli():
+    graph = import_graph()
+    core = [name for name in graph if name.count(".") <= 1 and not name.startswith(UPPER)]
+    assert "temu.model" in core and "temu.api" in core and "temu.pyiqa_plugin" in core
+    offences = {name: sorted(m for m in graph[name] if m.startswith(UPPER)) for name in core}
+    assert {k: v for k, v in offences.items() if v} == {}
+
+
+def test_no_module_imports_the_temu_package_itself():
+    """``import temu`` / ``from temu import x`` inside temu would close a cycle through temu/__init__."""
+    graph = import_graph()
+    assert sorted(name for name, deps in graph.items() if "temu" in deps and name != "temu") == []
+
+
+def run_python(code: str) -> str:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=PACKAGE.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip()
+
+
+def test_scoring_loads_no_plotting_statistics_or_pyiqa_code(tiny_kwargs):
+    code = f"""
+import sys, torch, temu
+model = temu.TeMuIQA(**{tiny_kwargs!r})
+temu.score([torch.rand(3, 64, 64), torch.rand(3, 80, 96)], model=model)
+heavy = ("matplotlib", "scipy", "pyiqa", "temu.data", "temu.train", "temu.evaluation", "temu.cli")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy)))
+"""
+    assert run_python(code) == "[]"
+
+
+def test_version_and_help_answer_without_torch():
+    code = """
+import contextlib, io, sys
+from temu.cli import main
+for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            main(argv)
+        except SystemExit as done:
+            assert done.code == 0, (argv, done.code)
+    assert out.getvalue().strip(), argv
+from temu.cli.finetune import build_parser
+build_parser()
+print("torch" in sys.modules, "numpy" in sys.modules)
+"""
+    assert run_python(code) == "False False"
