@@ -40,7 +40,8 @@ def model_card(config: TeMuConfig, head_parameters: int) -> str:
 | trainable parameters | {head_parameters:,} |
 
 The file `model.safetensors` holds only the trainable head; the frozen CLIP backbone is
-downloaded through open_clip on first use.
+downloaded through open_clip on first use. Install temu with `pip install temu-iqa`
+(the import name is `temu`), then:
 
 ```python
 import temu

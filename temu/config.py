@@ -131,7 +131,7 @@ class TeMuConfig:
         if unknown:
             raise WeightsError(
                 f"{source}: unknown model config keys {unknown}; this temu knows {sorted(known)}. "
-                "The file was probably written by a newer temu: upgrade temu (pip install -U temu)."
+                "The file was probably written by a newer temu: upgrade temu (pip install -U temu-iqa)."
             )
         head = data.pop("head", None) or {}
         head_known = {f.name for f in dataclasses.fields(HeadConfig)}

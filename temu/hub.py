@@ -107,7 +107,8 @@ def preset_root() -> Path:
         if (checkout / "__init__.py").is_file():
             return checkout
         raise WeightsError(
-            "temu's preset folder (temu.weights) is missing from this installation: reinstall temu"
+            "temu's preset folder (temu.weights) is missing from this installation: "
+            "reinstall it (pip install --force-reinstall --no-deps temu-iqa)"
         ) from None
 
 

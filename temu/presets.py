@@ -46,6 +46,11 @@ where they were made. Expect zero-shot quality in that range, not the fine-tuned
 | input | 448x448, bicubic, antialiased; OpenAI CLIP mean/std |
 | trainable parameters | {params:,} |
 
+## Use it
+
+`pip install temu-iqa` (the import name is `temu`), then `temu score --model {name} IMAGES...`
+on the command line or `temu.score("photo.jpg", model="{name}")` in Python.
+
 ## Train a head
 
 ```bash

@@ -59,3 +59,26 @@ def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "NR False 0, 1"
     assert lines[1].startswith("tensor([[") and lines[-1] == "tensor(True)"
+
+
+def test_install_instructions_name_the_distribution_temu_iqa():
+    """`temu` on the package index is someone else's: every doc, message and model card says temu-iqa."""
+    from temu.card import model_card
+    from temu.config import TeMuConfig
+
+    card = model_card(TeMuConfig(), head_parameters=1)
+    texts = {str(p.relative_to(REPO)): p.read_text(encoding="utf-8") for p in _user_facing_files()}
+    texts["model_card()"] = card
+    wrong = re.compile(r"""pip install (?:-\S+ )*["']?temu(?![\w-])|(?<![\w-])temu\[""")
+    offenders = {name: wrong.findall(text) for name, text in texts.items() if wrong.search(text)}
+    assert not offenders, offenders
+    for name in ("README.md", "weights/temu-iqa-s/README.md", "weights/temu-iqa-i/README.md", "model_card()"):
+        assert "pip install temu-iqa" in texts[name], name
+    assert 'pip install "temu-iqa[pyiqa]"' in README
+
+
+def _user_facing_files() -> list[Path]:
+    files = [REPO / "README.md", REPO / "_temu_pyiqa_hook.py", *(REPO / "weights").glob("*/README.md")]
+    for folder, pattern in (("temu", "*.py"), ("docs", "*.md"), ("examples", "*.py"), ("examples", "*.md")):
+        files += (REPO / folder).rglob(pattern)
+    return files
