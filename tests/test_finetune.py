@@ -539,6 +539,9 @@ def test_old_run_files_are_refused_or_cleared(base_args, tiny_head_dir, tmp_path
         assert run([*args, *extra]) == 2
         assert "already holds a head" in capsys.readouterr().err
     assert (head / "model.safetensors").read_bytes() == before
+    assert run([*args, "--overwrite", "--train", str(tmp_path / "typo.csv")]) == 2  # data unreadable: keep the head
+    assert "CSV file not found" in capsys.readouterr().err
+    assert (head / "model.safetensors").read_bytes() == before
 
     (head / "bad_rows.txt").write_text("row 9: stale\n")
     (head / "README.md").write_text("the card of another model\n")

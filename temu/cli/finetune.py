@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--overwrite",
         action="store_true",
-        help="start a new run in an --output that holds a run or a head: its run files are deleted first",
+        help="start a new run in an --output that holds a run or a head: its run files are deleted once the "
+        "data are checked",
     )
     g.add_argument(
         "--stop-after-epochs",
@@ -214,10 +215,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         output: Path = args.output
         old_files = _old_run_files(output, resume=args.resume, overwrite=args.overwrite)
-        if old_files and main_process and not args.dry_run:
-            for path in old_files:
-                path.unlink()
-            log(f"{PROG}: --overwrite: deleted {', '.join(p.name for p in old_files)} of the old run in {output}")
+        clear = bool(old_files) and main_process and not args.dry_run
+        if clear:  # the data check below writes the new run's list of bad rows
+            (output / BAD_ROWS_NAME).unlink(missing_ok=True)
         workers = (
             args.workers if args.workers is not None else default_num_workers(info.device, world_size=info.world_size)
         )
@@ -245,6 +245,11 @@ def run(args: argparse.Namespace) -> int:
             if main_process:
                 print(json.dumps(data.summary(), indent=2))
             return 0
+        if clear:  # only once the data are read and checked: a typo in the command keeps the old run
+            for path in old_files:
+                if path.name != BAD_ROWS_NAME:
+                    path.unlink(missing_ok=True)
+            log(f"{PROG}: --overwrite: deleted {', '.join(p.name for p in old_files)} of the old run in {output}")
         resume_state = None
         if args.resume:  # read before the model is built: an unusable checkpoint fails at once
             checkpoint = output / CHECKPOINT_NAME
