@@ -145,7 +145,6 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
             continue
         if path.is_dir():
             return f"{flag} {path} is a folder; give a file name (e.g. {path / ('eval.json' if flag == '--output' else 'eval.png')})"
-        parent = path.parent if str(path.parent) else Path(".")
-        if parent.exists() and not parent.is_dir():
-            return f"{flag} {path}: {parent} is a file, not a folder"
+        if path.parent.exists() and not path.parent.is_dir():
+            return f"{flag} {path}: {path.parent} is a file, not a folder"
     return None
