@@ -420,7 +420,7 @@ def test_full_check_decodes_images(tmp_path):
     records = [IQARecord(path, 1.0, 2)]
     assert check_records(records) == []  # header-only check is cheap and misses this
     (bad,) = check_records(records, full=True)
-    assert bad.row == 2 and "not readable as an image" in bad.reason
+    assert bad.row == 2 and "truncated" in bad.reason  # the loader's own message
 
 
 # ------------------------------------------------------------------- splits
@@ -613,3 +613,140 @@ def test_dataset_rejects_bad_input():
     dataset = IQADataset([good], lambda path: Image.new("RGB", (2, 2)), MOSScale(0.0, 1.0))
     with pytest.raises(TypeError, match="must return a torch.Tensor"):
         dataset[0]
+
+
+# ------------------------------------------- checks refuse what the loader refuses; duplicates; groups
+
+
+def _float_tiff(path: Path) -> Path:
+    """A 32-bit float TIFF (PIL mode 'F'): Pillow opens and decodes it, temu's reader refuses it."""
+    Image.fromarray(np.linspace(0, 1, 48, dtype=np.float32).reshape(6, 8)).save(path)
+    return path
+
+
+def test_checks_refuse_every_image_the_loader_refuses(tmp_path):
+    from temu.errors import ImageReadError
+    from temu.inputs import read_image
+
+    cut = tmp_path / "cut.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(cut)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # header intact, pixel data cut
+    images = {
+        "rgb.png": make_image(tmp_path / "rgb.png"),
+        "gray16.png": tmp_path / "gray16.png",
+        "float.tif": _float_tiff(tmp_path / "float.tif"),
+        "cut.png": cut,
+    }
+    Image.fromarray(np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000).save(images["gray16.png"])
+    records = [IQARecord(path, 1.0, i + 2) for i, path in enumerate(images.values())]
+    full = {b.path.name: b.reason for b in check_records(records, full=True)}
+    header = {b.path.name: b.reason for b in check_records(records)}
+    for name, path in images.items():
+        try:
+            read_image(path)
+            loader_refuses = False
+        except ImageReadError:
+            loader_refuses = True
+        assert (name in full) == loader_refuses, (name, full)
+    assert set(full) == {"float.tif", "cut.png"}
+    assert set(header) == {"float.tif"}  # the header tells the pixel format; only decoding finds the cut
+    assert "mode 'F'" in header["float.tif"] and "mode 'F'" in full["float.tif"]
+
+
+def test_permission_denied_and_fifo_are_named_as_such(tmp_path, monkeypatch):
+    import builtins
+    import os
+
+    locked = make_image(tmp_path / "locked.png")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    real_open = builtins.open
+
+    def deny(file, *args, **kwargs):  # chmod 000 does not stop root, who runs the tests here
+        if os.fspath(file) == str(locked):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    records = [IQARecord(locked, 1.0, 2), IQARecord(fifo, 1.0, 3)]
+    for full in (False, True):
+        reasons = [b.reason for b in check_records(records, full=full)]
+        assert reasons[0].startswith("permission denied"), reasons
+        assert "FIFO" in reasons[1] and "empty" not in reasons[1], reasons
+        assert not any("corrupt" in r or "not readable" in r for r in reasons), reasons
+
+
+def test_duplicate_rows_are_bad_rows_and_never_in_train_and_val(tmp_path):
+    from temu.data import DataOptions, drop_bad_rows
+
+    a, b, c = (make_image(tmp_path / f"{n}.png") for n in "abc")
+    records = [
+        IQARecord(a, 3.0, 2),
+        IQARecord(b, 1.0, 3),
+        IQARecord(a, 3.0, 4),  # the same image with the same score
+        IQARecord(b, 1.0000001, 5),  # the same image, another score (by a hair)
+        IQARecord(c, float("nan"), 6),  # a bad row of its own ...
+        IQARecord(c, 2.0, 7),  # ... so this is the only usable row of c
+    ]
+    bad = {x.row: x.reason for x in check_records(records)}
+    assert sorted(bad) == [3, 4, 5, 6]
+    assert "the same image as row 2" in bad[4]
+    assert "different scores" in bad[3] and "1.0000001" in bad[3] and bad[3] == bad[5]
+
+    options = DataOptions(csv=tmp_path / "x.csv", image_root=tmp_path, skip_bad=True)
+    train, val = [IQARecord(a, 3.0, 2), IQARecord(b, 1.0, 3)], [IQARecord(a, 3.0, 4), IQARecord(c, 2.0, 7)]
+    (train_kept, val_kept), dropped = drop_bad_rows([train, val], options=options, what="x", log=lambda m: None)
+    assert train_kept == train and val_kept == [val[1]] and [d.row for d in dropped] == [4]
+    # two CSVs whose rows share line numbers: only the repeat is dropped, named with its file
+    same_line = [IQARecord(a, 3.0, 2)]
+    (t, v), dropped = drop_bad_rows(
+        [same_line, same_line], options=options, what="x", log=lambda m: None, sources=["--train t.csv", "--val v.csv"]
+    )
+    assert t == same_line and v == [] and "row 2 of --train t.csv" in dropped[0].reason
+
+
+def _kadid_like(root: Path, refs: int = 6, per_ref: int = 5) -> Path:
+    """A generic CSV laid out like the third-party KADID-10k CSVs: dis_img_path, dis_type, ref_img_path, score."""
+    rows = []
+    for r in range(1, refs + 1):
+        for d in range(1, per_ref + 1):
+            name = f"images/I{r:02d}_{d:02d}_01.png"
+            make_image(root / name, value=10 * r + d)
+            rows.append([name, ("GBLUR", "JPEG")[d % 2], f"images/I{r:02d}.png", round(5.0 - 0.7 * d + 0.01 * r, 2)])
+    return write_csv(root / "kadid.csv", ["dis_img_path", "dis_type", "ref_img_path", "score"], rows)
+
+
+def test_reference_column_keeps_each_reference_on_one_side(tmp_path):
+    from temu.data import DataOptions, prepare_training_data
+    from temu.errors import DataError
+
+    csv_path = _kadid_like(tmp_path)
+    header_ref = {r.row: r for r in read_records(csv_path, tmp_path)}
+    with csv_path.open(newline="") as handle:
+        ref_of = {i + 2: row["ref_img_path"] for i, row in enumerate(csv.DictReader(handle))}
+
+    def split(**options):
+        return prepare_training_data(
+            DataOptions(csv=csv_path, image_root=tmp_path, **options), val_fraction=0.34, seed=0, log=print
+        )
+
+    data = split()
+    train_refs, val_refs = {ref_of[r.row] for r in data.train}, {ref_of[r.row] for r in data.val}
+    assert train_refs.isdisjoint(val_refs) and len(val_refs) == 2 and len(data.val) == 10
+    assert data.summary()["grouped_by"] == "ref_img_path" and "'ref_img_path'" in data.split
+    assert len(header_ref) == 30
+
+    single = split(group=False)
+    assert single.summary()["grouped_by"] is None and len(single.val) == 10
+    assert {ref_of[r.row] for r in single.train} & {ref_of[r.row] for r in single.val}  # leaks, as asked
+    by_type = split(group_column="dis_type")
+    assert by_type.summary()["grouped_by"] == "dis_type"
+    with pytest.raises(DataError, match="contradict"):
+        split(group=False, group_column="dis_type")
+    with pytest.raises(DataError, match="no group column named 'scene'"):
+        split(group_column="scene")
+
+    two = tmp_path / "two.csv"
+    two.write_text(csv_path.read_text().replace("dis_type", "ref_name", 1))
+    with pytest.raises(DataError, match=r"2 columns could name each row's reference image.*--group-column"):
+        prepare_training_data(DataOptions(csv=two, image_root=tmp_path), seed=0, log=print)

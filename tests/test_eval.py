@@ -128,3 +128,69 @@ def test_eval_errors(dataset, tiny_head_dir, tmp_path, capsys):
     assert "40 images" in capsys.readouterr().out
     assert main([*args, "--skip-bad", "--mos-range", "model"]) == 2
     assert "has no MOS range" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ what real folders hold
+
+
+def with_reference_column(dataset, path: Path) -> Path:
+    """The synthetic dataset as a full-reference CSV: each photograph's 10 versions share a 'ref' cell."""
+    csv_path, _ = dataset
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "ref", "mos"])
+        writer.writerows([r["image"], r["image"].split("/")[1].split("_")[0], r["mos"]] for r in rows)
+    return path
+
+
+def test_splits_keep_each_reference_in_one_subset(dataset, tiny_head_dir, tmp_path, capsys):
+    _, root = dataset
+    csv_path = with_reference_column(dataset, tmp_path / "fr.csv")
+    out = tmp_path / "eval.json"
+    args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(tiny_head_dir), "--quiet"]
+    args += ["--splits", "3", "--split-fraction", "0.5", "--output", str(out)]
+    assert main(args) == 0
+    assert "of the 4 values of column 'ref'" in capsys.readouterr().out
+    splits = json.loads(out.read_text())["splits"]
+    assert splits["grouped_by"] == "ref" and splits["groups"] == 4 and splits["items_per_split"] == 20
+    groups = [p.split("_")[0] for p in csv_path.read_text().splitlines()[1:]]
+    for j, subset in enumerate(random_subsets(40, 3, 0.5, 0, groups=groups)):
+        assert len(subset) == 20 and len({groups[i] for i in subset}) == 2  # two whole photographs
+        assert splits["per_split"][j]["srcc"] is not None
+    assert main([*args, "--no-group"]) == 0
+    capsys.readouterr()
+    assert json.loads(out.read_text())["splits"]["grouped_by"] is None
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("--output is a folder", "is a folder"),
+        ("--plot is a folder", "is a folder"),
+        ("--group-column without --splits", "--splits"),
+        ("--splits subsets of 1 image", "holds 1 image(s)"),
+        ("every score the same", "all 40 rows have the same score"),
+    ],
+)
+def test_eval_refuses_early_in_one_line(case, says, dataset, tiny_head_dir, tmp_path, capsys):
+    csv_path, root = dataset
+    folder = tmp_path / "results"
+    folder.mkdir()
+    flat = tmp_path / "flat.csv"
+    header, *rows = csv_path.read_text().splitlines()
+    flat.write_text("\n".join([header, *(row.rsplit(",", 1)[0] + ",50" for row in rows)]) + "\n")
+    extra = {
+        "--output is a folder": ["--output", str(folder)],
+        "--plot is a folder": ["--plot", str(folder)],
+        "--group-column without --splits": ["--group-column", "ref"],
+        "--splits subsets of 1 image": ["--splits", "2", "--split-fraction", "0.03"],
+        "every score the same": ["--data", str(flat)],
+    }[case]
+    args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(tiny_head_dir), "--quiet"]
+    assert main([*args, *extra]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("temu eval: error: ") and says in lines[0], lines
+    assert captured.out == ""  # refused before anything was scored

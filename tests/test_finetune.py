@@ -253,7 +253,14 @@ def test_each_dataset_format_parses_through_the_cli(tmp_path, capsys):
         for row in rows[skip:]:
             make_image(root / row[header.index(fmt.path_col)])
         csv_path = write_csv(tmp_path / key / "meta.csv", header, rows)
-        args = ["--train", str(csv_path), "--val", str(csv_path), "--image-root", str(root), "--format", key]
+        # the validation CSV: the same rows, other image files (an image may not be in both sets)
+        column = header.index(fmt.path_col)
+        val_rows = [[f"val/{c}" if i == column else c for i, c in enumerate(row)] for row in rows]
+        for row in val_rows[skip:]:
+            make_image(root / row[column])
+        val_csv = write_csv(tmp_path / key / "val.csv", header, val_rows)
+        args = ["--train", str(csv_path), "--val", str(val_csv), "--image-root", str(root), "--format", key]
+        args += ["--batch-size", "2"]
         assert main([*args, "--output", str(tmp_path / "out"), "--dry-run"]) == 0, key
         summary = json.loads(capsys.readouterr().out)
         assert summary["format"] == key and summary["lower_better"] == fmt.lower_better
@@ -271,6 +278,7 @@ def test_split_file_split_column_and_random_split(dataset, tmp_path, capsys):
 
     csv_path, root = dataset
     common = ["--train", str(csv_path), "--image-root", str(root), "--output", str(tmp_path / "o"), "--dry-run"]
+    common += ["--batch-size", "8"]
     split_file = tmp_path / "split.pkl"
     write_split_file(
         split_file, {1: {"train": list(range(30)), "val": list(range(30, 35)), "test": list(range(35, 40))}}
@@ -450,3 +458,97 @@ def test_variant_i_with_chosen_layers_trains_and_loads(base_args, tmp_path):
     model = temu.load(out)
     assert model.config.variant == "I" and model.layer_ids == [0, 1] and model.mos_scale is not None
     assert any(key.startswith("prompts.") for key in load_file(out / "model.safetensors"))
+
+
+# ------------------------------------------------------------------ what real folders hold: bad data and old runs
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "foreign pickle", "foreign torch file"])
+def test_resume_from_an_unusable_checkpoint_is_one_line(kind, half_run, base_args, tmp_path, capsys):
+    out = tmp_path / "broken"
+    shutil.copytree(half_run, out)
+    checkpoint = out / "checkpoint.pt"
+    data = checkpoint.read_bytes()
+    if kind == "empty":
+        checkpoint.write_bytes(b"")
+    elif kind == "truncated":
+        checkpoint.write_bytes(data[: len(data) // 2])
+    elif kind == "foreign pickle":
+        torch.save({"model": Path("weights.bin")}, checkpoint)  # a Python object no checkpoint holds
+    else:
+        torch.save({"state_dict": {"weight": torch.zeros(2)}}, checkpoint)
+    assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--resume"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert all(line.startswith("temu-finetune: ") for line in lines), lines  # no traceback, no torch warning
+    (error,) = [line for line in lines if line.startswith("temu-finetune: error:")]
+    assert str(checkpoint) in error and "--overwrite" in error and "weights_only" not in error
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        ("batch larger than the training set", "fewer than one batch of 64"),
+        ("one validation image", "validation set has 1 image(s)"),
+        ("constant validation scores", "all 3 validation images have the same score"),
+        ("--val is the --train CSV", "is the --train CSV"),
+    ],
+)
+def test_dry_run_refuses_what_the_run_would(case, says, dataset, base_args, tmp_path, capsys):
+    csv_path, _ = dataset
+    header, *rows = csv_path.read_text().splitlines()
+
+    def write(name: str, lines: list[str]) -> str:
+        (tmp_path / name).write_text("\n".join([header, *lines]) + "\n")
+        return str(tmp_path / name)
+
+    extra = {
+        "batch larger than the training set": ["--batch-size", "64"],  # 32 training images
+        "one validation image": ["--train", write("t1.csv", rows[1:]), "--val", write("v1.csv", rows[:1])],
+        "constant validation scores": [
+            "--train", write("t3.csv", rows[3:]),
+            "--val", write("v3.csv", [row.rsplit(",", 1)[0] + ",50" for row in rows[:3]]),
+        ],
+        "--val is the --train CSV": ["--val", str(csv_path)],
+    }[case]  # fmt: skip
+    assert run([*base_args, *extra, "--output", str(tmp_path / "dry"), "--dry-run"]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_float_tiff_is_refused_by_the_check_not_mid_epoch(dataset, base_args, tmp_path, capsys):
+    from test_data import _float_tiff
+
+    csv_path, root = dataset
+    tiff = _float_tiff(tmp_path / "float.tif")
+    bad_csv = tmp_path / "with_tiff.csv"
+    bad_csv.write_text(csv_path.read_text() + f"{tiff},55\n")
+    args = [*base_args, "--train", str(bad_csv), "--epochs", "1", "--no-ldg"]
+    for check in ("header", "full"):
+        assert run([*args, "--check-images", check, "--output", str(tmp_path / check), "--dry-run"]) == 2
+        assert "row 42:" in capsys.readouterr().err
+    assert run([*args, "--skip-bad", "--output", str(tmp_path / "trained")]) == 0
+    assert "leaving out 1 unusable row(s)" in capsys.readouterr().err
+    assert len(read_metrics(tmp_path / "trained" / "metrics.csv")) == 1
+
+
+def test_old_run_files_are_refused_or_cleared(base_args, tiny_head_dir, tmp_path, capsys):
+    head = tmp_path / "head"
+    shutil.copytree(tiny_head_dir, head)  # a saved head: config.json, model.safetensors, README.md
+    args = [*base_args, "--epochs", "1", "--no-ldg", "--output", str(head)]
+    before = (head / "model.safetensors").read_bytes()
+    for extra in ([], ["--dry-run"]):
+        assert run([*args, *extra]) == 2
+        assert "already holds a head" in capsys.readouterr().err
+    assert (head / "model.safetensors").read_bytes() == before
+    assert run([*args, "--overwrite", "--train", str(tmp_path / "typo.csv")]) == 2  # data unreadable: keep the head
+    assert "CSV file not found" in capsys.readouterr().err
+    assert (head / "model.safetensors").read_bytes() == before
+
+    (head / "bad_rows.txt").write_text("row 9: stale\n")
+    (head / "README.md").write_text("the card of another model\n")
+    (head / "notes.txt").write_text("mine\n")
+    assert run([*args, "--overwrite"]) == 0
+    assert "--overwrite: deleted" in capsys.readouterr().err
+    assert not (head / "bad_rows.txt").exists() and (head / "notes.txt").read_text() == "mine\n"
+    assert "another model" not in (head / "README.md").read_text()
+    assert (head / "model.safetensors").read_bytes() != before
+    assert json.loads((head / "config.json").read_text())["model"]["mos_scale"] is not None

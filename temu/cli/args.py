@@ -157,7 +157,25 @@ def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str) -> None:
         "--check-images",
         choices=["header", "full"],
         default="header",
-        help="'header': open every image's header (fast); 'full': decode every image (slow, catches truncated files)",
+        help="'header': open every image's header and check its pixel format (fast); 'full': read every image "
+        "as training and evaluation will (slow, catches truncated files)",
+    )
+
+
+def add_group_arguments(p: argparse._ActionsContainer, *, what: str) -> None:
+    """``--group-column`` and ``--no-group``: random splits that keep all rows of one reference image together."""
+    p.add_argument(
+        "--group-column",
+        default=None,
+        metavar="NAME",
+        help=f"keep the rows with the same value in this column together in {what} (default: the CSV's "
+        "reference-image column: ref, reference, ref_img, ref_img_path, ref_name, ...; none if it has none)",
+    )
+    p.add_argument(
+        "--no-group",
+        dest="group",
+        action="store_false",
+        help=f"split single rows in {what}, even when the CSV has a reference-image column",
     )
 
 

@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 from ..errors import TeMuError
+from ..files import atomic_write
 from .args import (
     add_data_arguments,
+    add_group_arguments,
     add_model_argument,
     add_runtime_arguments,
     add_split_file_arguments,
     fraction,
     positive_int,
+    usage_error,
 )
 
 PROG = "temu eval"
@@ -51,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split-fraction", type=fraction, default=0.2, help="share of the rows in each --splits subset")
     p.add_argument("--seed", type=int, default=0, help="seed of the first --splits subset")
+    add_group_arguments(p, what="each --splits subset")
     add_runtime_arguments(p)
     p.add_argument(
         "--output",
@@ -75,16 +79,24 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..api import load, normalise_device
-    from ..data.prepare import DataOptions, prepare_eval_records
+    from ..data.prepare import DataOptions, prepare_eval_records, reference_groups
     from ..evaluation.predict import evaluate_model
-    from ..evaluation.report import EvalReport, format_report, split_metrics, target_scale
+    from ..evaluation.report import EvalReport, format_report, split_metrics, split_subsets, target_scale
     from ..loading import default_num_workers
 
     def log(msg: str) -> None:
         print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
+    problem = _check_arguments(args)
+    if problem is not None:
+        return usage_error(PROG, problem)
     try:
-        records, fmt, bad = prepare_eval_records(DataOptions.from_namespace(args), part=args.part, log=log)
+        options = DataOptions.from_namespace(args)
+        records, fmt, bad = prepare_eval_records(options, part=args.part, log=log)
+        grouped = reference_groups(options, fmt, records) if args.splits else None
+        groups, column = (grouped[1], grouped[0]) if grouped is not None else (None, None)
+        if args.splits:  # subsets that cannot be scored are refused before the model loads
+            split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
         device = normalise_device(args.device)
         model = load(args.model, device=device)
         scale, source = target_scale(args.mos_range, model, records, fmt.lower_better)
@@ -93,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
         pred, target, metrics = evaluate_model(
             model, records, scale, batch_size=args.batch_size, workers=workers, precision=args.precision, progress=show
         )
-        splits = split_metrics(pred, target, args.splits, args.split_fraction, args.seed) if args.splits else None
+        splits = None
+        if args.splits:
+            splits = split_metrics(
+                pred, target, args.splits, args.split_fraction, args.seed, groups=groups, group_column=column
+            )
     except (TeMuError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
@@ -101,17 +117,34 @@ def run(args: argparse.Namespace) -> int:
         str(args.model), str(args.csv), len(records), metrics, scale, source, pred, target, splits, len(bad)
     )
     print(format_report(report))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if args.plot is not None:
-        from ..train.plots import plot_scatter
+    try:
+        if args.output is not None:
+            atomic_write(args.output, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
+        if args.plot is not None:
+            from ..train.plots import plot_scatter
 
-        plot_scatter(
-            pred,
-            target,
-            args.plot,
-            title=f"{args.model} on {Path(args.csv).name} (n={len(records)})",
-            metrics={k: metrics[k] for k in ("srcc", "plcc")},
-        )
+            plot_scatter(
+                pred,
+                target,
+                args.plot,
+                title=f"{args.model} on {Path(args.csv).name} (n={len(records)})",
+                metrics={k: metrics[k] for k in ("srcc", "plcc")},
+            )
+    except OSError as err:
+        print(f"{PROG}: error: the metrics above could not be written: {err}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    """The first usage problem that can be seen before the data are read and the model loads, or None."""
+    if args.group_column is not None and not args.splits:
+        return "--group-column is for the random subsets of --splits K; add --splits or leave it out"
+    for flag, path in (("--output", args.output), ("--plot", args.plot)):
+        if path is None:
+            continue
+        if path.is_dir():
+            return f"{flag} {path} is a folder; give a file name (e.g. {path / ('eval.json' if flag == '--output' else 'eval.png')})"
+        if path.parent.exists() and not path.parent.is_dir():
+            return f"{flag} {path}: {path.parent} is a file, not a folder"
+    return None

@@ -6,8 +6,11 @@ Example (KonIQ-10k with pyiqa's meta-info CSV and its official split column)::
         --image-root datasets/koniq10k/512x384 --split-column official_split --output runs/koniq
 
 The data are read and checked before anything is trained; every image path and score is
-checked (``--check-images full`` also decodes every image). Unusable rows stop the run with
-their list unless ``--skip-bad``. Multi-GPU: ``torchrun --nproc_per_node N -m temu.cli.finetune ...``.
+checked (``--check-images full`` also reads every image as training will). Unusable rows stop
+the run with their list unless ``--skip-bad``. ``--dry-run`` stops after these checks and
+refuses what the run would refuse. An ``--output`` that already holds a run or a head is
+refused unless ``--resume`` (continue it) or ``--overwrite`` (delete its files, then start
+anew). Multi-GPU: ``torchrun --nproc_per_node N -m temu.cli.finetune ...``.
 
 Exit status: 0 done (or stopped by ``--stop-after-epochs``), 1 training failed (non-finite
 loss), 2 usage or data error.
@@ -28,6 +31,7 @@ from .args import (
     HelpFormatter,
     Parser,
     add_data_arguments,
+    add_group_arguments,
     add_split_file_arguments,
     fraction,
     image_size,
@@ -42,6 +46,7 @@ __all__ = ["build_parser", "main", "run"]
 PROG = "temu-finetune"
 BAD_ROWS_NAME = "bad_rows.txt"
 RUN_NAME = "run.json"
+CARD_NAME = "README.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="random share of --train held out for validation (default 0.2 when no --val / split is given)",
     )
+    add_group_arguments(g, what="the random validation split")
     add_split_file_arguments(g, what="train on its 'train' part, validate on its --val-part")
     g.add_argument(
         "--val-part",
@@ -137,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run in --output from its last checkpoint (same command otherwise)",
     )
-    g.add_argument("--overwrite", action="store_true", help="start a new run in an --output that holds one")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start a new run in an --output that holds a run or a head: its run files are deleted once the "
+        "data are checked",
+    )
     g.add_argument(
         "--stop-after-epochs",
         type=positive_int,
@@ -186,9 +197,10 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, NonFiniteLossError, TeMuError
     from ..loading import default_num_workers
     from ..model import TeMuIQA
+    from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from ..train.config import TrainConfig
     from ..train.distributed import setup, teardown
-    from ..train.trainer import CHECKPOINT_NAME, Trainer
+    from ..train.trainer import Trainer, steps_per_epoch
 
     try:
         info = setup(args.device)
@@ -202,10 +214,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         output: Path = args.output
-        if not args.dry_run and not args.resume and not args.overwrite and (output / CHECKPOINT_NAME).exists():
-            raise DataError(
-                f"{output} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it or --overwrite to start anew"
-            )
+        old_files = _old_run_files(output, resume=args.resume, overwrite=args.overwrite)
+        clear = bool(old_files) and main_process and not args.dry_run
+        if clear:  # the data check below writes the new run's list of bad rows
+            (output / BAD_ROWS_NAME).unlink(missing_ok=True)
         workers = (
             args.workers if args.workers is not None else default_num_workers(info.device, world_size=info.world_size)
         )
@@ -223,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
             log=lambda msg: log(f"{PROG}: {msg}"),
             bad_file=output / BAD_ROWS_NAME if main_process and not args.dry_run else None,
         )
+        steps_per_epoch(len(data.train), config.batch_size, info.world_size)
         log(
             f"{PROG}: {len(data.train)} training and {len(data.val)} validation images ({data.split}); "
             f"format {data.format.name} (path {data.format.path_col!r}, score {data.format.mos_col!r}, "
@@ -232,6 +245,17 @@ def run(args: argparse.Namespace) -> int:
             if main_process:
                 print(json.dumps(data.summary(), indent=2))
             return 0
+        if clear:  # only once the data are read and checked: a typo in the command keeps the old run
+            for path in old_files:
+                if path.name != BAD_ROWS_NAME:
+                    path.unlink(missing_ok=True)
+            log(f"{PROG}: --overwrite: deleted {', '.join(p.name for p in old_files)} of the old run in {output}")
+        resume_state = None
+        if args.resume:  # read before the model is built: an unusable checkpoint fails at once
+            checkpoint = output / CHECKPOINT_NAME
+            if not checkpoint.is_file():
+                raise DataError(f"--resume: no {CHECKPOINT_NAME} in {output}; start without --resume")
+            resume_state = load_checkpoint(checkpoint)
         torch.manual_seed(args.seed)  # the head's initialisation
         model = TeMuIQA(
             backbone=args.backbone,
@@ -250,8 +274,8 @@ def run(args: argparse.Namespace) -> int:
             info=info,
             progress=not args.quiet and sys.stderr.isatty(),
         )
-        if args.resume:
-            trainer.resume()
+        if resume_state is not None:
+            trainer.resume(resume_state)
             log(f"{PROG}: resuming {output} after epoch {trainer.epoch} of {config.epochs}")
         if main_process:
             output.mkdir(parents=True, exist_ok=True)
@@ -283,6 +307,34 @@ def run(args: argparse.Namespace) -> int:
         + f" (RMSE on the [0, 1] scale). Head saved in {output}; load it with temu.load({str(output)!r})"
     )
     return 0
+
+
+def _old_run_files(output: Path, *, resume: bool, overwrite: bool) -> list[Path]:
+    """The files of an earlier run (or a saved head) in ``output`` that ``--overwrite`` deletes.
+
+    Raises :class:`~temu.DataError` when ``output`` is a file, when both ``--resume`` and
+    ``--overwrite`` are given, or when it holds such files and neither is given. Other files
+    in the folder are never touched. With ``--resume`` nothing is deleted.
+    """
+    from ..errors import DataError
+    from ..hub import CONFIG_NAME, WEIGHTS_NAME
+    from ..train.trainer import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
+
+    if output.exists() and not output.is_dir():
+        raise DataError(f"--output {output} is a file; give a folder for the run")
+    if resume and overwrite:
+        raise DataError("--resume continues the run in --output and --overwrite deletes it; give one of them")
+    if resume:
+        return []
+    names = (CHECKPOINT_NAME, CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, METRICS_NAME, CURVES_NAME, RUN_NAME, BAD_ROWS_NAME)
+    found = [output / name for name in names if (output / name).is_file() or (output / name).is_symlink()]
+    if found and not overwrite:
+        what = "a run" if (output / CHECKPOINT_NAME).exists() else "a head or a run's files"
+        raise DataError(
+            f"{output} already holds {what} ({', '.join(p.name for p in found)}); pass --resume to continue "
+            "the run, --overwrite to delete those files and start anew, or choose another --output"
+        )
+    return found
 
 
 def _write_run_file(path: Path, args: argparse.Namespace, data: Any, config: Any, model: Any, world_size: int) -> None:

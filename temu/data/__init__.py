@@ -9,7 +9,7 @@
 """
 
 from ..scale import MOSScale
-from .checks import check_records
+from .checks import check_records, find_bad_records
 from .dataset import IQADataset, collate_by_size, collate_same_size, make_loader
 from .formats import DATASET_FORMATS, DatasetFormat, generic_format, get_format
 from .prepare import (
@@ -19,16 +19,19 @@ from .prepare import (
     prepare_eval_records,
     prepare_training_data,
     read_labelled,
+    reference_groups,
     select_part,
 )
 from .records import (
     MOS_CANDIDATES,
     PATH_CANDIDATES,
+    REFERENCE_CANDIDATES,
     BadRow,
     IQARecord,
     read_column,
     read_records,
     read_table,
+    reference_columns,
     resolve_format,
 )
 from .splits import SPLIT_PARTS, apply_split, column_split, random_split, write_split_file
@@ -37,6 +40,7 @@ __all__ = [
     "DATASET_FORMATS",
     "MOS_CANDIDATES",
     "PATH_CANDIDATES",
+    "REFERENCE_CANDIDATES",
     "SPLIT_PARTS",
     "BadRow",
     "DataOptions",
@@ -51,6 +55,7 @@ __all__ = [
     "collate_same_size",
     "column_split",
     "drop_bad_rows",
+    "find_bad_records",
     "generic_format",
     "get_format",
     "make_loader",
@@ -61,6 +66,8 @@ __all__ = [
     "read_labelled",
     "read_records",
     "read_table",
+    "reference_columns",
+    "reference_groups",
     "resolve_format",
     "select_part",
     "write_split_file",

@@ -9,55 +9,152 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import ImageReadError
+from ..inputs import pil_to_tensor, read_image
 from .records import BadRow, IQARecord
 
-__all__ = ["check_records"]
+__all__ = ["check_records", "find_bad_records"]
 
 
-def check_records(records: Sequence[IQARecord], *, full: bool = False) -> list[BadRow]:
-    """Every record that cannot be trained on, with its CSV line and the reasons.
+def check_records(
+    records: Sequence[IQARecord], *, full: bool = False, sources: Sequence[str] | None = None
+) -> list[BadRow]:
+    """Every record that cannot be trained on, with its CSV line and the reasons, in record order.
 
-    Checks: the score is a finite number; the path is an existing, non-empty
-    file; PIL recognises it (``Image.open`` reads only the header). With
-    ``full=True`` each image is also decoded completely, which catches
-    truncated or corrupt image data.
+    Checks: the score is a finite number; the path is an existing, non-empty regular file that
+    can be opened for reading; PIL recognises it (``Image.open`` reads only the header) and the
+    loader accepts its pixel format (a 32-bit float TIFF, PIL mode ``F``, is refused). With
+    ``full=True`` each image is read with the loader's own reader
+    (:func:`temu.inputs.read_image`: decode, EXIF orientation, conversion), so every image
+    the loader would refuse, truncated or corrupt ones included, is reported here.
 
-    Cost (measured on this project's 2-core CPU box, warm disk cache): the
-    header check takes ~0.14 ms per image, so ~25 s for FLIVE's ~160k items
-    plus disk time. ``full=True`` decodes every pixel: ~5 ms for a 512x384
-    JPEG (KonIQ-10k: ~1 min) but up to ~350 ms for a 4000x3000 phone photo
-    (SPAQ: up to ~1 h). Run the full check once after getting a dataset.
+    Duplicates: one image on several otherwise usable rows is reported too, since a repeat
+    would be trained or validated on twice, or land in both parts of a split. Rows with the
+    same score: every row after the first is bad. Rows with different scores: all of them,
+    since which score is right is unknown. ``sources`` names where each record comes from
+    (e.g. its CSV), for the messages about a row of another file.
+
+    Cost per image (``python benchmarks/bench_checks.py --images 64 --large 4``, JPEGs, one
+    thread, on this project's 2-core CPU box shared with other jobs, warm disk cache): the header
+    check 0.08 ms at 512x384 and 0.3 ms at 4000x3000; the full check 2.9 ms and 340 ms, 2.0x and
+    4.4x a bare decode, since it also converts to a float tensor as training does. So KonIQ-10k
+    takes ~30 s to check fully, SPAQ's 11k phone photos ~1 h. Run the full check once after
+    getting a dataset.
     """
-    bad: list[BadRow] = []
-    for record in records:
+    return [bad for _, bad in find_bad_records(records, full=full, sources=sources)]
+
+
+def find_bad_records(
+    records: Sequence[IQARecord], *, full: bool = False, sources: Sequence[str] | None = None
+) -> list[tuple[int, BadRow]]:
+    """:func:`check_records` with each bad row's position in ``records`` (rows of two CSVs can share a line number)."""
+    if sources is not None and len(sources) != len(records):
+        raise ValueError(f"sources has {len(sources)} entries for {len(records)} records")
+    modes: dict[str, str | None] = {}
+    problems: dict[int, list[str]] = {}
+    for position, record in enumerate(records):
         reasons = []
         if not math.isfinite(record.mos):
             reasons.append(f"score is not a finite number ({record.mos}): the CSV cell is empty or not a number")
-        problem = _image_problem(record.path, full)
+        problem = _image_problem(record.path, full, modes)
         if problem:
             reasons.append(problem)
         if reasons:
-            bad.append(BadRow(record.row, record.path, "; ".join(reasons)))
-    return bad
+            problems[position] = reasons
+    for position, reason in _duplicates(records, set(problems), sources).items():
+        problems.setdefault(position, []).append(reason)
+    return [(i, BadRow(records[i].row, records[i].path, "; ".join(problems[i]))) for i in sorted(problems)]
 
 
-def _image_problem(path: Path, full: bool) -> str | None:
+def _duplicates(records: Sequence[IQARecord], bad: set[int], sources: Sequence[str] | None) -> dict[int, str]:
+    """Reasons for the repeated rows among the usable records (positions not in ``bad``)."""
+    by_image: dict[str, list[int]] = {}
+    for position, record in enumerate(records):
+        if position not in bad:
+            by_image.setdefault(str(record.path), []).append(position)
+    out: dict[int, str] = {}
+    for positions in by_image.values():
+        if len(positions) < 2:
+            continue
+        mixed = sources is not None and len({sources[p] for p in positions}) > 1
+
+        def where(p: int, mixed: bool = mixed) -> str:
+            return f"row {records[p].row}" + (f" of {sources[p]}" if mixed and sources is not None else "")
+
+        if len({records[p].mos for p in positions}) == 1:
+            for p in positions[1:]:
+                out[p] = f"the same image as {where(positions[0])}, with the same score; list each image once"
+            continue
+        listed = ", ".join(f"{where(p)} ({_number(records[p].mos)})" for p in positions)
+        for p in positions:
+            out[p] = f"the image is listed {len(positions)} times with different scores: {listed}; keep one row"
+    return out
+
+
+def _number(value: float) -> str:
+    """Short when that is exact (``50``), else every digit needed (``1.0000001``)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _image_problem(path: Path, full: bool, modes: dict[str, str | None]) -> str | None:
     try:
         info = path.stat()
     except FileNotFoundError:
         return "image file not found"
+    except PermissionError:
+        return "permission denied: a folder on the path cannot be searched (check its permissions)"
     except OSError as error:
         return f"cannot access the image file ({error.strerror or error})"
     if stat.S_ISDIR(info.st_mode):
         return "path is a folder, not an image file (is the CSV's path cell empty?)"
     if not stat.S_ISREG(info.st_mode):
-        return "path is not a regular file"
+        kind = next((name for test, name in _KINDS if test(info.st_mode)), "not a regular file")
+        return f"path is {kind}, not an image file"
     if info.st_size == 0:
         return "image file is empty (0 bytes)"
     try:
-        with Image.open(path) as image:
-            if full:
-                image.load()
-    except Exception as error:  # noqa: BLE001 - PIL raises many types for bad data
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; permission problems are told apart here
+    except PermissionError:
+        return "permission denied: the file cannot be read (check its permissions)"
+    except OSError as error:
+        return f"cannot open the image file ({error.strerror or error})"
+    with handle:
+        try:
+            with Image.open(handle) as image:
+                mode = image.mode
+        except Exception as error:  # noqa: BLE001 - PIL raises many types for bad data
+            return f"not readable as an image ({type(error).__name__}: {error})"
+    if mode not in modes:
+        modes[mode] = _mode_problem(mode)
+    if modes[mode] is not None or not full:
+        return modes[mode]
+    try:
+        read_image(path)  # exactly what the DataLoader workers will do with it
+    except ImageReadError as error:
+        return error.reason
+    except Exception as error:  # noqa: BLE001 - whatever the loader would fail with
         return f"not readable as an image ({type(error).__name__}: {error})"
+    return None
+
+
+def _mode_problem(mode: str) -> str | None:
+    """Why the loader refuses images of PIL ``mode``, found by converting a 1x1 image of that mode
+    with the loader's own conversion (:func:`temu.inputs.pil_to_tensor`); None if it accepts them."""
+    try:
+        probe = Image.new(mode, (1, 1))
+    except ValueError:  # a mode Pillow only reads: only decoding it (full check) can tell
+        return None
+    try:
+        pil_to_tensor(probe)
+    except Exception as error:  # noqa: BLE001 - the loader refuses this pixel format, whatever it raised
+        return f"the loader cannot use this image: {error}"
     return None

@@ -14,9 +14,18 @@ from typing import Any
 
 from ..errors import DataError
 from ..scale import MOSScale
-from .checks import check_records
+from .checks import find_bad_records
 from .formats import DatasetFormat
-from .records import BadRow, IQARecord, read_column, read_records, resolve_format
+from .records import (
+    BadRow,
+    IQARecord,
+    find_column,
+    norm_header,
+    read_records,
+    read_table,
+    reference_columns,
+    resolve_format,
+)
 from .splits import apply_split, column_split, random_split
 
 __all__ = [
@@ -26,6 +35,7 @@ __all__ = [
     "prepare_eval_records",
     "prepare_training_data",
     "read_labelled",
+    "reference_groups",
     "select_part",
 ]
 
@@ -41,8 +51,10 @@ class DataOptions:
     format: a known dataset layout (:mod:`temu.data.formats`), or None for a generic CSV.
     path_col, mos_col, lower_better: a generic CSV's columns and score direction.
     split_file, split_index, split_column: a pyiqa split file (and which split) or split column.
-    check_images: ``"header"`` opens each image's header, ``"full"`` decodes every image.
+    check_images: ``"header"`` opens each image's header, ``"full"`` reads every image as the loader does.
     skip_bad: leave unusable rows out (reported) instead of stopping.
+    group_column, group: how a random split keeps related rows together (:func:`reference_groups`):
+        the column naming each row's reference image (default: detected), or ``group=False`` for none.
     """
 
     csv: Path
@@ -56,6 +68,8 @@ class DataOptions:
     split_column: str | int | None = None
     check_images: str = "header"
     skip_bad: bool = False
+    group_column: str | None = None
+    group: bool = True
 
     @classmethod
     def from_namespace(cls, args: Any) -> DataOptions:
@@ -103,14 +117,20 @@ def drop_bad_rows(
     what: str,
     log: Callable[[str], None],
     bad_file: Path | None = None,
+    sources: Sequence[str] | None = None,
 ) -> tuple[list[list[IQARecord]], list[BadRow]]:
-    """Check every record of ``parts`` (:func:`~temu.data.checks.check_records`).
+    """Check every record of ``parts`` together (:func:`~temu.data.checks.check_records`).
 
     Bad rows stop the run with their list (:class:`~temu.DataError`), or with ``options.skip_bad``
-    are logged and left out. ``bad_file`` gets the full list either way. Returns the parts
-    without the bad rows, and the bad rows.
+    are logged and left out. An image on rows of two parts is a bad row of the later part, so
+    it never lands in both. ``sources`` names each part's CSV where the parts come from different
+    files. ``bad_file`` gets the full list either way. Returns the parts without the bad rows,
+    and the bad rows.
     """
-    bad = check_records([r for part in parts for r in part], full=options.check_images == "full")
+    flat = [r for part in parts for r in part]
+    labels = None if sources is None else [name for name, part in zip(sources, parts) for _ in part]
+    found = find_bad_records(flat, full=options.check_images == "full", sources=labels)
+    bad = [b for _, b in found]
     if not bad:
         return [list(part) for part in parts], []
     lines = [str(b) for b in bad]
@@ -126,8 +146,13 @@ def drop_bad_rows(
             "Fix or remove these rows, or pass --skip-bad to go on without them."
         )
     log(f"--skip-bad: leaving out {len(bad)} unusable row(s) of {what}{saved}:\n  {shown}{more}")
-    bad_ids = {(b.row, b.path) for b in bad}
-    return [[r for r in part if (r.row, r.path) not in bad_ids] for part in parts], bad
+    dropped = {position for position, _ in found}
+    kept: list[list[IQARecord]] = []
+    start = 0
+    for part in parts:
+        kept.append([r for i, r in enumerate(part, start) if i not in dropped])
+        start += len(part)
+    return kept, bad
 
 
 @dataclass
@@ -140,6 +165,7 @@ class PreparedData:
     scale: MOSScale
     split: str
     skipped: list[BadRow] = field(default_factory=list)
+    group_column: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -148,6 +174,7 @@ class PreparedData:
             "mos_col": self.format.mos_col,
             "lower_better": self.format.lower_better,
             "split": self.split,
+            "grouped_by": self.group_column,
             "train_images": len(self.train),
             "val_images": len(self.val),
             "skipped_rows": len(self.skipped),
@@ -155,11 +182,45 @@ class PreparedData:
         }
 
 
-def _reference_groups(options: DataOptions, fmt: DatasetFormat, records: Sequence[IQARecord]) -> list[str] | None:
-    """Reference image of each record for full-reference datasets (KADID-10k, CSIQ, LIVE), else None."""
-    if not fmt.ref_col:
+def reference_groups(
+    options: DataOptions, fmt: DatasetFormat, records: Sequence[IQARecord]
+) -> tuple[str, list[str]] | None:
+    """``(column, group of each record)`` for a random split that keeps related rows together, or None.
+
+    The column is ``options.group_column`` when given, else the format's reference column
+    (KADID-10k, CSIQ, LIVE), else the one column of a generic CSV named like a reference image
+    (:data:`~temu.data.records.REFERENCE_CANDIDATES`: ``ref``, ``reference``, ``ref_img_path``, ...);
+    two such columns are an error. ``options.group`` False (``--no-group``) gives None. A row
+    with an empty cell is a group of its own.
+    """
+    if not options.group:
+        if options.group_column is not None:
+            raise DataError("--group-column and --no-group contradict each other; give one")
         return None
-    return read_column(options.csv, records, fmt.ref_col)
+    try:
+        header, rows = read_table(options.csv)
+        if options.group_column is not None:
+            column = header[find_column(header, options.group_column, "group", options.csv)]
+        elif fmt.ref_col is not None and any(norm_header(h) == norm_header(fmt.ref_col) for h in header):
+            column = header[find_column(header, fmt.ref_col, "reference", options.csv)]
+        else:
+            used = {fmt.path_col, fmt.mos_col}
+            found = [name for name in reference_columns(header) if name not in used]
+            if not found:
+                return None
+            if len(found) > 1:
+                raise DataError(
+                    f"{options.csv}: {len(found)} columns could name each row's reference image: {found}. "
+                    "Choose the one to keep together in a split with --group-column, or pass --no-group"
+                )
+            column = found[0]
+    except (ValueError, FileNotFoundError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(str(err)) from None
+    index = header.index(column)
+    cells = {line: (cells[index].strip() if index < len(cells) else "") for line, cells in rows}
+    return column, [cells.get(r.row) or f"\0row {r.row}" for r in records]
 
 
 def prepare_training_data(
@@ -193,7 +254,13 @@ def prepare_training_data(
         raise DataError(
             f"choose one way to get the validation set, got {', '.join(given + (['--val-fraction'] if val_fraction is not None else []))}"
         )
+    grouped: tuple[str, list[str]] | None = None
     if val_csv is not None:
+        if Path(val_csv).resolve() == Path(options.csv).resolve():
+            raise DataError(
+                f"--val {val_csv} is the --train CSV: every validation image would also be trained on. Give "
+                "another CSV, or leave --val out to hold out a random --val-fraction"
+            )
         generic = fmt.name == "generic"
         val_options = DataOptions(
             csv=val_csv,
@@ -215,30 +282,49 @@ def prepare_training_data(
         split += f", validating on its '{val_part}' part"
     else:
         fraction = 0.2 if val_fraction is None else val_fraction
-        groups = _reference_groups(options, fmt, records)
+        grouped = reference_groups(options, fmt, records)
         try:
-            if groups is not None:
-                by_record = dict(zip(records, groups))
-                train, val = random_split(records, fraction, seed, group_key=by_record.__getitem__)
-                split = f"random {fraction:g} of the reference images (seed {seed})"
+            if grouped is not None:
+                column, groups = grouped
+                keys = dict(zip(map(id, records), groups))
+                train, val = random_split(records, fraction, seed, group_key=lambda r: keys[id(r)])
+                n_groups = len(set(groups))
+                split = (
+                    f"random {fraction:g} of the {n_groups} values of column {column!r} (reference images), "
+                    f"each with all its rows (seed {seed}; --no-group splits single rows)"
+                )
             else:
                 train, val = random_split(records, fraction, seed)
                 split = f"random {fraction:g} (seed {seed})"
         except ValueError as err:
             raise DataError(str(err)) from None
+    if options.group_column is not None and grouped is None:
+        raise DataError(f"--group-column is for the random validation split; {given[0]} already decides the split")
     if not train:
         raise DataError(f"the training set is empty ({split})")
     what = f"{options.csv}" + (f" / {val_csv}" if val_csv else "")
-    (train, val), bad = drop_bad_rows([train, val], options=options, what=what, log=log, bad_file=bad_file)
-    if len(train) < 2 or not val:
+    sources = [f"--train {options.csv}", f"--val {val_csv}"] if val_csv is not None else None
+    (train, val), bad = drop_bad_rows(
+        [train, val], options=options, what=what, log=log, bad_file=bad_file, sources=sources
+    )
+    left = "after leaving out bad rows, " if bad else ""
+    if len(train) < 2:
+        raise DataError(f"{left}the training set has {len(train)} image(s) ({split}); at least 2 are needed")
+    if len(val) < 2:
         raise DataError(
-            f"after leaving out bad rows, {len(train)} training and {len(val)} validation images remain; need >= 2 and >= 1"
+            f"{left}the validation set has {len(val)} image(s) ({split}); SRCC and PLCC need at least 2 "
+            "to choose the best epoch: give more validation images (e.g. a larger --val-fraction)"
+        )
+    if len({r.mos for r in val}) == 1:
+        raise DataError(
+            f"all {len(val)} validation images have the same score ({val[0].mos!r}; {split}): SRCC and PLCC "
+            "are undefined on them, so the best epoch could not be chosen. Validate on images with different scores"
         )
     try:
         scale = MOSScale.fit([r.mos for r in train], lower_better=fmt.lower_better)
     except ValueError as err:
         raise DataError(f"cannot normalise the training scores: {err}") from None
-    return PreparedData(train, val, fmt, scale, split, bad)
+    return PreparedData(train, val, fmt, scale, split, bad, grouped[0] if grouped is not None else None)
 
 
 def prepare_eval_records(
@@ -254,4 +340,8 @@ def prepare_eval_records(
     (records,), bad = drop_bad_rows([records], options=options, what=str(options.csv), log=log)
     if len(records) < 2:
         raise DataError(f"{len(records)} usable row(s) left; at least 2 are needed for a correlation")
+    if len({r.mos for r in records}) == 1:
+        raise DataError(
+            f"all {len(records)} rows have the same score ({records[0].mos!r}): SRCC, PLCC and KRCC are undefined"
+        )
     return records, fmt, bad

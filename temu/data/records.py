@@ -36,11 +36,13 @@ from .formats import DATASET_FORMATS, DatasetFormat, generic_format, get_format
 __all__ = [
     "MOS_CANDIDATES",
     "PATH_CANDIDATES",
+    "REFERENCE_CANDIDATES",
     "BadRow",
     "IQARecord",
     "read_records",
     "read_column",
     "read_table",
+    "reference_columns",
     "resolve_format",
 ]
 
@@ -69,6 +71,26 @@ MOS_CANDIDATES: tuple[str, ...] = (
     "label",
 )
 """Header names (normalised) recognised as the score column."""
+
+REFERENCE_CANDIDATES: tuple[str, ...] = (
+    "ref",
+    "reference",
+    "ref_img",
+    "ref_image",
+    "ref_img_path",
+    "ref_image_path",
+    "ref_path",
+    "ref_name",
+    "ref_img_name",
+    "ref_image_name",
+    "reference_img",
+    "reference_image",
+    "reference_path",
+    "reference_name",
+)
+"""Header names (normalised) recognised as the reference-image column of a dataset of distorted
+images (KADID-10k, TID2013, CSIQ, ... as third-party CSVs ship them: ``dis_img_path, dis_type,
+ref_img_path, score``). A random split keeps all rows of one reference on one side."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +319,11 @@ def read_records(
         mos_text = cells[mos_idx] if mos_idx < len(cells) else ""
         records.append(IQARecord(_resolve_path(root, path_text), _parse_score(mos_text), line))
     return records
+
+
+def reference_columns(header: Sequence[str]) -> list[str]:
+    """The columns of ``header`` whose name is one of :data:`REFERENCE_CANDIDATES`, spelled as in the header."""
+    return [name for name in header if norm_header(name) in REFERENCE_CANDIDATES]
 
 
 def read_column(csv_path: str | os.PathLike[str], records: Sequence[IQARecord], column: str) -> list[str] | None:

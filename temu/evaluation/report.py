@@ -8,7 +8,7 @@ not depend on the (increasing, linear) normalisation.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ __all__ = [
     "format_report",
     "random_subsets",
     "split_metrics",
+    "split_subsets",
     "target_scale",
 ]
 
@@ -48,19 +49,42 @@ def evaluate_scores(pred: Any, target: Any) -> dict[str, float]:
         return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, "rmse": rmse(pred, target)}
 
 
-def random_subsets(n: int, k: int, fraction: float, seed: int) -> list[np.ndarray]:
+def random_subsets(
+    n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
+) -> list[np.ndarray]:
     """``k`` random subsets of ``range(n)`` for ``temu eval --splits``.
 
     Subset ``j`` (``j = 0..k-1``) is the held-out part of :func:`temu.data.random_split` of the
     ``n`` items with ``val_fraction=fraction`` and ``seed=seed + j``: ``round(fraction * n)``
     items (at least 1, at most ``n - 1``), drawn without replacement, sorted. This is the test
     part a random train/test split would give, so averaging a fixed model over the ``k`` subsets
-    follows the "mean of k random splits" protocol without retraining.
+    follows the "mean of k random splits" protocol without retraining. With ``groups`` (one key
+    per item, e.g. its reference image) whole groups are drawn and the fraction counts groups,
+    as the split of a full-reference dataset does.
     """
     if k < 1:
         raise ValueError(f"--splits must be >= 1, got {k}")
     positions = list(range(n))
-    return [np.asarray(random_split(positions, fraction, seed + j)[1], dtype=np.int64) for j in range(k)]
+    key = None if groups is None else groups.__getitem__
+    return [np.asarray(random_split(positions, fraction, seed + j, group_key=key)[1], dtype=np.int64) for j in range(k)]
+
+
+def split_subsets(
+    n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
+) -> list[np.ndarray]:
+    """:func:`random_subsets`, refusing with :class:`~temu.DataError` subsets that cannot be scored
+    (fewer than 2 items: no correlation), so ``temu eval --splits`` can check them before scoring."""
+    try:
+        subsets = random_subsets(n, k, fraction, seed, groups=groups)
+    except ValueError as err:
+        raise DataError(f"--splits: {err}") from None
+    smallest = min(len(s) for s in subsets)
+    if smallest < 2:
+        raise DataError(
+            f"--splits: a random subset of {fraction:g} of the {n} images holds {smallest} image(s); "
+            "a correlation needs at least 2. Raise --split-fraction"
+        )
+    return subsets
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,8 @@ class SplitSummary:
     mean: dict[str, float]
     std: dict[str, float]
     per_split: list[dict[str, float]] = field(default_factory=list)
+    group_column: str | None = None
+    groups: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,19 +107,34 @@ class SplitSummary:
             "fraction": self.fraction,
             "seed": self.seed,
             "items_per_split": self.size,
+            "grouped_by": self.group_column,
+            "groups": self.groups,
             "mean": self.mean,
             "std": self.std,
             "per_split": self.per_split,
         }
 
 
-def split_metrics(pred: np.ndarray, target: np.ndarray, k: int, fraction: float, seed: int) -> SplitSummary:
-    """Metrics on each of :func:`random_subsets` ``(len(pred), k, fraction, seed)``, with mean and std."""
-    subsets = random_subsets(len(pred), k, fraction, seed)
+def split_metrics(
+    pred: np.ndarray,
+    target: np.ndarray,
+    k: int,
+    fraction: float,
+    seed: int,
+    *,
+    groups: Sequence[Hashable] | None = None,
+    group_column: str | None = None,
+) -> SplitSummary:
+    """Metrics on each of :func:`split_subsets` ``(len(pred), k, fraction, seed, groups=groups)``, with mean and std.
+
+    ``size`` is the first subset's item count (with ``groups`` the subsets' sizes differ).
+    """
+    subsets = split_subsets(len(pred), k, fraction, seed, groups=groups)
     per = [evaluate_scores(pred[s], target[s]) for s in subsets]
     mean = {m: float(np.mean([p[m] for p in per])) for m in METRICS}
     std = {m: float(np.std([p[m] for p in per])) for m in METRICS}
-    return SplitSummary(k, fraction, seed, len(subsets[0]), mean, std, per)
+    n_groups = None if groups is None else len(set(groups))
+    return SplitSummary(k, fraction, seed, len(subsets[0]), mean, std, per, group_column, n_groups)
 
 
 @dataclass
@@ -180,9 +221,14 @@ def format_report(report: EvalReport) -> str:
     )
     if report.splits is not None:
         s = report.splits
-        lines.append(
-            f"{s.k} random subsets of {s.size} images ({s.fraction:g} of the rows, seeds {s.seed}..{s.seed + s.k - 1}), mean ± std:"
-        )
+        if s.group_column is None:
+            drawn = f"{s.k} random subsets of {s.size} images ({s.fraction:g} of the rows"
+        else:
+            drawn = (
+                f"{s.k} random subsets, each {s.fraction:g} of the {s.groups} values of column {s.group_column!r} "
+                f"with all their rows ({s.size} images in the first"
+            )
+        lines.append(f"{drawn}, seeds {s.seed}..{s.seed + s.k - 1}), mean ± std:")
         for key in METRICS:
             lines.append(f"{key.upper()}  {s.mean[key]:.4f} ± {s.std[key]:.4f}")
     return "\n".join(lines)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from ..data.records import IQARecord
+from ..errors import DataError
 from ..files import atomic_write
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "atomic_torch_save",
     "cpu_state",
     "epoch_seed",
+    "load_checkpoint",
     "records_digest",
     "rng_state",
     "run_differences",
@@ -37,6 +41,12 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+
+#: The top-level keys of every checkpoint (``Trainer.state_dict``).
+CHECKPOINT_KEYS = (
+    "format", "temu_version", "epoch", "world_size", "meta", "mos_scale", "head",
+    "optimizer", "scheduler", "scaler", "rng", "history", "best",
+)  # fmt: skip
 
 
 def records_digest(records: Sequence[IQARecord]) -> str:
@@ -58,6 +68,56 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state in ``path``, read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
+
+    A file that is empty, truncated, not a torch file, holds other Python objects, or is a torch
+    file without a checkpoint's keys raises :class:`~temu.DataError`: one line naming the file,
+    what is wrong and what to do (never torch's advice to load it with ``weights_only=False``).
+    """
+
+    def unusable(why: str) -> DataError:
+        return DataError(
+            f"--resume: {path} is not a usable checkpoint: {why}. It cannot be continued: start the run anew "
+            "with --overwrite (that deletes the run's files), or put back an intact copy of the file"
+        )
+
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise unusable(f"it cannot be read ({err.strerror or err})") from None
+    if size == 0:
+        raise unusable("the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*pickle protocol.*")  # torch's note on plain pickles
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise unusable(
+            "it holds Python objects that a temu-finetune checkpoint never holds, so it was not written by "
+            "temu-finetune and is not loaded (loading it could run code)"
+        ) from None
+    except EOFError:
+        raise unusable(f"it ends early ({size} bytes): the file is truncated") from None
+    except OSError as err:
+        raise unusable(f"it cannot be read ({err.strerror or err})") from None
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, KeyError, ... for damaged files
+        kind = "truncated or corrupt" if isinstance(err, RuntimeError) else "not a torch checkpoint file"
+        raise unusable(f"it is {kind} ({type(err).__name__} from torch.load)") from None
+    if not isinstance(state, dict):
+        raise unusable(f"it holds a {type(state).__name__}, not a temu-finetune checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if "format" in state and state["format"] != CHECKPOINT_FORMAT:
+        raise unusable(
+            f"it is checkpoint format {state['format']!r} (temu {state.get('temu_version', '?')}), this temu "
+            f"reads format {CHECKPOINT_FORMAT}; resume with the temu version that wrote it"
+        )
+    if missing:
+        shown = ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else "")
+        raise unusable(f"it is a torch file without a checkpoint's keys ({shown}); another program wrote it")
+    return state
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

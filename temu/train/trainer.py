@@ -57,6 +57,7 @@ from .checkpoint import (
     atomic_torch_save,
     cpu_state,
     epoch_seed,
+    load_checkpoint,
     records_digest,
     rng_state,
     run_differences,
@@ -66,7 +67,15 @@ from .config import TrainConfig
 from .distributed import DistInfo, all_reduce_max, all_reduce_sum, average_gradients, barrier, gather_cat
 from .loss import loss_parts
 
-__all__ = ["CHECKPOINT_NAME", "CURVES_NAME", "METRICS_NAME", "METRIC_COLUMNS", "TrainResult", "Trainer"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CURVES_NAME",
+    "METRICS_NAME",
+    "METRIC_COLUMNS",
+    "TrainResult",
+    "Trainer",
+    "steps_per_epoch",
+]
 
 METRICS_NAME = "metrics.csv"
 CURVES_NAME = "curves.png"
@@ -76,6 +85,34 @@ METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_mse", "train_plcc", "train_ldg",
     "val_srcc", "val_plcc", "val_krcc", "val_rmse", "seconds",
 )  # fmt: skip
+
+
+def steps_per_epoch(train_size: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimisation steps in one epoch of ``train_size`` images, in batches of ``batch_size`` over
+    ``world_size`` processes (the last incomplete batch is dropped).
+
+    Raises :class:`~temu.DataError` when the run cannot train: ``batch_size`` not divisible by
+    ``world_size``, a share under 2 images per process (the PLCC loss needs 2), or fewer images
+    than one batch. ``temu-finetune --dry-run`` calls it too, so it refuses what the run would.
+    """
+    if batch_size % world_size:
+        raise DataError(
+            f"--batch-size {batch_size} must be divisible by the number of processes "
+            f"({world_size}); each process takes an equal share"
+        )
+    local = batch_size // world_size
+    if local < 2:
+        raise DataError(
+            f"--batch-size {batch_size} over {world_size} processes leaves {local} "
+            "image per process; the PLCC loss needs at least 2. Raise --batch-size"
+        )
+    steps = math.ceil(train_size / world_size) // local  # DistributedSampler's share, then whole batches
+    if steps == 0:
+        raise DataError(
+            f"the training set has {train_size} images, fewer than one batch of {batch_size}; "
+            "lower --batch-size or add images"
+        )
+    return steps
 
 
 @dataclass
@@ -119,17 +156,8 @@ class Trainer:
         self.progress = progress and self.info.is_main
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         device = self.info.device
-        if config.batch_size % self.info.world_size:
-            raise DataError(
-                f"--batch-size {config.batch_size} must be divisible by the number of processes "
-                f"({self.info.world_size}); each process takes an equal share"
-            )
+        steps_per_epoch(len(train), config.batch_size, self.info.world_size)
         self.local_batch = config.batch_size // self.info.world_size
-        if self.local_batch < 2:
-            raise DataError(
-                f"--batch-size {config.batch_size} over {self.info.world_size} processes leaves {self.local_batch} "
-                "image per process; the PLCC loss needs at least 2. Raise --batch-size"
-            )
         if not val:
             raise DataError("the validation set is empty; give --val, --val-fraction or a split with a val part")
         model.config = model.config.replace(mos_scale=scale)
@@ -149,11 +177,6 @@ class Trainer:
             drop_last=False, num_workers=config.workers, by_size=True, **shards,
         )  # fmt: skip
         self.steps_per_epoch = len(self.train_loader)
-        if self.steps_per_epoch == 0:
-            raise DataError(
-                f"the training set has {len(self.train_records)} images, fewer than one batch of "
-                f"{config.batch_size}; lower --batch-size or add images"
-            )
         params = [p for p in model.head.parameters() if p.requires_grad]
         self.params = params
         if not params:
@@ -218,27 +241,39 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; the run's settings and data must be the checkpoint's."""
+        """Restore :meth:`state_dict`; the run's settings and data must be the checkpoint's.
+
+        A state that does not fit (another run, or damaged contents) raises :class:`~temu.DataError`.
+        """
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DataError(
                 f"checkpoint format {state.get('format')!r} is not supported (expected {CHECKPOINT_FORMAT})"
             )
-        self._check_same_run(state["meta"])
-        if state["world_size"] != self.info.world_size and self.info.is_main:
-            self._log(
-                f"temu-finetune: warning: the checkpoint was written by {state['world_size']} process(es), this run has "
-                f"{self.info.world_size}; training goes on, but not bit-identically to an uninterrupted run"
-            )
-        self.model.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-        best = state["best"]
-        self.best_epoch, self.best_score = int(best["epoch"]), float(best["score"])
-        self.best_metrics, self.best_head = dict(best["metrics"]), best["head"]
+        try:
+            self._check_same_run(state["meta"])
+            if state["world_size"] != self.info.world_size and self.info.is_main:
+                self._log(
+                    f"temu-finetune: warning: the checkpoint was written by {state['world_size']} process(es), this "
+                    f"run has {self.info.world_size}; training goes on, but not bit-identically to an uninterrupted run"
+                )
+            self.model.head.load_state_dict(state["head"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.epoch = int(state["epoch"])
+            self.history = list(state["history"])
+            best = state["best"]
+            self.best_epoch, self.best_score = int(best["epoch"]), float(best["score"])
+            self.best_metrics, self.best_head = dict(best["metrics"]), best["head"]
+        except DataError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise DataError(
+                f"--resume: {self.checkpoint_path} does not fit this run ({type(err).__name__}: {first[:200]}); the file "
+                "is damaged or was edited. Start the run anew with --overwrite, or put back an intact copy"
+            ) from None
 
     def _check_same_run(self, saved: dict[str, Any]) -> None:
         diffs = run_differences(saved, self._resume_meta())
@@ -255,12 +290,14 @@ class Trainer:
             atomic_torch_save(state, self.checkpoint_path)
         barrier(self.info)
 
-    def resume(self) -> None:
-        """Load ``checkpoint.pt`` from the output folder (every process reads it)."""
-        path = self.checkpoint_path
-        if not path.is_file():
-            raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.output}; start without --resume")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    def resume(self, state: dict[str, Any] | None = None) -> None:
+        """Continue from ``state`` (:func:`~temu.train.checkpoint.load_checkpoint` of ``checkpoint.pt``), by
+        default read here from the output folder (every process reads it)."""
+        if state is None:
+            path = self.checkpoint_path
+            if not path.is_file():
+                raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.output}; start without --resume")
+            state = load_checkpoint(path)
         self.load_state_dict(state)
 
     # ------------------------------------------------------------------ training
