@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
 
@@ -44,8 +46,6 @@ def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):
     import subprocess
     import sys
 
-    import pytest
-
     pytest.importorskip("pyiqa")
     block = README.split("<!-- pyiqa-snippet", 1)[1]
     code = re.search(r"```python\n(.*?)\n```", block, flags=re.S).group(1)
@@ -82,3 +82,136 @@ def _user_facing_files() -> list[Path]:
     for folder, pattern in (("temu", "*.py"), ("docs", "*.md"), ("examples", "*.py"), ("examples", "*.md")):
         files += (REPO / folder).rglob(pattern)
     return files
+
+
+# --------------------------------------------------------------------------- README's Python blocks run
+#
+# Every ```python block of README.md runs here, as written, in a fresh namespace, in a temporary working
+# directory, offline (HF_HUB_OFFLINE=1, an empty Hub cache). No CLIP weights exist offline, so before a block
+# runs the test makes the replacements of SUBSTITUTIONS (README text -> test text) and provides the names of
+# PLACEHOLDERS (files in the working directory, variables in the namespace). Tracebacks point at README.md
+# lines, and the test's id is the block's line: README.md:<line>.
+#
+# To keep a new block runnable: write it as a user would, with the real preset and backbone names. Where it
+# needs weights, use a form the table covers (the default preset, `TeMuIQA()`, `pretrained="openai"` for an
+# architecture only) or add a row; where it uses a name it does not define (an image, a tensor, a model),
+# add a placeholder. A row or placeholder that no block uses fails `test_readme_substitutions_are_all_used`.
+# The pyiqa block is run separately (above) in a fresh interpreter, as a pyiqa user would run it.
+
+README_PATH = REPO / "README.md"
+
+#: README text -> replacement ("{...}" filled in by the test); every row must be used by some block
+SUBSTITUTIONS: dict[str, str] = {
+    # the default preset is a head on OpenAI's ViT-L/14 (1.7 GB of weights): a saved head on the tiny backbone
+    '"temu-iqa-s"': "{tiny_head!r}",
+    # the default TeMuIQA() is ViT-L/14 with OpenAI's weights: the tiny backbone with its seeded checkpoint
+    "TeMuIQA()": "TeMuIQA(backbone={tiny_backbone!r}, pretrained={tiny_checkpoint!r}, image_size=64)",
+    # a block that only builds an architecture gets random weights instead of a download
+    'pretrained="openai"': "pretrained=None",
+    # no GPU in the test suite
+    'device="cuda"': 'device="cpu"',
+    # eight DataLoader processes would cost seconds on a 2-core machine; two still go through the workers
+    "num_workers=8": "num_workers=2",
+}
+
+#: names a block may use without defining them: files in the working directory, then namespace variables
+PLACEHOLDER_FILES = ("photo.jpg", "a.jpg", "b.png", "photos/", "tests/assets/tiny-clip.json")
+PLACEHOLDER_NAMES = ("pil_image", "numpy_hwc_uint8", "tensor_n3hw_in_0_1", "image_paths", "x", "model")
+
+
+def readme_python_blocks() -> list[tuple[int, str]]:
+    """(line of the block's first code line, code) of every ```python block, except the pyiqa snippet."""
+    blocks = []
+    for match in re.finditer(r"^```python\n(.*?)^```", README, flags=re.S | re.M):
+        if README[: match.start()].rstrip().splitlines()[-1].startswith("<!-- pyiqa-snippet"):
+            continue  # run by test_readme_pyiqa_snippet_runs_with_a_tiny_backbone
+        blocks.append((README.count("\n", 0, match.start()) + 2, match.group(1)))
+    return blocks
+
+
+BLOCKS = readme_python_blocks()
+
+
+def test_readme_has_python_blocks_beside_the_pyiqa_snippet():
+    assert README.count("```python") == len(BLOCKS) + 1 and len(BLOCKS) >= 4
+
+
+def test_readme_substitutions_are_all_used():
+    code = "\n".join(block for _, block in BLOCKS)
+    assert [s for s in SUBSTITUTIONS if s not in code] == []
+    assert [p for p in PLACEHOLDER_FILES if p not in code] == []
+    assert [n for n in PLACEHOLDER_NAMES if not re.search(rf"\b{n}\b", code)] == []
+
+
+class FakeHfApi:
+    """Stands in for huggingface_hub.HfApi: records what push_to_hub would upload."""
+
+    uploads: list[tuple[str, list[str]]] = []
+
+    def __init__(self, **kwargs):
+        pass
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
+        FakeHfApi.uploads.append((repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+@pytest.fixture
+def readme_world(tmp_path, monkeypatch, hub_cache, tiny_head_dir, tiny_kwargs, photos):
+    """The working directory and namespace of a README block (see the table above)."""
+    import huggingface_hub
+    import torch
+    from PIL import Image
+    from temu_testing import TINY_CONFIG
+
+    import temu
+    import temu.api
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(temu.api, "DEFAULT_MODEL", str(tiny_head_dir))  # temu.score() without model=
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    FakeHfApi.uploads.clear()
+    arrays = list(photos.values())
+    Image.fromarray(arrays[0]).save("photo.jpg")
+    Image.fromarray(arrays[1]).save("a.jpg")
+    Image.fromarray(arrays[2]).save("b.png")
+    Path("photos").mkdir()
+    for i, arr in enumerate(arrays):
+        Image.fromarray(arr).save(f"photos/{i}.jpg")
+    Path("tests/assets").mkdir(parents=True)
+    (tmp_path / "tests/assets/tiny-clip.json").write_bytes(TINY_CONFIG.read_bytes())
+    fill = {
+        "tiny_head": str(tiny_head_dir),
+        "tiny_backbone": tiny_kwargs["backbone"],
+        "tiny_checkpoint": tiny_kwargs["pretrained"],
+    }
+    namespace = {
+        "pil_image": Image.fromarray(arrays[3]),
+        "numpy_hwc_uint8": arrays[3],
+        "tensor_n3hw_in_0_1": torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)),
+        "image_paths": ["photo.jpg", "a.jpg", "b.png"],
+        "x": torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)),
+        "model": temu.load(tiny_head_dir),
+    }
+    yield {name: value.format(**fill) for name, value in SUBSTITUTIONS.items()}, namespace
+    temu.clear_model_cache()
+
+
+@pytest.mark.parametrize("line, code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
+def test_readme_python_block_runs(line, code, readme_world):
+    substitutions, namespace = readme_world
+    for old, new in substitutions.items():
+        code = code.replace(old, new)
+    compiled = compile("\n" * (line - 1) + code, str(README_PATH), "exec")  # line numbers = README lines
+    try:
+        exec(compiled, {"__name__": "__readme__", **namespace})
+    except Exception as error:
+        raise AssertionError(
+            f"README.md block at line {line} failed: {type(error).__name__}: {error}\n"
+            "(see the table at the top of this section of tests/test_docs.py for how blocks are made runnable)"
+        ) from error
+    if "push_to_hub(" in code:
+        assert FakeHfApi.uploads and {"config.json", "model.safetensors"} <= set(FakeHfApi.uploads[-1][1])

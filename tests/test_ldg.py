@@ -9,7 +9,6 @@ from PIL import Image
 from torch import Tensor
 
 from temu.errors import InvalidInputError
-from temu.train.augment import apply_op_sequences, sample_op_sequences
 from temu.train.ldg import ldg_fidelity, ldg_targets, local_distortion, sample_boxes
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -73,19 +72,45 @@ def test_local_distortion_changes_only_the_box() -> None:
     assert ((h >= 29) & (h <= 107) & (w >= 29) & (w <= 107)).all()  # [40, 150] * 320 / 448
 
 
-def test_box_content_is_rand_augment_of_the_crop() -> None:
+def test_box_content_is_torchvision_rand_augment_of_the_crop_alone() -> None:
+    from torchvision.transforms import v2
+
     images = _photos(224)
+    before = images.clone()
     distorted, boxes = local_distortion(images, generator=torch.Generator().manual_seed(4))
-    # replay the draws: boxes first, then op sequences
+    assert torch.equal(images, before)  # the input is not written to
+    # the documented draws: boxes, then one seed for torchvision's RandAugment over the crops in order
     g = torch.Generator().manual_seed(4)
-    replay = sample_boxes(4, 224, 224, generator=g)
-    op_index, negative = sample_op_sequences(4, 6, generator=g)
-    assert torch.equal(replay, boxes)
+    assert torch.equal(sample_boxes(4, 224, 224, generator=g), boxes)
+    torch.manual_seed(int(torch.randint(2**62, (), generator=g)))
+    augment = v2.RandAugment(num_ops=6, magnitude=18)
     for i, (top, left, h, w) in enumerate(boxes.tolist()):
-        crop = images[i : i + 1, :, top : top + h, left : left + w]
-        expected = apply_op_sequences(crop, op_index[i : i + 1], negative[i : i + 1])
-        got = distorted[i : i + 1, :, top : top + h, left : left + w]
-        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+        expected = augment(images[i, :, top : top + h, left : left + w].clone())  # the crop as its own image
+        assert torch.equal(distorted[i, :, top : top + h, left : left + w], expected)
+
+
+def test_each_image_draws_its_own_op_sequence() -> None:
+    # eight copies of one photograph, each box the whole image: the same input, eight different outputs
+    images = _photos(64)[:1].expand(8, -1, -1, -1)
+    distorted, boxes = local_distortion(
+        images, size_range=(64, 64), reference_size=64, generator=torch.Generator().manual_seed(0)
+    )
+    assert (boxes == torch.tensor([0, 0, 64, 64])).all()
+    assert len({tuple(d.flatten()[::97].tolist()) for d in distorted}) == 8
+
+
+def test_generator_fixes_the_result_and_global_random_state_is_kept() -> None:
+    # resume depends on this: a step's distortion depends on the LDG generator only, and drawing it
+    # neither reads nor advances torch's global generator
+    images = _photos(96)
+    torch.manual_seed(123)
+    a, _ = local_distortion(images, generator=torch.Generator().manual_seed(9))
+    after_a = torch.get_rng_state()
+    torch.manual_seed(456)
+    b, _ = local_distortion(images, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    torch.manual_seed(123)
+    assert torch.equal(torch.get_rng_state(), after_a)
 
 
 def test_determinism_and_no_grad() -> None:
@@ -125,6 +150,8 @@ def test_validation_errors() -> None:
         local_distortion(torch.rand(3, 224, 224))
     with pytest.raises(ValueError, match="size_range"):
         sample_boxes(2, 64, 64, size_range=(50, 40))
+    with pytest.raises(ValueError, match=r"0 <= magnitude < num_bins, got 6, 31 and 31"):
+        local_distortion(torch.rand(1, 3, 64, 64), magnitude=31)
     with pytest.raises(ValueError, match="same shape"):
         ldg_targets(torch.rand(4), torch.rand(3))
     with pytest.raises(InvalidInputError, match="expected floats"):

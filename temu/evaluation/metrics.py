@@ -2,14 +2,15 @@
 
 ``srcc``, ``plcc``, ``krcc`` and ``rmse`` take two 1-D sequences of equal length
 (numpy arrays, lists or torch tensors; shape ``(N,)``, or ``(N, 1)`` / ``(1, N)``
-which are flattened) and return a Python ``float``. They are written with numpy
-and match ``scipy.stats`` (``spearmanr``, ``pearsonr``, ``kendalltau`` with
-tau-b) to ~1e-12:
+which are flattened) and return a Python ``float``. After temu's input checks the
+correlations are ``scipy.stats``'s, as in pyiqa:
 
-* SRCC: Pearson correlation of the ranks, ties get their average rank.
-* PLCC: plain Pearson correlation, no logistic fitting (pyiqa's default too).
-* KRCC: Kendall's tau-b, O(N log^2 N), fine for 160k items.
+* SRCC: ``spearmanr``, Pearson correlation of the ranks, ties get their average rank.
+* PLCC: ``pearsonr``, plain Pearson correlation, no logistic fitting (pyiqa's default too).
+* KRCC: ``kendalltau``, tau-b (scipy's default), O(N log N).
 * RMSE: root mean squared difference, on whatever scale the inputs are in.
+
+scipy replaced temu's own numpy code after a benchmark (``benchmarks/bench_metrics.py``).
 
 Inputs are validated: different lengths, fewer than 2 items, NaN or infinite
 values, and (for the three correlations) constant input raise ``ValueError``
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import stats
 
 from ..errors import ConstantInputError
 
@@ -79,98 +81,29 @@ def _check_not_constant(x: np.ndarray, y: np.ndarray) -> None:
             )
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    xm = x - x.mean()
-    ym = y - y.mean()
-    xm = xm / np.linalg.norm(xm)
-    ym = ym / np.linalg.norm(ym)
-    r = float(np.dot(xm, ym))
-    return max(-1.0, min(1.0, r))
-
-
-def _average_ranks(v: np.ndarray) -> np.ndarray:
-    """Ranks 1..N of ``v``; tied values share the mean of their ranks."""
-    order = np.argsort(v, kind="mergesort")
-    sorted_v = v[order]
-    new_run = np.r_[True, sorted_v[1:] != sorted_v[:-1]]
-    starts = np.flatnonzero(new_run)  # first sorted position of each run of equal values
-    ends = np.r_[starts[1:], v.shape[0]]  # exclusive
-    run_rank = (starts + 1 + ends) / 2.0  # mean of ranks starts+1 .. ends
-    run_id = np.cumsum(new_run) - 1
-    ranks = np.empty(v.shape[0], dtype=np.float64)
-    ranks[order] = run_rank[run_id]
-    return ranks
-
-
-def _tie_pairs(v: np.ndarray) -> int:
-    """Number of pairs (i < j) with v[i] == v[j]; rows compared whole for 2-D input."""
-    _, counts = np.unique(v, axis=0, return_counts=True)
-    return int((counts * (counts - 1) // 2).sum())
-
-
-def _count_inversions(a: np.ndarray) -> int:
-    """Number of pairs i < j with a[i] > a[j] (strict), by bottom-up merging.
-
-    Each level merges sorted blocks with one lexsort, so the total cost is
-    O(N log^2 N) numpy work and no Python loop over items.
-    """
-    n = a.shape[0]
-    values = a.copy()
-    position = np.arange(n)
-    inversions = 0
-    width = 1
-    while width < n:
-        block = position // (2 * width)
-        right = (position % (2 * width)) >= width
-        # within a block, sort by value; on equal values the left half first,
-        # so "left elements before me" counts left values <= mine
-        order = np.lexsort((right, values, block))
-        s_block = block[order]
-        s_right = right[order]
-        left_in_block = np.bincount(block[~right], minlength=int(block.max()) + 1)
-        is_left = (~s_right).astype(np.int64)
-        cum_left = np.cumsum(is_left)
-        block_start = np.searchsorted(s_block, s_block, side="left")
-        left_before_block = np.where(block_start > 0, cum_left[block_start - 1], 0)
-        left_le = cum_left - left_before_block  # left elements up to and including me
-        greater_left = left_in_block[s_block] - left_le
-        inversions += int(greater_left[s_right].sum())
-        values = values[order]
-        width *= 2
-    return inversions
+def _clip(r: float) -> float:
+    return max(-1.0, min(1.0, float(r)))
 
 
 def srcc(pred: Any, target: Any) -> float:
-    """Spearman rank correlation in [-1, 1]; ties get average ranks (as scipy)."""
+    """Spearman rank correlation in [-1, 1]; ties get average ranks (``scipy.stats.spearmanr``)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    return _pearson(_average_ranks(x), _average_ranks(y))
+    return _clip(stats.spearmanr(x, y).statistic)
 
 
 def plcc(pred: Any, target: Any) -> float:
-    """Pearson linear correlation in [-1, 1] (no logistic mapping)."""
+    """Pearson linear correlation in [-1, 1], no logistic mapping (``scipy.stats.pearsonr``)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    return _pearson(x, y)
+    return _clip(stats.pearsonr(x, y).statistic)
 
 
 def krcc(pred: Any, target: Any) -> float:
-    """Kendall rank correlation tau-b in [-1, 1] (scipy's default variant)."""
+    """Kendall rank correlation tau-b in [-1, 1] (``scipy.stats.kendalltau``, its default variant)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    n = x.shape[0]
-    order = np.lexsort((y, x))  # by x, ties in x by y
-    y_sorted = y[order]
-    # dense integer ranks keep the lexsort keys exact
-    y_codes = np.unique(y_sorted, return_inverse=True)[1].astype(np.int64)
-    discordant = _count_inversions(y_codes)
-    total = n * (n - 1) // 2
-    x_ties = _tie_pairs(x)
-    y_ties = _tie_pairs(y)
-    joint_ties = _tie_pairs(np.stack([x, y], axis=1))
-    numerator = (total - (x_ties + y_ties - joint_ties)) - 2 * discordant
-    tau = numerator / np.sqrt(total - x_ties) / np.sqrt(total - y_ties)
-    return max(-1.0, min(1.0, float(tau)))
+    return _clip(stats.kendalltau(x, y).statistic)
 
 
 def rmse(pred: Any, target: Any) -> float:

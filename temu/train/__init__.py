@@ -1,5 +1,5 @@
 """Fine-tuning a TeMu-IQA head: the loop, its config, checkpoints, multi-process helpers, the loss,
-Local Distortion Guidance (LDG: ``augment``, ``cwssim``, ``ldg``) and the run's plots.
+Local Distortion Guidance (LDG: ``ldg``, ``cwssim``) and the run's plots.
 
 Nothing here is imported by scoring; the ``temu-finetune`` command (:mod:`temu.cli.finetune`)
 drives it.

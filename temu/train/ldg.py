@@ -2,8 +2,9 @@
 
 From a training image I, a random rectangle (width and height uniform in
 [40, 150] px for 448 x 448 inputs) is distorted with RandAugment (N = 6 ops,
-magnitude M = 18 of 31 bins) and pasted back, giving Ĩ. Its fidelity
-f = CW-SSIM(I, Ĩ) scales the image's normalised MOS y into the target f * y.
+magnitude M = 18 of 31 bins; torchvision's, run on the crop alone) and pasted
+back, giving Ĩ. Its fidelity f = CW-SSIM(I, Ĩ) scales the image's normalised
+MOS y into the target f * y.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import math
 
 import torch
 from torch import Tensor
+from torchvision.transforms import v2
 
 from ..inputs import check_batch
-from .augment import apply_op_sequences, sample_op_sequences
 from .cwssim import cw_ssim
 
 __all__ = ["ldg_fidelity", "ldg_targets", "local_distortion", "sample_boxes"]
@@ -65,40 +66,6 @@ def sample_boxes(
     return torch.stack([top, left, h, w], dim=1)
 
 
-def _canvas_indices(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, int, int]:
-    """Gather indices of each box into a centred canvas of the largest box size.
-
-    Returns (flat source index into the image [N, Hc*Wc], canvas mask
-    [N, 1, Hc, Wc], Hc, Wc).
-    """
-    top, left, h, w = boxes.unbind(dim=1)
-    hc, wc = int(h.max()), int(w.max())
-    off_y, off_x = (hc - h) // 2, (wc - w) // 2
-    r = torch.arange(hc, device=boxes.device)[None, :]
-    c = torch.arange(wc, device=boxes.device)[None, :]
-    valid_r = (r >= off_y[:, None]) & (r < (off_y + h)[:, None])
-    valid_c = (c >= off_x[:, None]) & (c < (off_x + w)[:, None])
-    src_r = (top[:, None] + r - off_y[:, None]).clamp(0, height - 1)
-    src_c = (left[:, None] + c - off_x[:, None]).clamp(0, width - 1)
-    index = (src_r[:, :, None] * width + src_c[:, None, :]).flatten(1)
-    mask = (valid_r[:, :, None] & valid_c[:, None, :]).unsqueeze(1)
-    return index, mask, hc, wc
-
-
-def _paste_indices(boxes: Tensor, height: int, width: int, hc: int, wc: int) -> tuple[Tensor, Tensor]:
-    """For every image pixel: flat index into the canvas [N, H*W] and whether it lies in the box [N, 1, H, W]."""
-    top, left, h, w = boxes.unbind(dim=1)
-    off_y, off_x = (hc - h) // 2, (wc - w) // 2
-    y = torch.arange(height, device=boxes.device)[None, :]
-    x = torch.arange(width, device=boxes.device)[None, :]
-    in_r = (y >= top[:, None]) & (y < (top + h)[:, None])
-    in_c = (x >= left[:, None]) & (x < (left + w)[:, None])
-    cy = (y - top[:, None] + off_y[:, None]).clamp(0, hc - 1)
-    cx = (x - left[:, None] + off_x[:, None]).clamp(0, wc - 1)
-    index = (cy[:, :, None] * wc + cx[:, None, :]).flatten(1)
-    return index, (in_r[:, :, None] & in_c[:, None, :]).unsqueeze(1)
-
-
 @torch.no_grad()
 def local_distortion(
     images: Tensor,
@@ -110,45 +77,47 @@ def local_distortion(
     reference_size: int = 448,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Distort one random rectangle per image with its own RandAugment op sequence.
+    """Distort one random rectangle per image with torchvision's RandAugment, run on the crop alone.
 
-    Each image's box (see :func:`sample_boxes`) is gathered into a centred
-    canvas of the batch's largest box size, augmented there with
-    :func:`temu.train.augment.apply_op_sequences` under the box mask (so every op
-    acts as torchvision's op on the crop alone) and pasted back into a copy of
-    the image. Fully batched: no loop over images. From ``generator`` the
-    boxes are drawn first, then the op sequences
-    (:func:`temu.train.augment.sample_op_sequences`).
+    Each image's box (see :func:`sample_boxes`) is cut out, given to
+    ``torchvision.transforms.v2.RandAugment(num_ops, magnitude, num_bins)`` (nearest
+    interpolation, fill 0: its defaults) as a float crop, and pasted back into a copy of
+    the image, so every image draws its own op sequence. RandAugment draws from torch's
+    global CPU generator; to make the result a function of ``generator`` alone, the boxes
+    and then one seed are drawn from ``generator``, and the crops are augmented in order
+    inside ``torch.random.fork_rng`` seeded with that seed. The caller's global random
+    state is left as it was. (temu's own batched, masked RandAugment was slower on the
+    CPU: ``benchmarks/bench_randaugment.py``.)
 
     Args:
         images: [N, 3, H, W] floats in [0, 1].
         num_ops, magnitude, num_bins: RandAugment parameters (paper: 6, 18, 31).
         size_range, reference_size: box side range at the reference image size.
-        generator: torch.Generator; fixes boxes and ops.
+        generator: torch.Generator; fixes boxes and ops. None: the global generator of
+            the CPU.
 
     Returns:
-        (distorted [N, 3, H, W] same dtype/device, pixels outside the box
-        bit-identical to ``images``; boxes int64 [N, 4] (top, left, h, w) on
-        the images' device).
+        (distorted [N, 3, H, W] same dtype/device, floats in [0, 1], pixels outside the
+        box bit-identical to ``images``; boxes int64 [N, 4] (top, left, h, w) on the
+        images' device).
     """
     check_batch(images, name="images", values=False)
+    if num_ops < 0 or num_bins < 2 or not 0 <= magnitude < num_bins:
+        raise ValueError(
+            f"Need num_ops >= 0, num_bins >= 2 and 0 <= magnitude < num_bins, got {num_ops}, {num_bins} and {magnitude}"
+        )
     n, _, height, width = images.shape
-    boxes = sample_boxes(
-        n, height, width, size_range=size_range, reference_size=reference_size, generator=generator
-    ).to(images.device)
-    op_index, negative = sample_op_sequences(n, num_ops, generator=generator)
-    if n == 0:
-        return images.clone(), boxes
-
-    index, mask, hc, wc = _canvas_indices(boxes, height, width)
-    flat = images.flatten(2)
-    canvas = flat.gather(2, index[:, None].expand(-1, 3, -1)).view(n, 3, hc, wc)
-    canvas = canvas * mask.to(canvas.dtype)
-    canvas = apply_op_sequences(canvas, op_index, negative, mask, magnitude=magnitude, num_bins=num_bins)
-
-    back, in_box = _paste_indices(boxes, height, width, hc, wc)
-    pasted = canvas.flatten(2).gather(2, back[:, None].expand(-1, 3, -1)).view(n, 3, height, width)
-    return torch.where(in_box, pasted, images), boxes
+    boxes = sample_boxes(n, height, width, size_range=size_range, reference_size=reference_size, generator=generator)
+    device = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(2**62, (), generator=generator, device=device))
+    augment = v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=num_bins)
+    distorted = images.clone()
+    with torch.random.fork_rng(devices=[]):  # RandAugment draws on the CPU only, whatever the images' device
+        torch.manual_seed(seed)
+        for i, (top, left, h, w) in enumerate(boxes.tolist()):
+            box = (i, slice(None), slice(top, top + h), slice(left, left + w))
+            distorted[box] = augment(images[box])
+    return distorted, boxes.to(images.device)
 
 
 @torch.no_grad()
