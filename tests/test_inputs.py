@@ -136,6 +136,17 @@ def test_an_unexpected_decoder_exception_is_that_files_error(tmp_path, rgb, monk
         read_image(tmp_path / "a.png")
 
 
+def test_permission_denied_is_said_as_such(tmp_path, rgb, monkeypatch):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+
+    def denied(fp, *args, **kwargs):  # as opening a file without read permission does (except for root)
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageReadError, match=r"a\.png: permission denied"):
+        read_image(tmp_path / "a.png")
+
+
 def test_pil_images_get_their_exif_orientation_like_files(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif_bytes([ORIENTATION_6]), quality=95)
     with Image.open(tmp_path / "r.jpg") as img:

@@ -187,13 +187,13 @@ def test_a_head_with_non_finite_weights_is_refused_naming_file_and_tensor(tiny_h
         TeMuIQA.from_pretrained(directory)
 
 
-def test_max_pixels_is_saved_only_when_changed_and_can_be_overridden(tiny_kwargs, tmp_path):
+def test_max_pixels_is_saved_only_when_changed_and_can_be_overridden(tiny_head_dir, tmp_path):
     from temu.config import DEFAULT_MAX_PIXELS
 
-    default = TeMuIQA(**tiny_kwargs).save_pretrained(tmp_path / "default")
-    assert "max_pixels" not in json.loads((default / "config.json").read_text())["model"]  # older temu reads it
-    assert TeMuIQA.from_pretrained(default).config.max_pixels == DEFAULT_MAX_PIXELS
-    assert TeMuIQA.from_pretrained(default, max_pixels=None).input_size.max_pixels is None
-    capped = TeMuIQA(**tiny_kwargs, max_pixels=5000).save_pretrained(tmp_path / "capped")
+    assert "max_pixels" not in json.loads((tiny_head_dir / "config.json").read_text())["model"]  # older temu reads it
+    model = TeMuIQA.from_pretrained(tiny_head_dir)
+    assert model.config.max_pixels == model.input_size.max_pixels == DEFAULT_MAX_PIXELS
+    capped = TeMuIQA.from_pretrained(tiny_head_dir, max_pixels=5000).save_pretrained(tmp_path / "capped")
     assert json.loads((capped / "config.json").read_text())["model"]["max_pixels"] == 5000
     assert TeMuIQA.from_pretrained(capped).input_size.max_pixels == 5000
+    assert TeMuIQA.from_pretrained(capped, max_pixels=None).input_size.max_pixels is None
