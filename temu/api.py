@@ -217,7 +217,7 @@ def iter_scores(
     try:
         # One batch at a time: its results are copied to the host (the device synchronises) and
         # yielded before the loader is asked for the next batch, so no result waits for the next
-        # files to be decoded. DataLoader workers decode the next batches meanwhile. Inference
+        # files to be decoded. DataLoader workers (if any) decode the next batches meanwhile. Inference
         # mode and autocast are entered around the model only, not around the caller's code.
         for groups, failed in loader:
             with torch.inference_mode():

@@ -19,7 +19,8 @@ VARIANTS = ("S", "I")
 
 #: Default :attr:`TeMuConfig.max_pixels`: 1024 x 1024. The largest images of the common IQA
 #: datasets (KonIQ-10k, 1024x768) fit under it, so a native-size head scores them at the size it
-#: was trained on, while a 48 MP photo is scored at about 1182x887 instead of 245,000 patch tokens.
+#: was trained on, while a 48 MP photo (8000x6000, about 245,000 ViT-L/14 patch tokens) is
+#: scored at 1182x886.
 DEFAULT_MAX_PIXELS = 1024 * 1024
 
 LayerSpec = Union[None, int, Sequence[int]]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10's types)

@@ -326,8 +326,9 @@ class TeMuIQA(nn.Module):
         ]
         if corrupt:
             raise WeightsError(
-                f"{path}: non-finite weights (NaN or Inf) in tensor {', '.join(corrupt)}; every score would be "
-                "NaN. The file is corrupt or was saved from a diverged training run: retrain, or use another head."
+                f"{path}: non-finite weights (NaN or Inf) in tensor {', '.join(corrupt)}; the scores would be "
+                "NaN or meaningless. The file is corrupt or was saved from a diverged training run: retrain, "
+                "or use another head."
             )
         self.head.load_state_dict(state, strict=True)
 
