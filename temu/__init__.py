@@ -27,8 +27,10 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
         ImageReadError,
         InvalidInputError,
         NonFiniteLossError,
+        NonFiniteScoreError,
         NotCachedError,
         TeMuError,
+        TeMuWarning,
         WeightsError,
     )
     from .hub import list_presets
@@ -61,6 +63,8 @@ _EXPORTS = {
     "DataError": "errors",
     "ConstantInputError": "errors",
     "NonFiniteLossError": "errors",
+    "NonFiniteScoreError": "errors",
+    "TeMuWarning": "errors",
 }
 
 __all__ = [
@@ -88,6 +92,8 @@ __all__ = [
     "DataError",
     "ConstantInputError",
     "NonFiniteLossError",
+    "NonFiniteScoreError",
+    "TeMuWarning",
 ]
 
 

@@ -14,6 +14,7 @@ calls for one model build it once.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -26,10 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .errors import NonFiniteScoreError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
-from .inputs import Source, expand_sources, is_single_image
+from .inputs import SkippedEntry, Source, expand_sources, is_single_image
 from .loading import SourceDataset, collate_sources, default_num_workers
-from .model import TeMuIQA
+from .model import QualityMaps, TeMuIQA
 from .precision import Precision, autocast_context
 
 DEFAULT_MODEL = "temu-iqa-s"
@@ -165,22 +167,34 @@ def iter_scores(
     on_error: Literal["raise", "report"] = "raise",
     recursive: bool = False,
     compile: bool = False,
+    skipped: list[SkippedEntry] | None = None,
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
-    Accepts the inputs of :func:`score`. With ``on_error="report"`` an unreadable image gives a
-    result with ``error`` set and scoring goes on; with ``"raise"`` it raises
-    :class:`~temu.ImageReadError` / :class:`~temu.InvalidInputError`.
+    Accepts the inputs of :func:`score`. With ``on_error="report"`` an input that cannot be
+    scored (unreadable file or folder, bad array, non-finite score, ...) gives a result with
+    ``error`` set and scoring goes on; with ``"raise"`` it raises
+    :class:`~temu.ImageReadError` / :class:`~temu.InvalidInputError` /
+    :class:`~temu.NonFiniteScoreError` (inputs known to be bad from the start, such as an empty
+    path, raise before the model is loaded). A batch's results are yielded as soon as it is
+    scored, before the next batch is read.
     ``num_workers``: DataLoader workers that decode and resize; None = 0 on CPU, else up to 8.
     ``precision``: see :mod:`temu.precision` (``"auto"``: bf16 autocast on CUDA, fp32 on CPU).
     ``compile``: compile the backbone's blocks with ``torch.compile`` first (see
     :meth:`TeMuIQA.compile_backbone`; pays off for long runs on GPU).
+    ``skipped``: a list that receives the folder entries that were not scored because they are
+    not images (or hidden, ...; see :class:`temu.inputs.SkippedEntry`), filled when iteration
+    starts, before the first result; :func:`temu.inputs.describe_skipped` words them for a summary.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
-    sources = expand_sources(inputs, recursive=recursive)
+    sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
+    if on_error == "raise":
+        known = next((s.error for s in sources if s.error is not None), None)
+        if known is not None:
+            raise known
     if not sources:
         return
     net = get_model(model, device, compile=compile)
@@ -200,52 +214,59 @@ def iter_scores(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(sources), unit="img", disable=not show, desc="temu")
-    pending = None
     try:
-        with torch.inference_mode():
-            for groups, failed in loader:
+        # One batch at a time: its results are copied to the host (the device synchronises) and
+        # yielded before the loader is asked for the next batch, so no result waits for the next
+        # files to be decoded. DataLoader workers (if any) decode the next batches meanwhile. Inference
+        # mode and autocast are entered around the model only, not around the caller's code.
+        for groups, failed in loader:
+            with torch.inference_mode():
                 outputs = []
                 for idx, x in groups:
                     with autocast:
-                        outputs.append(
-                            (idx, net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False))
-                        )
-                if pending is not None:  # finish the previous batch while this one runs on the device
-                    yield from _finish(pending, sources, on_error, bar)
-                pending = (outputs, failed)
-            if pending is not None:
-                yield from _finish(pending, sources, on_error, bar)
+                        out = net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False)
+                    outputs.append((idx, _to_host(out)))
+            for result, err in _batch_results(outputs, failed, sources):
+                if err is not None and on_error == "raise":
+                    raise err
+                bar.update(1)
+                yield result
     finally:
         bar.close()
 
 
-def _finish(pending, sources: list[Source], on_error: str, bar) -> Iterator[ScoreResult]:
-    outputs, failed = pending
-    results: list[ScoreResult] = []
+def _to_host(out: torch.Tensor | QualityMaps) -> tuple[list[float], np.ndarray | None, np.ndarray | None]:
+    """Scores as floats and maps as ``[B, h, w]`` numpy arrays, on the host (waits for the device)."""
+    if isinstance(out, torch.Tensor):
+        return out.float().cpu().tolist(), None, None
+    return out.score.float().cpu().tolist(), out.score_map.float().cpu().numpy(), out.weight_map.float().cpu().numpy()
+
+
+def _batch_results(
+    outputs: list[tuple[list[int], tuple[list[float], np.ndarray | None, np.ndarray | None]]],
+    failed: list[tuple[int, Exception]],
+    sources: list[Source],
+) -> list[tuple[ScoreResult, Exception | None]]:
+    """One batch's ``(result, error or None)`` pairs, in input order. A NaN or infinite score is
+    that image's error (:class:`~temu.NonFiniteScoreError`), never a score."""
+    results: list[tuple[ScoreResult, Exception | None]] = []
     for i, err in failed:
-        if on_error == "raise":
-            raise err
-        results.append(ScoreResult(i, sources[i].name, None, str(err)))
-    for idx, out in outputs:
-        if isinstance(out, torch.Tensor):
-            scores, smaps, wmaps = out.float().cpu().tolist(), None, None
-        else:
-            scores = out.score.float().cpu().tolist()
-            smaps, wmaps = out.score_map.float().cpu().numpy(), out.weight_map.float().cpu().numpy()
+        results.append((ScoreResult(i, sources[i].name, None, str(err)), err))
+    for idx, (scores, smaps, wmaps) in outputs:
         for j, i in enumerate(idx):
-            results.append(
-                ScoreResult(
-                    i,
-                    sources[i].name,
-                    scores[j],
-                    None,
-                    smaps[j] if smaps is not None else None,
-                    wmaps[j] if wmaps is not None else None,
+            name, value = sources[i].name, scores[j]
+            if not math.isfinite(value):
+                bad = NonFiniteScoreError(
+                    f"{name}: non-finite score ({value}): the head weights may be corrupt "
+                    "(with precision='fp16', the backbone may also have overflowed: try 'bf16' or 'fp32')"
                 )
-            )
-    results.sort(key=lambda r: r.index)
-    bar.update(len(results))
-    yield from results
+                results.append((ScoreResult(i, name, None, str(bad)), bad))
+                continue
+            smap = smaps[j] if smaps is not None else None
+            wmap = wmaps[j] if wmaps is not None else None
+            results.append((ScoreResult(i, name, value, None, smap, wmap), None))
+    results.sort(key=lambda pair: pair[0].index)
+    return results
 
 
 def score(
@@ -267,7 +288,8 @@ def score(
     model: a :class:`TeMuIQA`, a preset name, a directory or a Hub repo id; default the
         ``temu-iqa-s`` preset, built once per process (see :data:`MODEL_CACHE`).
     Returns a float for one image, else a list of floats in input order (``[]`` for no input).
-    Raises :class:`~temu.ImageReadError` naming the file for an unreadable image; use
+    Raises :class:`~temu.ImageReadError` naming the file for an unreadable image (and
+    :class:`~temu.InvalidInputError` for a bad array, tensor or path, such as ``""``); use
     :func:`iter_scores` with ``on_error="report"`` to score the rest anyway.
     """
     single = is_single_image(inputs)

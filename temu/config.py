@@ -17,6 +17,12 @@ CONFIG_FORMAT = 1
 
 VARIANTS = ("S", "I")
 
+#: Default :attr:`TeMuConfig.max_pixels`: 1024 x 1024. The largest images of the common IQA
+#: datasets (KonIQ-10k, 1024x768) fit under it, so a native-size head scores them at the size it
+#: was trained on, while a 48 MP photo (8000x6000, about 245,000 ViT-L/14 patch tokens) is
+#: scored at 1182x886.
+DEFAULT_MAX_PIXELS = 1024 * 1024
+
 LayerSpec = Union[None, int, Sequence[int]]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10's types)
 
 
@@ -57,6 +63,10 @@ class TeMuConfig:
         or an explicit list.
     image_size: inputs are resized to this square size; None keeps each input's own size,
         cropped (centred) down to a multiple of the patch size.
+    max_pixels: with ``image_size=None`` only: an input with more pixels is downscaled (aspect
+        ratio kept) to at most this many first, with a warning naming it, since attention's cost
+        grows with the square of the pixel count. None = no cap. Written to config.json only when
+        it differs from :data:`DEFAULT_MAX_PIXELS`.
     prompts: the (positive, negative) antonym prompts.
     mean, std: per-channel normalisation of [0, 1] pixels; None takes the backbone's own
         (open_clip's pretrained config), which is then written here when the model is saved.
@@ -75,12 +85,17 @@ class TeMuConfig:
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
     mos_scale: MOSScale | None = None
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 1):
             raise ValueError(f"image_size must be a positive int or None (native size), got {self.image_size!r}")
+        if self.max_pixels is not None and (
+            not isinstance(self.max_pixels, int) or isinstance(self.max_pixels, bool) or self.max_pixels < 1
+        ):
+            raise ValueError(f"max_pixels must be a positive int or None (no cap), got {self.max_pixels!r}")
         prompts = tuple(self.prompts)
         if len(prompts) != 2 or not all(isinstance(p, str) and p.strip() for p in prompts):
             raise ValueError(
@@ -111,8 +126,11 @@ class TeMuConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
+        """JSON-ready dict (tuples become lists; ``max_pixels`` only when not the default, so
+        config.json files stay readable by temu versions without it)."""
         out = dataclasses.asdict(self)
+        if self.max_pixels == DEFAULT_MAX_PIXELS:
+            del out["max_pixels"]
         out["prompts"] = list(self.prompts)
         if isinstance(self.layers, tuple):
             out["layers"] = list(self.layers)

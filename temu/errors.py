@@ -52,3 +52,12 @@ class ConstantInputError(TeMuError, ValueError):
 
 class NonFiniteLossError(TeMuError, RuntimeError):
     """The training loss became NaN or infinite; the message names the batch."""
+
+
+class NonFiniteScoreError(TeMuError, RuntimeError):
+    """A model gave an image a NaN or infinite score (corrupt head weights, or an fp16 overflow)."""
+
+
+class TeMuWarning(UserWarning):
+    """Something temu handled that the user should know about: an image scored with its orientation
+    as stored because its EXIF could not be read, an image downscaled to ``max_pixels``."""

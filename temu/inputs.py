@@ -5,44 +5,122 @@ array (HW or HWC; uint8, uint16, or floats in [0, 1]), a tensor ``[3, H, W]`` or
 of floats in [0, 1], or a list / iterable of these.
 
 Files are decoded with Pillow. Its decompression-bomb guard stays on, and EXIF orientation is
-applied. Grayscale, palette, CMYK and RGBA images become RGB; alpha is dropped, as Pillow's
-``convert("RGB")`` does, as open_clip and pyiqa do. 16-bit images keep their full range.
+applied, to files and to PIL images alike. Grayscale, palette, CMYK and RGBA images become RGB;
+alpha is dropped, as Pillow's ``convert("RGB")`` does, as open_clip and pyiqa do. 16-bit images
+keep their full range. Float tensors and arrays of any precision are scored as their float32 value.
+
+Nothing that one input holds may end a run: every problem with one input, expected or not,
+becomes that input's :class:`InvalidInputError` (:class:`ImageReadError` for files), raised when
+that input is loaded, so :func:`temu.iter_scores` can report it and go on.
+
+Folders are expanded by file name: the entries whose names end in one of
+:data:`IMAGE_EXTENSIONS` are images (an unreadable one gets its error like any other file), and
+everything else is a :class:`SkippedEntry`, collected so the caller can say what was left out
+(:func:`describe_skipped`). Hidden entries (names starting with ".") inside a folder are skipped
+(and counted): a hidden file or folder given explicitly is read. With ``recursive=True``
+sub-folders are searched too, symbolic links to folders included; a folder reached a second time
+(a symlink loop) is skipped.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import IO, Any, Union
 
 import numpy as np
 import torch
 
-from .errors import ImageReadError, InvalidInputError
+from .errors import ImageReadError, InvalidInputError, TeMuWarning
 
-#: File name endings treated as images when a directory is expanded.
+#: File name endings (lower case) treated as images when a folder is expanded. HEIC/HEIF are
+#: listed although Pillow reads them only with a plugin (pillow-heif): a phone's photos are
+#: images, and an error naming the plugin says more than leaving them out.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jfif", ".avif"}
-)
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
+        ".ppm", ".pgm", ".pnm", ".ico", ".tga", ".jp2", ".j2k", ".heic", ".heif",
+    }
+)  # fmt: skip
+
+#: Why a folder entry was not scored (:attr:`SkippedEntry.reason`).
+NOT_AN_IMAGE = "not an image"
+HIDDEN = "hidden"
+SUBFOLDER = "sub-folder"
+REVISITED = "folder already searched"
+
+#: How :func:`describe_skipped` words each reason (count, what).
+_SKIP_WORDS = {
+    NOT_AN_IMAGE: ("file", "files", "without an image extension"),
+    HIDDEN: ("hidden entry", "hidden entries", "(name starting with '.')"),
+    SUBFOLDER: ("sub-folder", "sub-folders", "(recursive is off)"),
+    REVISITED: ("folder", "folders", "already searched (a symbolic link loop)"),
+}
 
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
 
 
 @dataclass(frozen=True)
 class Source:
-    """One image to score: a file path, or an image already in memory. ``name`` labels results."""
+    """One image to score: a file path, or an image already in memory. ``name`` labels results.
+
+    ``error``: a problem already known when the inputs were expanded (an unreadable folder, an
+    empty path, a batch tensor of the wrong shape); :meth:`load` raises it.
+    """
 
     name: str
     path: Path | None = None
     image: Any = None
+    error: InvalidInputError | None = None
 
     def load(self) -> torch.Tensor:
-        """``[3, H, W]`` float32 in [0, 1]. Raises :class:`ImageReadError` / :class:`InvalidInputError`."""
+        """``[3, H, W]`` float32 in [0, 1]. Raises :class:`ImageReadError` / :class:`InvalidInputError`,
+        also for an unexpected exception (it names the exception), so one input never ends a run."""
+        if self.error is not None:
+            raise self.error
+        try:
+            if self.path is not None:
+                return read_image(self.path)
+            return to_image_tensor(self.image, name=self.name)
+        except InvalidInputError:
+            raise
+        except Exception as err:  # noqa: BLE001 (one input's failure is that input's error)
+            raise self.unexpected(err) from err
+
+    def unexpected(self, err: BaseException) -> InvalidInputError:
+        """``err``, raised while this input was read or resized, as this input's error."""
+        what = f"unexpected {type(err).__name__}: {err}"
         if self.path is not None:
-            return read_image(self.path)
-        return to_image_tensor(self.image, name=self.name)
+            return ImageReadError(self.path, f"cannot be read ({what})")
+        return InvalidInputError(f"{self.name}: cannot be used ({what})")
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A folder entry that was neither scored nor an error: ``path`` and ``reason``
+    (:data:`NOT_AN_IMAGE`, :data:`HIDDEN`, :data:`SUBFOLDER` or :data:`REVISITED`)."""
+
+    path: str
+    reason: str
+
+
+def describe_skipped(skipped: Iterable[SkippedEntry], *, examples: int = 3) -> list[str]:
+    """One line per reason, for a run's summary, e.g. ``"skipped 4 files without an image
+    extension: a.txt, b.cr2, c and 1 more"``, naming the first ``examples`` entries."""
+    by_reason: dict[str, list[str]] = {}
+    for entry in skipped:
+        by_reason.setdefault(entry.reason, []).append(entry.path)
+    lines = []
+    for reason, paths in by_reason.items():
+        one, many, what = _SKIP_WORDS.get(reason, ("entry", "entries", f"({reason})"))
+        names = ", ".join(Path(p).name or p for p in paths[:examples])
+        more = f" and {len(paths) - examples} more" if len(paths) > examples else ""
+        lines.append(f"skipped {len(paths)} {one if len(paths) == 1 else many} {what}: {names}{more}")
+    return lines
 
 
 def check_batch(x: Any, *, name: str = "input tensor", values: bool = True) -> None:
@@ -99,12 +177,18 @@ def to_image_tensor(obj: Any, *, name: str = "image") -> torch.Tensor:
     from PIL import Image
 
     if isinstance(obj, Image.Image):
-        return pil_to_tensor(obj)
+        return _pil_image_to_tensor(obj, name)
     if isinstance(obj, np.ndarray):
         return _array_to_tensor(obj, name)
     if isinstance(obj, torch.Tensor):
+        if obj.is_meta:
+            raise InvalidInputError(f"{name}: a tensor on the 'meta' device holds no values to score")
         if obj.dim() != 3 or obj.shape[0] != 3:
             raise InvalidInputError(f"{name}: expected a [3, H, W] image tensor, got shape {tuple(obj.shape)}")
+        if obj.numel() == 0:
+            raise InvalidInputError(f"{name}: the image tensor has no pixels (shape {tuple(obj.shape)})")
+        if torch.is_floating_point(obj) and obj.dtype != torch.float32:
+            obj = obj.float()  # fp16, bf16, fp64: scored as their float32 value
         _check_values(obj, name)
         return obj
     if isinstance(obj, (bytes, bytearray)):
@@ -115,6 +199,18 @@ def to_image_tensor(obj: Any, *, name: str = "image") -> torch.Tensor:
     )
 
 
+def _pil_image_to_tensor(img: PIL.Image.Image, name: str) -> torch.Tensor:  # noqa: F821
+    """A PIL image made or opened by the caller: EXIF orientation applied, as for files."""
+    if img.width == 0 or img.height == 0:
+        raise InvalidInputError(f"{name}: the PIL image has no pixels (size {img.width}x{img.height})")
+    try:
+        return pil_to_tensor(apply_exif_orientation(img, name))
+    except InvalidInputError:
+        raise
+    except Exception as err:  # noqa: BLE001 (a closed image raises ValueError, a lazy one anything)
+        raise InvalidInputError(f"{name}: cannot read this PIL image ({type(err).__name__}: {err})") from err
+
+
 def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
     if a.ndim == 2:
         a = a[:, :, None]
@@ -122,6 +218,8 @@ def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
         raise InvalidInputError(
             f"{name}: expected a numpy image HW or HWC with 1, 3 or 4 channels, got shape {a.shape}"
         )
+    if a.size == 0:
+        raise InvalidInputError(f"{name}: the array has no pixels (shape {a.shape})")
     if a.shape[2] == 4:
         a = a[:, :, :3]
     # astype copies, so read-only arrays (np.asarray of a PIL image) are fine and never aliased
@@ -157,78 +255,262 @@ def pil_to_tensor(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
     return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Decode an image file to ``[3, H, W]`` float32 in [0, 1]; errors name the file and the cause."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+#: EXIF orientation (tag 0x0112) -> the transpose that shows the image upright (as Pillow's exif_transpose).
+_ORIENTATION_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
+                          6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
 
-    path = Path(path)
+
+def apply_exif_orientation(img: PIL.Image.Image, name: str) -> PIL.Image.Image:  # noqa: F821
+    """``img`` turned upright as its EXIF (or XMP) orientation says; ``img`` itself when upright.
+
+    Only the pixels are turned: the metadata is not rewritten, so a malformed tag elsewhere in the
+    EXIF (which makes ``ImageOps.exif_transpose`` raise ``struct.error``) does not matter. An
+    orientation that cannot be read or is not 1-8 leaves the image as stored, with a
+    :class:`~temu.errors.TeMuWarning` naming ``name``.
+    """
+    from PIL import Image
+
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ImageReadError(path, "no such file") from None
-    except OSError as err:
-        raise ImageReadError(path, f"cannot access the file ({err.strerror or err})") from None
-    if path.is_dir():
-        raise ImageReadError(path, "is a directory, not an image file")
-    if size == 0:
-        raise ImageReadError(path, "the file is empty (0 bytes)")
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception as err:  # noqa: BLE001 (malformed metadata must not cost the pixels)
+        warnings.warn(
+            f"{name}: its EXIF metadata cannot be read ({type(err).__name__}: {err}); scored with the "
+            "orientation as stored",
+            TeMuWarning,
+            stacklevel=2,
+        )
+        return img
+    if isinstance(orientation, tuple) and orientation:  # a tag with several values: Pillow reads the first
+        orientation = orientation[0]
+    if orientation in (0, 1, None):  # 0 = "unknown", written by some cameras
+        return img
+    method = _ORIENTATION_TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    if method is None:
+        warnings.warn(
+            f"{name}: EXIF orientation {orientation!r} is not one of 1-8; scored with the orientation as stored",
+            TeMuWarning,
+            stacklevel=2,
+        )
+        return img
+    return img.transpose(Image.Transpose[method])
+
+
+def decode_file(fp: str | os.PathLike[str] | IO[bytes], name: str) -> torch.Tensor:
+    """Decode an image from a file path or a binary file object to ``[3, H, W]`` float32 in [0, 1].
+
+    Pillow opens it (decompression-bomb guard on), EXIF orientation is applied, and every failure,
+    expected or not, is an :class:`ImageReadError` naming ``name``: one bad file never ends a run.
+    """
+    from PIL import Image, UnidentifiedImageError
+
     try:
-        with Image.open(path) as img:
+        with Image.open(fp) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return pil_to_tensor(img)
+            return pil_to_tensor(apply_exif_orientation(img, name))
     except Image.DecompressionBombError as err:
         raise ImageReadError(
-            path,
+            name,
             f"refused as a possible decompression bomb ({err}). If you trust the file, raise "
             "PIL.Image.MAX_IMAGE_PIXELS before scoring it.",
         ) from None
     except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file Pillow can read") from None
+        raise ImageReadError(name, "not an image file Pillow can read" + _plugin_hint(name)) from None
     except InvalidInputError as err:
-        raise ImageReadError(path, str(err)) from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, f"truncated or corrupt image ({err})") from None
+        raise ImageReadError(name, str(err)) from None
+    except PermissionError:
+        raise ImageReadError(name, "permission denied: the file cannot be opened for reading") from None
+    except OSError as err:
+        if err.errno is not None:  # the system could not read the file (I/O error, ...), not a bad image
+            raise ImageReadError(name, f"cannot read the file ({err.strerror or err})") from None
+        raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
+    except (SyntaxError, ValueError) as err:
+        raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
+    except Exception as err:  # noqa: BLE001 (Pillow's plugins raise struct.error, IndexError, ...)
+        raise ImageReadError(name, f"cannot be decoded ({type(err).__name__}: {err})") from err
 
 
-def _is_image_file(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+def _plugin_hint(name: str) -> str:
+    if Path(name).suffix.lower() in (".heic", ".heif"):
+        return " (HEIC/HEIF needs a plugin: pip install pillow-heif, then pillow_heif.register_heif_opener())"
+    return ""
 
 
-def list_images(directory: str | os.PathLike[str], *, recursive: bool = False) -> list[Path]:
-    """Image files in a directory (by file name ending), sorted by path."""
-    directory = Path(directory)
-    found = directory.rglob("*") if recursive else directory.iterdir()
-    return sorted(p for p in found if p.is_file() and _is_image_file(p))
+_NOT_REGULAR = {
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
-def expand_sources(inputs: Any, *, recursive: bool = False) -> list[Source]:
+def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Decode an image file to ``[3, H, W]`` float32 in [0, 1]; errors name the file and the cause.
+
+    Only regular files are opened (a named pipe would block); see :func:`decode_file`.
+    """
+    if os.fspath(path) == "":
+        raise InvalidInputError("an empty path ('') names no image file")
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(path, _missing(path)) from None
+    except ValueError as err:  # "embedded null byte"
+        raise ImageReadError(path, f"not a usable path ({err})") from None
+    except OSError as err:
+        raise ImageReadError(path, f"cannot access the file ({err.strerror or err})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageReadError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise ImageReadError(path, f"is {kind}, not an image file")
+    if info.st_size == 0:
+        raise ImageReadError(path, "the file is empty (0 bytes)")
+    return decode_file(path, str(path))
+
+
+def _missing(path: Path) -> str:
+    try:
+        if path.is_symlink():
+            return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+    except OSError:
+        pass
+    return "no such file"
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symbolic links
+    except OSError:
+        return False
+
+
+def _folder_sources(directory: Path, *, recursive: bool, skipped: list[SkippedEntry] | None) -> list[Source]:
+    """One :class:`Source` per image-named entry of ``directory`` (and of its sub-folders when
+    ``recursive``), sorted by path; a folder that cannot be listed is an error source naming it."""
+    found: list[Source] = []
+    passed: list[SkippedEntry] = []
+    visited: set[tuple[int, int]] = set()
+    stack = [directory]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = folder.stat()
+            if (info.st_dev, info.st_ino) in visited:
+                passed.append(SkippedEntry(str(folder), REVISITED))
+                continue
+            visited.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            found.append(
+                Source(str(folder), path=folder, error=ImageReadError(folder, f"cannot list the folder ({_why(err)})"))
+            )
+            continue
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                passed.append(SkippedEntry(str(path), HIDDEN))
+            elif _is_dir(entry):
+                if recursive:
+                    subfolders.append(path)
+                elif _is_image_name(path):  # a folder named like an image: that entry's error
+                    found.append(Source(str(path), path=path))
+                else:
+                    passed.append(SkippedEntry(str(path), SUBFOLDER))
+            elif _is_image_name(path):  # broken links, pipes, unreadable files: read_image says why
+                found.append(Source(str(path), path=path))
+            else:
+                passed.append(SkippedEntry(str(path), NOT_AN_IMAGE))
+        stack.extend(reversed(subfolders))
+    if skipped is not None:
+        skipped.extend(sorted(passed, key=lambda e: Path(e.path)))
+    return sorted(found, key=lambda s: s.path)  # type: ignore[arg-type,return-value]
+
+
+def _why(err: OSError) -> str:
+    return "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+
+
+def list_images(
+    directory: str | os.PathLike[str], *, recursive: bool = False, skipped: list[SkippedEntry] | None = None
+) -> list[Path]:
+    """Image files in a folder (by file name ending, see :data:`IMAGE_EXTENSIONS`), sorted by path.
+
+    Raises :class:`ImageReadError` naming a folder that cannot be listed. ``skipped``, if given,
+    receives the entries left out (see :class:`SkippedEntry`).
+    """
+    sources = _folder_sources(Path(directory), recursive=recursive, skipped=skipped)
+    for source in sources:
+        if source.error is not None:
+            raise source.error
+    return [source.path for source in sources if source.path is not None]
+
+
+def expand_sources(inputs: Any, *, recursive: bool = False, skipped: list[SkippedEntry] | None = None) -> list[Source]:
     """Flatten ``inputs`` into one :class:`Source` per image, in order.
 
-    Directories are expanded here (their image files, sorted); files are not opened yet (that
-    happens batch by batch). A ``[N, 3, H, W]`` tensor is checked here and gives N sources.
+    Folders are expanded here (their image files, sorted; ``skipped``, if given, receives the
+    entries left out: see :class:`SkippedEntry` and :func:`describe_skipped`); files are not opened
+    yet (that happens batch by batch). A ``[N, 3, H, W]`` tensor gives N sources. Nothing here
+    raises for a bad input: an empty or invalid path, a folder that cannot be listed or a batch
+    tensor of the wrong shape becomes a source whose :meth:`Source.load` raises its error.
     """
     out: list[Source] = []
     for item in _flatten(inputs):
         if isinstance(item, (str, os.PathLike)):
-            path = Path(item).expanduser()
-            if path.is_dir():
-                out.extend(Source(str(p), path=p) for p in list_images(path, recursive=recursive))
-            else:
-                out.append(Source(str(item), path=path))
+            out.extend(_path_sources(item, recursive=recursive, skipped=skipped))
         elif isinstance(item, torch.Tensor) and item.dim() == 4:
-            check_batch(item)
             base = len(out)
+            try:
+                check_batch(item, name=f"<tensor {base}>", values=False)
+            except InvalidInputError as err:
+                out.append(Source(f"<tensor {base}>", error=err))
+                continue
             out.extend(Source(f"<tensor {base + i}>", image=item[i]) for i in range(item.shape[0]))
         else:
             out.append(Source(f"<{type(item).__name__} {len(out)}>", image=item))
     return out
 
 
+def _path_sources(item: str | os.PathLike, *, recursive: bool, skipped: list[SkippedEntry] | None) -> list[Source]:
+    try:
+        text = os.fsdecode(item)
+    except (TypeError, ValueError) as err:
+        return [Source(repr(item), error=InvalidInputError(f"{item!r}: not a usable path ({err})"))]
+    if text == "":
+        return [
+            Source(
+                text,
+                error=InvalidInputError("an empty path ('') names no image or folder; use '.' for the current folder"),
+            )
+        ]
+    try:
+        path = Path(text).expanduser()
+        is_dir = path.is_dir()
+    except (OSError, ValueError, RuntimeError) as err:  # NUL byte, name too long, unknown ~user
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return [Source(text, error=ImageReadError(text, f"not a usable path ({why})"))]
+    if is_dir:
+        return _folder_sources(path, recursive=recursive, skipped=skipped)
+    return [Source(text, path=path)]
+
+
 def is_single_image(inputs: Any) -> bool:
-    """True when ``inputs`` is one image (a file path, PIL image, array or ``[3, H, W]`` tensor), not a collection."""
+    """True when ``inputs`` is one image (a file path, PIL image, array or ``[3, H, W]`` tensor), not a collection.
+
+    A path that cannot even be looked at (empty, a NUL byte, too long) counts as one image: a bad one.
+    """
     if isinstance(inputs, (str, os.PathLike)):
-        return not Path(inputs).expanduser().is_dir()
+        try:
+            return os.fspath(inputs) == "" or not Path(inputs).expanduser().is_dir()
+        except (OSError, ValueError, RuntimeError, TypeError):
+            return True
     if isinstance(inputs, torch.Tensor):
         return inputs.dim() == 3
     if isinstance(inputs, np.ndarray):

@@ -44,11 +44,15 @@ class ImageLoader:
 
     def __call__(self, item: Source | str | os.PathLike[str]) -> torch.Tensor:
         source = item if isinstance(item, Source) else Source(str(item), path=Path(item))
-        return self.input_size(source.load()).contiguous()
+        return self.input_size(source.load(), name=source.name).contiguous()
 
 
 class SourceDataset(Dataset):
-    """``i -> (i, image or None, error or None)``: a bad input comes back as its error, not a crash."""
+    """``i -> (i, image or None, error or None)``: a bad input comes back as its error, not a crash.
+
+    Any exception while one input is read or resized, expected or not, is that input's error
+    (an :class:`~temu.errors.InvalidInputError` naming it), in DataLoader workers too.
+    """
 
     def __init__(self, sources: Sequence[Source], input_size: InputSize) -> None:
         self.sources = sources
@@ -58,10 +62,13 @@ class SourceDataset(Dataset):
         return len(self.sources)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, Exception | None]:
+        source = self.sources[i]
         try:
-            return i, self.load(self.sources[i]), None
+            return i, self.load(source), None
         except InvalidInputError as err:
             return i, None, err
+        except Exception as err:  # noqa: BLE001 (one input's failure is that input's error)
+            return i, None, source.unexpected(err)
 
 
 def group_by_size(items: Sequence[T], image_of: Callable[[T], torch.Tensor]) -> list[list[T]]:

@@ -17,7 +17,7 @@ from torch import nn
 from ._version import __version__
 from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
 from .card import model_card
-from .config import CONFIG_FORMAT, HeadConfig, LayerSpec, TeMuConfig, read_config_file
+from .config import CONFIG_FORMAT, DEFAULT_MAX_PIXELS, HeadConfig, LayerSpec, TeMuConfig, read_config_file
 from .errors import WeightsError
 from .files import atomic_write
 from .head import TeMuHead
@@ -56,6 +56,8 @@ class TeMuIQA(nn.Module):
         prompts: (positive, negative) prompts.
         head: :class:`HeadConfig` (or a dict of its fields) for the trainable head.
         mean, std: pixel normalisation; None takes the backbone's.
+        max_pixels: with ``image_size=None``, larger inputs are downscaled to at most this many
+            pixels first (with a warning); None = no cap. See :attr:`TeMuConfig.max_pixels`.
 
     The backbone is frozen and always in eval mode; :attr:`head` holds every trainable
     parameter. Untrained, the model is the zero-shot scorer of METHOD.md step 9.
@@ -77,6 +79,7 @@ class TeMuIQA(nn.Module):
         head: HeadConfig | dict[str, Any] | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         head_cfg = HeadConfig(**head) if isinstance(head, dict) else (head or HeadConfig())
@@ -90,6 +93,7 @@ class TeMuIQA(nn.Module):
             head=head_cfg,
             mean=tuple(mean) if mean is not None else None,  # type: ignore[arg-type]
             std=tuple(std) if std is not None else None,  # type: ignore[arg-type]
+            max_pixels=max_pixels,
         )
         self._build(config, load_weights=True)
 
@@ -120,7 +124,7 @@ class TeMuIQA(nn.Module):
             )
         self.backbone = backbone
         self.head = TeMuHead(len(self.layer_ids), backbone.embed_dim, config.head, prompts)
-        self.input_size = InputSize(config.image_size, backbone.patch_size)
+        self.input_size = InputSize(config.image_size, backbone.patch_size, config.max_pixels)
         self.register_buffer("pixel_mean", torch.tensor(self.config.mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.config.std).reshape(1, 3, 1, 1), persistent=False)
 
@@ -176,9 +180,11 @@ class TeMuIQA(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [0, 1] -> normalised pixels at the model's input size."""
-        x = self.input_size(x)
-        return (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+        """``[N, 3, H, W]`` in [0, 1] -> normalised pixels at the model's input size, in the model's
+        dtype (float32 unless the model was converted): fp16, bf16 and fp64 inputs score as their
+        float32 value."""
+        x = self.input_size(x).to(self.pixel_mean.dtype)
+        return (x - self.pixel_mean) / self.pixel_std
 
     @overload
     def forward(
@@ -193,7 +199,7 @@ class TeMuIQA(nn.Module):
     ) -> torch.Tensor | QualityMaps:
         """Score a batch.
 
-        x: ``[N, 3, H, W]`` floats in [0, 1] (any H, W; see ``image_size``).
+        x: ``[N, 3, H, W]`` floats in [0, 1] (any H, W; see ``image_size``; any float dtype).
         Returns ``[N]`` scores in [0, 1] (higher is better), or with ``return_maps=True`` a
         :class:`QualityMaps` with the patch-score and patch-weight maps ``[N, h, w]``.
         Gradients flow to ``x`` when it requires grad; the backbone's weights never change.
@@ -281,7 +287,7 @@ class TeMuIQA(nn.Module):
         return model
 
     def load_head(self, path: str | os.PathLike[str]) -> None:
-        """Load head weights from a safetensors file; keys and shapes must match exactly."""
+        """Load head weights from a safetensors file; keys and shapes must match exactly, values be finite."""
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -312,6 +318,17 @@ class TeMuIQA(nn.Module):
                 f"{path} does not fit this model ({self.config.backbone}, variant {self.config.variant}, "
                 f"{len(self.layer_ids)} layers): {', '.join(parts)}. The head was saved for another backbone, "
                 "variant, layer set or head config: load it with TeMuIQA.from_pretrained(its directory)."
+            )
+        corrupt = [
+            f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()} values)"
+            for k, v in sorted(state.items())
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
+        if corrupt:
+            raise WeightsError(
+                f"{path}: non-finite weights (NaN or Inf) in tensor {', '.join(corrupt)}; the scores would be "
+                "NaN or meaningless. The file is corrupt or was saved from a diverged training run: retrain, "
+                "or use another head."
             )
         self.head.load_state_dict(state, strict=True)
 

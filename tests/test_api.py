@@ -192,3 +192,126 @@ def test_default_model_offline_without_backbone_fails_fast_and_says_how_to_fix(h
     assert "hf download timm/vit_large_patch14_clip_224.openai" in message and "HF_HUB_OFFLINE" in message
     assert calls and all(calls)  # never asked the network: local_files_only on every call
     assert temu.MODEL_CACHE == {}
+
+
+# ---------------------------------------------------------------- reliability: one input never ends a run
+
+
+def test_report_mode_gives_each_bad_in_memory_item_or_path_its_own_error(model, photos):
+    good = photos["coffee"]
+    closed = Image.fromarray(good)
+    closed.close()
+    bad = [
+        np.zeros((0, 5, 3), np.uint8),
+        closed,
+        torch.empty(3, 64, 64, device="meta"),
+        "bad\0name.jpg",
+        "x" * 5000 + ".jpg",
+        torch.rand(1, 4, 8, 8),  # a batch tensor of the wrong shape
+    ]
+    inputs = [good, *bad, good]
+    results = list(temu.iter_scores(inputs, model=model, on_error="report", batch_size=3))
+    assert [r.index for r in results] == list(range(len(inputs)))
+    assert [r.error is None for r in results] == [True] + [False] * len(bad) + [True]
+    expected = temu.score(good, model=model)
+    assert results[0].score == pytest.approx(expected, abs=1e-6) and results[-1].score == results[0].score
+    messages = [r.error for r in results[1:-1]]
+    for message, needle in zip(
+        messages, ["no pixels", "closed image", "'meta' device", "null byte", "too long", "RGB"]
+    ):
+        assert needle in message
+
+
+def test_a_malformed_exif_jpeg_is_scored_in_dataloader_workers(model, photos, tmp_path):
+    from test_inputs import FLOAT_RESOLUTION_UNIT, ORIENTATION_6, exif_bytes
+
+    arr = photos["chelsea"]
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=95)
+    Image.fromarray(arr).save(tmp_path / "b.jpg", exif=exif_bytes([ORIENTATION_6, FLOAT_RESOLUTION_UNIT]), quality=95)
+    results = list(temu.iter_scores(tmp_path, model=model, on_error="report", batch_size=1, num_workers=1))
+    assert [r.error for r in results] == [None, None]
+    upright = temu.read_image(tmp_path / "a.jpg").rot90(-1, dims=(1, 2))  # same JPEG pixels, turned
+    assert results[1].score == pytest.approx(temu.score(upright, model=model), abs=1e-6)
+
+
+def test_an_unexpected_exception_for_one_input_is_its_error_in_workers_too(model, photo_files, monkeypatch):
+    from temu.transforms import InputSize
+
+    odd = photo_files["coffee"].parent / "odd.png"
+    Image.new("RGB", (17, 13)).save(odd)
+    real = InputSize.__call__
+
+    def flaky(self, x, *args, **kwargs):  # fails for the odd image only, as a bug or a library might
+        if tuple(x.shape[-2:]) == (13, 17):
+            raise RuntimeError("something nobody expected")
+        return real(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(InputSize, "__call__", flaky)
+    for workers in (0, 1):
+        inputs = [photo_files["coffee"], odd, photo_files["rocket"]]
+        results = list(temu.iter_scores(inputs, model=model, on_error="report", num_workers=workers, batch_size=2))
+        assert [r.error is None for r in results] == [True, False, True]
+        assert "odd.png" in results[1].error and "RuntimeError: something nobody expected" in results[1].error
+
+
+def test_an_empty_path_is_an_error_raised_before_the_model_loads(hub_cache, photo_files, monkeypatch):
+    monkeypatch.chdir(photo_files["coffee"].parent)  # a folder of images: "" must not mean this folder
+    temu.clear_model_cache()
+    with pytest.raises(temu.InvalidInputError, match="empty path"):
+        temu.score("")  # the default model is not cached: loading it would fail with NotCachedError
+    assert temu.MODEL_CACHE == {}
+
+
+def test_pil_images_are_scored_upright_like_their_files(model, photos, tmp_path):
+    from test_inputs import ORIENTATION_6, exif_bytes
+
+    Image.fromarray(photos["rocket"]).save(tmp_path / "r.jpg", exif=exif_bytes([ORIENTATION_6]), quality=95)
+    with Image.open(tmp_path / "r.jpg") as img:
+        assert temu.score(img, model=model) == pytest.approx(temu.score(tmp_path / "r.jpg", model=model), abs=1e-6)
+
+
+def test_float_tensors_of_any_precision_score_like_their_float32_value(model):
+    x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(3))  # the model's own size
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        low = x.to(dtype)
+        assert temu.score(low, model=model) == pytest.approx(temu.score(low.float(), model=model), abs=1e-6)
+    mixed = temu.score([x[0], x[1].double(), x[2].half()], model=model)
+    assert mixed == pytest.approx(temu.score([x[0], x[1].double().float(), x[2].half().float()], model=model), abs=1e-6)
+
+
+def test_a_non_finite_score_is_that_images_error(model, photos):
+    import copy
+
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.head.patch_weight.bias.fill_(float("nan"))
+    results = list(temu.iter_scores([photos["coffee"], photos["rocket"]], model=broken, on_error="report"))
+    assert [r.score for r in results] == [None, None]
+    assert all("non-finite score (nan): the head weights may be corrupt" in r.error for r in results)
+    with pytest.raises(temu.NonFiniteScoreError, match="<ndarray 0>: non-finite score"):
+        temu.score([photos["coffee"]], model=broken)
+
+
+def test_each_result_comes_out_before_the_next_input_is_read(model, photos, monkeypatch):
+    from temu.inputs import Source
+
+    loaded = []
+    real = Source.load
+    monkeypatch.setattr(Source, "load", lambda self: loaded.append(self.name) or real(self))
+    inputs = [photos["coffee"], photos["rocket"], photos["chelsea"]]
+    it = temu.iter_scores(inputs, model=model, batch_size=1, num_workers=0)
+    first = next(it)
+    assert first.index == 0 and loaded == ["<ndarray 0>"]  # the second image was not decoded yet
+    assert not torch.is_inference_mode_enabled()  # the caller's code between results runs normally
+    assert [r.index for r in it] == [1, 2] and len(loaded) == 3
+
+
+def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
+    from temu.inputs import NOT_AN_IMAGE, describe_skipped
+
+    folder = photo_files["coffee"].parent
+    (folder / "notes.txt").write_text("x")
+    skipped = []
+    results = list(temu.iter_scores(folder, model=model, skipped=skipped))
+    assert len(results) == 4 and [(e.path, e.reason) for e in skipped] == [(str(folder / "notes.txt"), NOT_AN_IMAGE)]
+    assert describe_skipped(skipped) == ["skipped 1 file without an image extension: notes.txt"]

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
-from temu import ImageReadError, InvalidInputError
-from temu.inputs import expand_sources, is_single_image, list_images, read_image, to_image_tensor
+from temu import ImageReadError, InvalidInputError, TeMuWarning
+from temu.inputs import (
+    HIDDEN,
+    NOT_AN_IMAGE,
+    REVISITED,
+    SUBFOLDER,
+    describe_skipped,
+    expand_sources,
+    is_single_image,
+    list_images,
+    read_image,
+    to_image_tensor,
+)
 
 
 @pytest.fixture
@@ -79,6 +92,77 @@ def test_exif_orientation_is_applied(tmp_path, rgb):
     assert read_image(tmp_path / "r.jpg").shape == (3, 30, 20)
 
 
+def exif_bytes(entries: list[tuple[int, int, bytes]]) -> bytes:
+    """An EXIF block (little-endian TIFF, one IFD) holding ``(tag, type, value)`` entries of <= 4 bytes each."""
+    ifd = struct.pack("<H", len(entries))
+    for tag, typ, value in sorted(entries):
+        ifd += struct.pack("<HHI", tag, typ, 1) + value.ljust(4, b"\0")
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", 8) + ifd + b"\0\0\0\0"
+
+
+ORIENTATION_6 = (0x0112, 3, struct.pack("<H", 6))  # SHORT 6: rotate 90 degrees clockwise on display
+FLOAT_RESOLUTION_UNIT = (0x0128, 11, struct.pack("<f", 2.0))  # ResolutionUnit is a SHORT; here mistyped as FLOAT
+
+
+def test_jpeg_with_a_mistyped_exif_tag_is_read_upright(tmp_path, rgb):
+    """Pillow decodes the pixels, but its exif_transpose raises struct.error re-writing the mistyped tag."""
+    Image.fromarray(rgb).save(tmp_path / "m.jpg", exif=exif_bytes([ORIENTATION_6, FLOAT_RESOLUTION_UNIT]), quality=95)
+    with Image.open(tmp_path / "m.jpg") as img, pytest.raises(struct.error):
+        ImageOps.exif_transpose(img)  # the file is what the test claims
+    Image.fromarray(rgb).save(tmp_path / "plain.jpg", quality=95)
+    t = read_image(tmp_path / "m.jpg")
+    assert t.shape == (3, 30, 20)  # turned upright (the orientation tag itself is fine)
+    torch.testing.assert_close(t, read_image(tmp_path / "plain.jpg").rot90(-1, dims=(1, 2)))
+
+
+def test_unreadable_exif_scores_the_image_as_stored_with_a_warning(tmp_path, rgb, monkeypatch):
+    Image.fromarray(rgb).save(tmp_path / "e.jpg", exif=exif_bytes([ORIENTATION_6]), quality=95)
+
+    def broken(self):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(Image.Image, "getexif", broken)
+    with pytest.warns(TeMuWarning, match=r"e\.jpg: its EXIF metadata cannot be read .*orientation as stored"):
+        t = read_image(tmp_path / "e.jpg")
+    assert t.shape == (3, 20, 30)
+
+
+def test_an_unexpected_decoder_exception_is_that_files_error(tmp_path, rgb, monkeypatch):
+    import temu.inputs
+
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    monkeypatch.setattr(temu.inputs, "pil_to_tensor", lambda img: 1 / 0)
+    with pytest.raises(ImageReadError, match=r"a\.png: cannot be decoded \(ZeroDivisionError: division by zero\)"):
+        read_image(tmp_path / "a.png")
+
+
+def test_permission_denied_is_said_as_such(tmp_path, rgb, monkeypatch):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+
+    def denied(fp, *args, **kwargs):  # as opening a file without read permission does (except for root)
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageReadError, match=r"a\.png: permission denied"):
+        read_image(tmp_path / "a.png")
+
+
+def test_pil_images_get_their_exif_orientation_like_files(tmp_path, rgb):
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif_bytes([ORIENTATION_6]), quality=95)
+    with Image.open(tmp_path / "r.jpg") as img:
+        torch.testing.assert_close(to_image_tensor(img), read_image(tmp_path / "r.jpg"))
+        upright = ImageOps.exif_transpose(img)  # turned and its tag removed: not turned twice
+    torch.testing.assert_close(to_image_tensor(upright), read_image(tmp_path / "r.jpg"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_float_tensors_of_any_precision_become_their_float32_value(dtype):
+    x = torch.rand(3, 8, 8).to(dtype)
+    out = to_image_tensor(x)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, x.float())
+
+
 def test_numpy_arrays_of_each_dtype(rgb):
     torch.testing.assert_close(to_image_tensor(rgb), as_tensor(rgb))
     torch.testing.assert_close(to_image_tensor(rgb.astype(np.float32) / 255), as_tensor(rgb))
@@ -143,6 +227,10 @@ def test_directory_is_not_an_image_file(tmp_path):
         (np.zeros((4, 4, 3), np.int64), "dtype int64"),
         (b"\x89PNG", "raw bytes"),
         (42, "unsupported input type int"),
+        (np.zeros((0, 5, 3), np.uint8), r"no pixels \(shape \(0, 5, 3\)\)"),
+        (torch.rand(3, 0, 4), r"no pixels \(shape \(3, 0, 4\)\)"),
+        (torch.empty(3, 4, 4, device="meta"), "'meta' device"),
+        (Image.new("RGB", (0, 4)), r"no pixels \(size 0x4\)"),
     ],
 )
 def test_bad_in_memory_images(bad, message):
@@ -150,17 +238,137 @@ def test_bad_in_memory_images(bad, message):
         to_image_tensor(bad)
 
 
+def test_closed_pil_image_is_an_error_naming_it(rgb):
+    img = Image.fromarray(rgb)
+    img.close()
+    with pytest.raises(InvalidInputError, match=r"photo: cannot read this PIL image \(ValueError: .*closed"):
+        to_image_tensor(img, name="photo")
+
+
 def test_negative_values_are_not_clamped():
     with pytest.raises(InvalidInputError, match="does not clamp"):
         to_image_tensor(torch.full((3, 4, 4), -0.1))
 
 
-def test_bad_batch_tensor_is_refused_when_expanded():
+def test_bad_batch_tensor_is_one_bad_source_not_an_abort():
+    sources = expand_sources([torch.rand(3, 8, 8), torch.rand(2, 4, 8, 8), torch.rand(3, 8, 8)])
+    assert len(sources) == 3 and sources[0].error is None and sources[2].error is None
     with pytest.raises(InvalidInputError, match="3 \\(RGB\\) channels"):
-        expand_sources(torch.rand(2, 4, 8, 8))
+        sources[1].load()
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("bad\0name.jpg", "null byte"),
+        ("x" * 5000 + ".jpg", "File name too long"),
+        ("~no_such_user_for_temu/a.jpg", "home directory"),
+    ],
+)
+def test_paths_that_cannot_be_looked_at_are_that_inputs_error(path, reason):
+    assert is_single_image(path)
+    sources = expand_sources(["a.jpg", path])
+    assert len(sources) == 2 and sources[0].error is None
+    with pytest.raises(ImageReadError, match=f"not a usable path .*{reason}"):
+        sources[1].load()
+
+
+def test_an_empty_path_is_an_error_not_the_current_folder(tmp_path, rgb, monkeypatch):
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    monkeypatch.chdir(tmp_path)
+    (source,) = expand_sources("")
+    with pytest.raises(InvalidInputError, match=r"an empty path \(''\)"):
+        source.load()
+    with pytest.raises(InvalidInputError, match="empty path"):
+        read_image("")
 
 
 # ---------------------------------------------------------------- collections
+
+
+def test_folder_expansion_reports_what_it_leaves_out(tmp_path, rgb):
+    img = Image.fromarray(rgb)
+    for name in ["a.jpe", "b.ico", "c.tga", "d.png"]:
+        img.save(tmp_path / name, format={"jpe": "JPEG", "ico": "ICO", "tga": "TGA", "png": "PNG"}[name[-3:]])
+    (tmp_path / "e.heic").write_bytes(b"\0\0\0\x18ftypheic" + bytes(64))  # not readable without a plugin
+    (tmp_path / "notes.txt").write_text("x")
+    img.save(tmp_path / "no_extension", format="PNG")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    (tmp_path / "f.jpg").mkdir()  # a folder named like an image
+    (tmp_path / "g.jpg").symlink_to(tmp_path / "gone.jpg")  # dangling link
+    (tmp_path / "raw").mkdir()
+    skipped = []
+    sources = expand_sources(tmp_path, skipped=skipped)
+    assert [Path(s.name).name for s in sources] == ["a.jpe", "b.ico", "c.tga", "d.png", "e.heic", "f.jpg", "g.jpg"]
+    assert all(s.load().shape[0] == 3 for s in sources[:4])  # read (the ICO writer resizes to its sizes)
+    with pytest.raises(ImageReadError, match=r"e\.heic: not an image file Pillow can read .*pillow-heif"):
+        sources[4].load()
+    with pytest.raises(ImageReadError, match=r"f\.jpg: is a directory"):
+        sources[5].load()
+    with pytest.raises(ImageReadError, match=r"g\.jpg: broken symbolic link .*gone\.jpg"):
+        sources[6].load()
+    assert [(Path(e.path).name, e.reason) for e in skipped] == [
+        (".hidden.png", HIDDEN),
+        ("no_extension", NOT_AN_IMAGE),
+        ("notes.txt", NOT_AN_IMAGE),
+        ("raw", SUBFOLDER),
+    ]
+    assert describe_skipped(skipped, examples=1) == [
+        "skipped 1 hidden entry (name starting with '.'): .hidden.png",
+        "skipped 2 files without an image extension: no_extension and 1 more",
+        "skipped 1 sub-folder (recursive is off): raw",
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_named_pipe_named_like_an_image_is_an_error_and_never_opened(tmp_path, rgb):
+    os.mkfifo(tmp_path / "pipe.jpg")  # opening it for reading would block forever
+    (source,) = expand_sources(tmp_path)
+    with pytest.raises(ImageReadError, match=r"pipe\.jpg: is a named pipe \(FIFO\), not an image file"):
+        source.load()
+
+
+def test_recursive_follows_symlinked_folders_once_and_survives_loops(tmp_path, rgb):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.fromarray(rgb).save(root / "sub" / "a.png")
+    Image.fromarray(rgb).save(outside / "b.png")
+    (root / "linked").symlink_to(outside)
+    (root / "sub" / "loop").symlink_to(root)  # a cycle
+    (root / ".cache").mkdir()
+    Image.fromarray(rgb).save(root / ".cache" / "thumb.png")  # hidden folders are not searched
+    skipped = []
+    names = [Path(s.name).relative_to(root).as_posix() for s in expand_sources(root, recursive=True, skipped=skipped)]
+    assert names == ["linked/b.png", "sub/a.png"]
+    assert [(Path(e.path).relative_to(root).as_posix(), e.reason) for e in skipped] == [
+        (".cache", HIDDEN),
+        ("sub/loop", REVISITED),
+    ]
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path, rgb, monkeypatch):
+    import temu.inputs
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "open" / "locked-too").mkdir(parents=True)
+    Image.fromarray(rgb).save(tmp_path / "open" / "a.png")
+    real = os.scandir
+
+    def scandir(path):  # as chmod 000 does for a user other than root
+        if Path(path).name.startswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(temu.inputs.os, "scandir", scandir)
+    sources = expand_sources([tmp_path / "locked", tmp_path / "open"], recursive=True)
+    assert [Path(s.name).name for s in sources] == ["locked", "a.png", "locked-too"]
+    assert sources[1].error is None
+    for bad in (sources[0], sources[2]):
+        with pytest.raises(ImageReadError, match=r"locked(-too)?: cannot list the folder \(permission denied\)"):
+            bad.load()
+    with pytest.raises(ImageReadError, match="cannot list the folder"):
+        list_images(tmp_path / "locked")
 
 
 def test_directories_expand_to_sorted_images_only(tmp_path, rgb):

@@ -243,3 +243,32 @@ def test_model_pickles_and_deep_copies_with_identical_scores(tiny_kwargs):
         for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
             assert other is not model
             torch.testing.assert_close(other(x), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_any_float_dtype_scores_like_its_float32_value_at_every_size(model, dtype):
+    for size in ((64, 64), (48, 72)):  # the model's own size (not resampled) and another
+        x = images(2, *size).to(dtype)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), model(x.float()), atol=0, rtol=0)
+
+
+def test_native_size_inputs_above_max_pixels_are_downscaled_with_a_warning(tiny_kwargs):
+    import torch.nn.functional as F
+
+    from temu import TeMuWarning
+
+    model = TeMuIQA(**{**tiny_kwargs, "image_size": None, "max_pixels": 64 * 48}).eval()
+    assert model.config.max_pixels == 3072
+    x = images(1, 128, 96)
+    with pytest.warns(TeMuWarning, match=r"input: 96x128 pixels exceed max_pixels=3,072; scored downscaled to 48x64"):
+        with torch.no_grad():
+            out = model(x, return_maps=True)
+    assert out.score_map.shape == (1, 8, 6)
+    small = F.interpolate(x, size=(64, 48), mode="bicubic", align_corners=False, antialias=True)
+    with torch.no_grad():
+        torch.testing.assert_close(out.score, model(small, check_input=False), atol=1e-6, rtol=0)
+    assert InputSize(None, (8, 8), 10**6).capped(4000, 3000) == (1154, 866)  # 999,364 pixels, aspect kept
+    assert InputSize(448, (14, 14), 100).target(4000, 3000) == (448, 448)  # a fixed size is never capped
+    with pytest.raises(ValueError, match="max_pixels must be a positive int or None"):
+        TeMuConfig(max_pixels=0)

@@ -171,3 +171,29 @@ def test_push_to_hub_uploads_the_saved_files(tiny_head_dir, monkeypatch):
     assert url == "https://huggingface.co/me/tiny-head/commit/abc"
     assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert uploaded["create"] == ("tiny-head", True, True) and uploaded["library"] == ("temu", temu.__version__)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_head_with_non_finite_weights_is_refused_naming_file_and_tensor(tiny_head_dir, tmp_path, bad):
+    from safetensors.torch import load_file, save_file
+
+    directory = shutil.copytree(tiny_head_dir, tmp_path / "copy")
+    state = load_file(str(directory / "model.safetensors"))
+    state["patch_weight.weight"][0, :3] = bad
+    save_file(state, str(directory / "model.safetensors"))
+    with pytest.raises(
+        WeightsError, match=r"copy/model\.safetensors: non-finite weights .* patch_weight\.weight \(3 of 32"
+    ):
+        TeMuIQA.from_pretrained(directory)
+
+
+def test_max_pixels_is_saved_only_when_changed_and_can_be_overridden(tiny_head_dir, tmp_path):
+    from temu.config import DEFAULT_MAX_PIXELS
+
+    assert "max_pixels" not in json.loads((tiny_head_dir / "config.json").read_text())["model"]  # older temu reads it
+    model = TeMuIQA.from_pretrained(tiny_head_dir)
+    assert model.config.max_pixels == model.input_size.max_pixels == DEFAULT_MAX_PIXELS
+    capped = TeMuIQA.from_pretrained(tiny_head_dir, max_pixels=5000).save_pretrained(tmp_path / "capped")
+    assert json.loads((capped / "config.json").read_text())["model"]["max_pixels"] == 5000
+    assert TeMuIQA.from_pretrained(capped).input_size.max_pixels == 5000
+    assert TeMuIQA.from_pretrained(capped, max_pixels=None).input_size.max_pixels is None
