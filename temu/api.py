@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .attributes import AttributeSpec, resolve_attributes
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import Source, expand_sources, is_single_image
 from .loading import SourceDataset, collate_sources, default_num_workers
-from .model import TeMuIQA
+from .model import AttributeMaps, TeMuIQA
 from .precision import Precision, autocast_context
 
 DEFAULT_MODEL = "temu-iqa-s"
@@ -142,6 +143,8 @@ class ScoreResult:
     """One image's outcome: ``score`` in [0, 1], or ``error`` saying why it could not be scored.
 
     ``score_map`` / ``weight_map`` (``[h, w]`` numpy arrays) are filled when maps were asked for.
+    ``attributes`` (name -> score in [0, 1]) when attributes were asked for, and with maps also
+    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`.
     """
 
     index: int
@@ -150,6 +153,8 @@ class ScoreResult:
     error: str | None = None
     score_map: np.ndarray | None = None
     weight_map: np.ndarray | None = None
+    attributes: dict[str, float] | None = None
+    attribute_maps: dict[str, np.ndarray] | None = None
 
 
 def iter_scores(
@@ -165,6 +170,7 @@ def iter_scores(
     on_error: Literal["raise", "report"] = "raise",
     recursive: bool = False,
     compile: bool = False,
+    attributes: AttributeSpec | Literal[False] = False,
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -175,11 +181,14 @@ def iter_scores(
     ``precision``: see :mod:`temu.precision` (``"auto"``: bf16 autocast on CUDA, fp32 on CPU).
     ``compile``: compile the backbone's blocks with ``torch.compile`` first (see
     :meth:`TeMuIQA.compile_backbone`; pays off for long runs on GPU).
+    ``attributes``: False (none), or what :func:`temu.explain` takes (None = the default set):
+    each result then has ``attributes`` too, from the same backbone pass (:meth:`TeMuIQA.explain`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
+    pairs = None if attributes is False else resolve_attributes(attributes)  # checked before any work
     sources = expand_sources(inputs, recursive=recursive)
     if not sources:
         return
@@ -206,20 +215,22 @@ def iter_scores(
             for groups, failed in loader:
                 outputs = []
                 for idx, x in groups:
+                    x = x.to(dev, non_blocking=True)
                     with autocast:
-                        outputs.append(
-                            (idx, net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False))
-                        )
+                        if pairs is None:
+                            outputs.append((idx, net(x, return_maps=with_maps, check_input=False)))
+                        else:
+                            outputs.append((idx, net.explain(x, pairs, check_input=False)))
                 if pending is not None:  # finish the previous batch while this one runs on the device
-                    yield from _finish(pending, sources, on_error, bar)
+                    yield from _finish(pending, sources, on_error, bar, with_maps)
                 pending = (outputs, failed)
             if pending is not None:
-                yield from _finish(pending, sources, on_error, bar)
+                yield from _finish(pending, sources, on_error, bar, with_maps)
     finally:
         bar.close()
 
 
-def _finish(pending, sources: list[Source], on_error: str, bar) -> Iterator[ScoreResult]:
+def _finish(pending, sources: list[Source], on_error: str, bar, with_maps: bool) -> Iterator[ScoreResult]:
     outputs, failed = pending
     results: list[ScoreResult] = []
     for i, err in failed:
@@ -227,11 +238,17 @@ def _finish(pending, sources: list[Source], on_error: str, bar) -> Iterator[Scor
             raise err
         results.append(ScoreResult(i, sources[i].name, None, str(err)))
     for idx, out in outputs:
+        smaps = wmaps = attrs = amaps = None
         if isinstance(out, torch.Tensor):
-            scores, smaps, wmaps = out.float().cpu().tolist(), None, None
+            scores = out.float().cpu().tolist()
         else:
             scores = out.score.float().cpu().tolist()
-            smaps, wmaps = out.score_map.float().cpu().numpy(), out.weight_map.float().cpu().numpy()
+            if with_maps:
+                smaps, wmaps = out.score_map.float().cpu().numpy(), out.weight_map.float().cpu().numpy()
+        if isinstance(out, AttributeMaps):
+            attrs = out.attributes.float().cpu().tolist()
+            if with_maps:
+                amaps = out.attribute_maps.float().cpu().numpy()
         for j, i in enumerate(idx):
             results.append(
                 ScoreResult(
@@ -241,6 +258,8 @@ def _finish(pending, sources: list[Source], on_error: str, bar) -> Iterator[Scor
                     None,
                     smaps[j] if smaps is not None else None,
                     wmaps[j] if wmaps is not None else None,
+                    dict(zip(out.names, attrs[j])) if attrs is not None else None,
+                    dict(zip(out.names, amaps[j])) if amaps is not None else None,
                 )
             )
     results.sort(key=lambda r: r.index)

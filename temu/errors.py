@@ -52,3 +52,7 @@ class ConstantInputError(TeMuError, ValueError):
 
 class NonFiniteLossError(TeMuError, RuntimeError):
     """The training loss became NaN or infinite; the message names the batch."""
+
+
+class InvalidAttributesError(TeMuError, ValueError):
+    """The attributes asked of :func:`temu.explain` are unusable: an unknown name, a bad prompt pair or a reserved name."""

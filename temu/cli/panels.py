@@ -1,0 +1,104 @@
+"""Attribute panels for ``temu score --maps DIR --attributes``: what a score is made of, in one picture.
+
+One PNG per image: the photo, then the quality map and one map per attribute, each drawn over a
+copy of the photo (long side at most ``max_side`` pixels, the photo's own aspect ratio) and titled
+with its name and image-level value, and one colour bar for all maps (absolute 0..1, the colours
+of :func:`temu.maps.colorize`). matplotlib draws it: it is imported here, when a panel is drawn,
+and only its object-oriented API with the Agg canvas is used (no pyplot, no window, no global state).
+Scoring never imports this module.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_write
+from ..maps import colorize
+
+__all__ = ["MAX_SIDE", "draw_panel", "thumbnail"]
+
+#: Long side, in pixels, of each tile of a panel.
+MAX_SIDE = 320
+#: Tiles per row at most (the photo, the quality map and the 7 default attributes make 2 rows of 5 and 4).
+MAX_COLUMNS = 5
+
+
+def thumbnail(image, max_side: int = MAX_SIDE) -> np.ndarray:
+    """A ``[3, H, W]`` tensor in [0, 1] (or a PIL image) as a ``[h, w, 3]`` uint8 copy, long side at most ``max_side``."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        rgb = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        image = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8), mode="RGB")
+    image = image.convert("RGB")
+    image.thumbnail((max_side, max_side), Image.BICUBIC)
+    return np.asarray(image)
+
+
+def draw_panel(
+    photo: np.ndarray,
+    title: str,
+    maps: Mapping[str, tuple[float, np.ndarray]],
+    path: str | os.PathLike[str],
+    *,
+    alpha: float = 0.6,
+) -> Path:
+    """Write one panel PNG (atomically) and return its path.
+
+    photo: ``[H, W, 3]`` uint8 (already bounded in size, see :func:`thumbnail`); title: the
+    photo tile's title (e.g. its file name); maps: name -> (image-level value in [0, 1], ``[h, w]``
+    patch map in [0, 1]), in drawing order (the quality map first). Each map is drawn per patch
+    (nearest neighbour) over the photo with opacity ``alpha``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    cmap = ListedColormap(colorize(np.linspace(0.0, 1.0, 256)), name="temu")
+    height, width = photo.shape[:2]
+    n = 1 + len(maps)
+    rows = math.ceil(n / MAX_COLUMNS)
+    cols = math.ceil(n / rows)
+    dpi = 100
+    tile_w, tile_h = max(width, 160) / dpi, height / dpi
+    fig = Figure(figsize=(cols * tile_w + 1.0, rows * (tile_h + 0.35) + 0.1), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    extent = (0, width, height, 0)
+    image = None
+    for ax in axes:
+        ax.set_axis_off()
+    axes[0].imshow(photo, extent=extent)
+    axes[0].set_title(_shorten(title), fontsize=9)
+    for ax, (name, (value, patch_map)) in zip(axes[1:], maps.items()):
+        ax.imshow(photo, extent=extent)
+        image = ax.imshow(
+            np.asarray(patch_map, dtype=np.float32),
+            cmap=cmap,
+            vmin=0.0,
+            vmax=1.0,
+            alpha=alpha,
+            interpolation="nearest",
+            extent=extent,
+        )
+        ax.set_title(f"{name} {value:.3f}", fontsize=9)
+    if image is not None:
+        bar = fig.colorbar(image, ax=list(axes), shrink=0.9, aspect=30, pad=0.01)
+        bar.solids.set_alpha(1.0)
+        bar.set_label("patch score: 0 = negative prompt, 1 = positive prompt", fontsize=8)
+        bar.ax.tick_params(labelsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    path = Path(path)
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
