@@ -24,7 +24,7 @@ from ..maps import colorize
 __all__ = ["MAX_SIDE", "draw_panel", "thumbnail"]
 
 #: Long side, in pixels, of each tile of a panel.
-MAX_SIDE = 320
+MAX_SIDE = 256
 #: Tiles per row at most (the photo, the quality map and the 7 default attributes make 2 rows of 5 and 4).
 MAX_COLUMNS = 5
 
