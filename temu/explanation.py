@@ -44,6 +44,7 @@ def explain(
     progress: bool | None = None,
     num_workers: int | None = None,
     precision: Precision = "auto",
+    compile: bool = False,
 ) -> Explanation | list[Explanation]:
     """Quality score, attribute scores and patch maps of each image, from one backbone pass per batch.
 
@@ -72,6 +73,7 @@ def explain(
             progress=progress,
             num_workers=num_workers,
             precision=precision,
+            compile=compile,
             with_maps=True,
             attributes=pairs,
         )
