@@ -347,8 +347,9 @@ class CLIPBackbone(nn.Module):
         missing = [p for p in dict.fromkeys(prompts) if p not in self.prompt_features]
         if missing:
             if self.text is not None:
-                with torch.inference_mode(False), torch.no_grad():
-                    device = self.text.token_embedding.weight.device
+                device = self.text.token_embedding.weight.device
+                # in fp32 even when called under autocast: these vectors are reused for every image
+                with torch.inference_mode(False), torch.no_grad(), torch.autocast(device.type, enabled=False):
                     ids = open_clip.get_tokenizer(self.source.model_name)(missing).to(device)
                     vectors = F.normalize(_run_tower(self.text, ids).float(), dim=-1)
             elif self.source.random_weights:
@@ -358,7 +359,7 @@ class CLIPBackbone(nn.Module):
                     "the default attributes, or build the model from a checkpoint (pretrained=...) or as variant 'I'."
                 )
             else:
-                with torch.inference_mode(False):
+                with torch.inference_mode(False), torch.autocast("cpu", enabled=False):
                     vectors = encode_prompts(create_clip(self.source), self.source.model_name, missing)
             self.prompt_features.update(zip(missing, vectors.cpu()))
         return torch.stack([self.prompt_features[p] for p in prompts])

@@ -136,6 +136,22 @@ def test_custom_attribute_dict_is_encoded_once_and_cached(tiny_clip, tiny_checkp
     assert len(model.attribute_text_cache) == 1
 
 
+@pytest.mark.parametrize("variant", ["S", "I"])
+def test_prompts_are_encoded_in_fp32_even_under_autocast(tiny_clip, tiny_checkpoint, variant):
+    """The text vectors are reused for every image: a bf16 autocast around the first call must not round them."""
+    import open_clip
+
+    model = tiny_model(tiny_checkpoint, trained=False, variant=variant)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = model.backbone.encode(["A photo of a cat.", "Sharp photo."])
+    with torch.no_grad():
+        expected = F.normalize(
+            tiny_clip.encode_text(open_clip.get_tokenizer("tiny-clip")(["A photo of a cat.", "Sharp photo."])), dim=-1
+        )
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+
+
 def test_new_prompts_on_random_weights_without_text_encoder_are_refused(batch):
     model = TeMuIQA(backbone=str(TINY_CONFIG), pretrained=None, image_size=32)
     with torch.no_grad():
