@@ -5,7 +5,8 @@ same as trained ones). Goal: explain <= 1.10x score at ViT-B/16@224 on CPU, <= 1
 ViT-L/14@448 on GPU. A second table times the text encoding done when a model is built: before
 this change the 2 quality prompts went through ``encode_text`` at full context (77 positions);
 now the 2 quality prompts and the 14 attribute prompts go through together, cut after the
-end-of-text token.
+end-of-text token. A third line times drawing one ``temu score --maps DIR --attributes`` panel
+(examples/images/coffee.jpg, the photo + quality + 7 attribute maps), which runs on the CPU after scoring.
 
     python benchmarks/bench_explain.py --backbone ViT-B-16 --image-size 224 --batch 8
     python benchmarks/bench_explain.py --backbone ViT-L-14 --image-size 448 --batch 64 --device cuda
@@ -65,6 +66,34 @@ def text_timings(name: str, repeats: int) -> list[list[str]]:
             f"{diff:.1e}",
         ],
     ]
+
+
+def panel_seconds(grid: int, repeats: int) -> tuple[float, float]:
+    """Seconds to import matplotlib's pieces and median seconds to draw one 9-tile panel (random maps)."""
+    import statistics
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from temu import DEFAULT_ATTRIBUTES, read_image
+
+    start = time.perf_counter()
+    from temu.cli.panels import draw_panel, thumbnail
+
+    draw_panel(np.zeros((8, 8, 3), np.uint8), "warm-up", {"quality": (0.5, np.zeros((2, 2)))}, Path(tempfile.mktemp()))
+    imported = time.perf_counter() - start
+    photo = thumbnail(read_image(str(Path(__file__).resolve().parent.parent / "examples" / "images" / "coffee.jpg")))
+    rng = np.random.default_rng(0)
+    maps = {name: (0.5, rng.random((grid, grid))) for name in ["quality", *DEFAULT_ATTRIBUTES]}
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            draw_panel(photo, "coffee.jpg", maps, Path(tmp) / "panel.png")
+            times.append(time.perf_counter() - start)
+    return imported, statistics.median(times)
 
 
 def main() -> None:
@@ -130,6 +159,12 @@ def main() -> None:
     if not args.no_text:
         print(f"\n# text encoding when a model is built ({name} text tower, CPU, {args.repeats} repeats, median)")
         print(table(text_timings(name, args.repeats), ["prompts", "ms", "time / before", "max |diff| of the 2"]))
+    grid = args.image_size // model.patch_size[0]
+    imported, drawn = panel_seconds(grid, args.repeats)
+    print(
+        f"\n# one --maps panel (coffee.jpg, 9 tiles, {grid}x{grid} maps), CPU: {drawn * 1000:,.0f} ms median "
+        f"over {args.repeats}; first panel's matplotlib import and set-up: {imported * 1000:,.0f} ms"
+    )
 
 
 if __name__ == "__main__":

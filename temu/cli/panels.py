@@ -54,7 +54,8 @@ def draw_panel(
     photo: ``[H, W, 3]`` uint8 (already bounded in size, see :func:`thumbnail`); title: the
     photo tile's title (e.g. its file name); maps: name -> (image-level value in [0, 1], ``[h, w]``
     patch map in [0, 1]), in drawing order (the quality map first). Each map is drawn per patch
-    (nearest neighbour) over the photo with opacity ``alpha``.
+    (nearest neighbour) over the photo with opacity ``alpha``. Tiles are placed at fixed pixel
+    positions (one photo pixel = one panel pixel), which is several times faster than a layout engine.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
@@ -65,19 +66,26 @@ def draw_panel(
     n = 1 + len(maps)
     rows = math.ceil(n / MAX_COLUMNS)
     cols = math.ceil(n / rows)
-    dpi = 100
-    tile_w, tile_h = max(width, 160) / dpi, height / dpi
-    fig = Figure(figsize=(cols * tile_w + 1.0, rows * (tile_h + 0.35) + 0.1), dpi=dpi, layout="constrained")
+    dpi, pad, gap, title_h, bar_w = 100, 6, 6, 20, 90  # pixels; bar_w: colour bar, ticks and its label
+    slot_w = max(width, 140)  # room for a title under narrow photos
+    fig_w = pad + cols * (slot_w + gap) + bar_w
+    fig_h = pad + rows * (title_h + height + gap)
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    extent = (0, width, height, 0)
-    image = None
-    for ax in axes:
+
+    def tile(i: int):
+        r, c = divmod(i, cols)
+        left = pad + c * (slot_w + gap) + (slot_w - width) / 2
+        top = pad + r * (title_h + height + gap) + title_h
+        ax = fig.add_axes((left / fig_w, 1 - (top + height) / fig_h, width / fig_w, height / fig_h))
         ax.set_axis_off()
-    axes[0].imshow(photo, extent=extent)
-    axes[0].set_title(_shorten(title), fontsize=9)
-    for ax, (name, (value, patch_map)) in zip(axes[1:], maps.items()):
-        ax.imshow(photo, extent=extent)
+        ax.imshow(photo, extent=(0, width, height, 0), interpolation="nearest")
+        return ax
+
+    tile(0).set_title(_shorten(title), fontsize=9)
+    image = None
+    for i, (name, (value, patch_map)) in enumerate(maps.items(), start=1):
+        ax = tile(i)
         image = ax.imshow(
             np.asarray(patch_map, dtype=np.float32),
             cmap=cmap,
@@ -85,16 +93,18 @@ def draw_panel(
             vmax=1.0,
             alpha=alpha,
             interpolation="nearest",
-            extent=extent,
+            extent=(0, width, height, 0),
         )
         ax.set_title(f"{name} {value:.3f}", fontsize=9)
     if image is not None:
-        bar = fig.colorbar(image, ax=list(axes), shrink=0.9, aspect=30, pad=0.01)
+        top, bottom = pad + title_h, fig_h - gap
+        cax = fig.add_axes(((fig_w - bar_w + 8) / fig_w, 1 - bottom / fig_h, 14 / fig_w, (bottom - top) / fig_h))
+        bar = fig.colorbar(image, cax=cax)
         bar.solids.set_alpha(1.0)
         bar.set_label("patch score: 0 = negative prompt, 1 = positive prompt", fontsize=8)
         bar.ax.tick_params(labelsize=8)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", dpi=dpi)
     path = Path(path)
     atomic_write(path, buffer.getvalue())
     return path
