@@ -3,6 +3,7 @@
 >>> import temu
 >>> temu.score("photo.jpg")            # float in [0, 1], higher is better
 >>> model = temu.load("temu-iqa-s")    # a TeMuIQA nn.Module
+>>> temu.explain("photo.jpg")          # score + attribute scores (sharpness, noise, ...) + patch maps
 
 The public names below are imported on first use (PEP 562), so ``import temu`` and the ``temu``
 command's ``--version`` and ``--help`` do not load torch.
@@ -19,12 +20,14 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
     from .api import MODEL_CACHE, ScoreResult, clear_model_cache, default_device, iter_scores, load, score
+    from .attributes import DEFAULT_ATTRIBUTES
     from .config import HeadConfig, TeMuConfig
     from .errors import (
         BackboneError,
         ConstantInputError,
         DataError,
         ImageReadError,
+        InvalidAttributesError,
         InvalidInputError,
         NonFiniteLossError,
         NonFiniteScoreError,
@@ -33,21 +36,26 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
         TeMuWarning,
         WeightsError,
     )
+    from .explanation import Explanation, explain
     from .hub import list_presets
     from .inputs import read_image
-    from .model import QualityMaps, TeMuIQA
+    from .model import AttributeMaps, QualityMaps, TeMuIQA
     from .scale import MOSScale
 
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
     "TeMuIQA": "model",
     "QualityMaps": "model",
+    "AttributeMaps": "model",
     "TeMuConfig": "config",
     "HeadConfig": "config",
     "MOSScale": "scale",
     "score": "api",
     "iter_scores": "api",
     "ScoreResult": "api",
+    "explain": "explanation",
+    "Explanation": "explanation",
+    "DEFAULT_ATTRIBUTES": "attributes",
     "load": "api",
     "default_device": "api",
     "MODEL_CACHE": "api",
@@ -65,18 +73,23 @@ _EXPORTS = {
     "NonFiniteLossError": "errors",
     "NonFiniteScoreError": "errors",
     "TeMuWarning": "errors",
+    "InvalidAttributesError": "errors",
 }
 
 __all__ = [
     "__version__",
     "TeMuIQA",
     "QualityMaps",
+    "AttributeMaps",
     "TeMuConfig",
     "HeadConfig",
     "MOSScale",
     "score",
     "iter_scores",
     "ScoreResult",
+    "explain",
+    "Explanation",
+    "DEFAULT_ATTRIBUTES",
     "load",
     "default_device",
     "MODEL_CACHE",
@@ -94,6 +107,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteScoreError",
     "TeMuWarning",
+    "InvalidAttributesError",
 ]
 
 

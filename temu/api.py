@@ -21,17 +21,18 @@ import threading
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .attributes import AttributeSpec, resolve_attributes
 from .errors import NonFiniteScoreError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import SkippedEntry, Source, expand_sources, is_single_image
 from .loading import SourceDataset, collate_sources, default_num_workers
-from .model import QualityMaps, TeMuIQA
+from .model import AttributeMaps, QualityMaps, TeMuIQA
 from .precision import Precision, autocast_context
 
 DEFAULT_MODEL = "temu-iqa-s"
@@ -144,6 +145,8 @@ class ScoreResult:
     """One image's outcome: ``score`` in [0, 1], or ``error`` saying why it could not be scored.
 
     ``score_map`` / ``weight_map`` (``[h, w]`` numpy arrays) are filled when maps were asked for.
+    ``attributes`` (name -> score in [0, 1]) when attributes were asked for, and with maps also
+    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`.
     """
 
     index: int
@@ -152,6 +155,8 @@ class ScoreResult:
     error: str | None = None
     score_map: np.ndarray | None = None
     weight_map: np.ndarray | None = None
+    attributes: dict[str, float] | None = None
+    attribute_maps: dict[str, np.ndarray] | None = None
 
 
 def iter_scores(
@@ -168,6 +173,7 @@ def iter_scores(
     recursive: bool = False,
     compile: bool = False,
     skipped: list[SkippedEntry] | None = None,
+    attributes: AttributeSpec | Literal[False] = False,
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -185,11 +191,14 @@ def iter_scores(
     ``skipped``: a list that receives the folder entries that were not scored because they are
     not images (or hidden, ...; see :class:`temu.inputs.SkippedEntry`), filled when iteration
     starts, before the first result; :func:`temu.inputs.describe_skipped` words them for a summary.
+    ``attributes``: False (none), or what :func:`temu.explain` takes (None = the default set):
+    each result then has ``attributes`` too, from the same backbone pass (:meth:`TeMuIQA.explain`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
+    pairs = None if attributes is False else resolve_attributes(attributes)  # checked before any work
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
         known = next((s.error for s in sources if s.error is not None), None)
@@ -223,9 +232,13 @@ def iter_scores(
             with torch.inference_mode():
                 outputs = []
                 for idx, x in groups:
+                    x = x.to(dev, non_blocking=True)
                     with autocast:
-                        out = net(x.to(dev, non_blocking=True), return_maps=with_maps, check_input=False)
-                    outputs.append((idx, _to_host(out)))
+                        if pairs is None:
+                            out = net(x, return_maps=with_maps, check_input=False)
+                        else:
+                            out = net.explain(x, pairs, check_input=False)
+                    outputs.append((idx, _to_host(out, with_maps)))
             for result, err in _batch_results(outputs, failed, sources):
                 if err is not None and on_error == "raise":
                     raise err
@@ -235,15 +248,36 @@ def iter_scores(
         bar.close()
 
 
-def _to_host(out: torch.Tensor | QualityMaps) -> tuple[list[float], np.ndarray | None, np.ndarray | None]:
-    """Scores as floats and maps as ``[B, h, w]`` numpy arrays, on the host (waits for the device)."""
+class _HostOutput(NamedTuple):
+    """One group's outputs on the host: scores, and (when asked for) maps ``[B, h, w]``, attributes
+    ``[B][A]`` and attribute maps ``[B, A, h, w]`` with the attribute ``names``."""
+
+    scores: list[float]
+    score_maps: np.ndarray | None = None
+    weight_maps: np.ndarray | None = None
+    attributes: list[list[float]] | None = None
+    attribute_maps: np.ndarray | None = None
+    names: tuple[str, ...] = ()
+
+
+def _to_host(out: torch.Tensor | QualityMaps | AttributeMaps, with_maps: bool) -> _HostOutput:
+    """The model's outputs copied to the host (waits for the device)."""
     if isinstance(out, torch.Tensor):
-        return out.float().cpu().tolist(), None, None
-    return out.score.float().cpu().tolist(), out.score_map.float().cpu().numpy(), out.weight_map.float().cpu().numpy()
+        return _HostOutput(out.float().cpu().tolist())
+    host = _HostOutput(out.score.float().cpu().tolist())
+    if with_maps:
+        host = host._replace(
+            score_maps=out.score_map.float().cpu().numpy(), weight_maps=out.weight_map.float().cpu().numpy()
+        )
+    if isinstance(out, AttributeMaps):
+        host = host._replace(attributes=out.attributes.float().cpu().tolist(), names=tuple(out.names))
+        if with_maps:
+            host = host._replace(attribute_maps=out.attribute_maps.float().cpu().numpy())
+    return host
 
 
 def _batch_results(
-    outputs: list[tuple[list[int], tuple[list[float], np.ndarray | None, np.ndarray | None]]],
+    outputs: list[tuple[list[int], _HostOutput]],
     failed: list[tuple[int, Exception]],
     sources: list[Source],
 ) -> list[tuple[ScoreResult, Exception | None]]:
@@ -252,9 +286,9 @@ def _batch_results(
     results: list[tuple[ScoreResult, Exception | None]] = []
     for i, err in failed:
         results.append((ScoreResult(i, sources[i].name, None, str(err)), err))
-    for idx, (scores, smaps, wmaps) in outputs:
+    for idx, host in outputs:
         for j, i in enumerate(idx):
-            name, value = sources[i].name, scores[j]
+            name, value = sources[i].name, host.scores[j]
             if not math.isfinite(value):
                 bad = NonFiniteScoreError(
                     f"{name}: non-finite score ({value}): the head weights may be corrupt "
@@ -262,9 +296,14 @@ def _batch_results(
                 )
                 results.append((ScoreResult(i, name, None, str(bad)), bad))
                 continue
-            smap = smaps[j] if smaps is not None else None
-            wmap = wmaps[j] if wmaps is not None else None
-            results.append((ScoreResult(i, name, value, None, smap, wmap), None))
+            result = ScoreResult(i, name, value, None)
+            if host.score_maps is not None:
+                result.score_map, result.weight_map = host.score_maps[j], host.weight_maps[j]
+            if host.attributes is not None:
+                result.attributes = dict(zip(host.names, host.attributes[j]))
+            if host.attribute_maps is not None:
+                result.attribute_maps = dict(zip(host.names, host.attribute_maps[j]))
+            results.append((result, None))
     results.sort(key=lambda pair: pair[0].index)
     return results
 

@@ -61,3 +61,7 @@ class NonFiniteScoreError(TeMuError, RuntimeError):
 class TeMuWarning(UserWarning):
     """Something temu handled that the user should know about: an image scored with its orientation
     as stored because its EXIF could not be read, an image downscaled to ``max_pixels``."""
+
+
+class InvalidAttributesError(TeMuError, ValueError):
+    """The attributes asked of :func:`temu.explain` are unusable: an unknown name, a bad prompt pair or a reserved name."""

@@ -92,3 +92,15 @@ class TeMuHead(nn.Module):
         token_weights = torch.sigmoid(self.patch_weight(p).squeeze(-1))
         score = (token_weights * token_scores).sum(dim=1) / token_weights.sum(dim=1)
         return TokenScores(score, token_scores, token_weights)
+
+
+def zero_shot_token_scores(tokens: torch.Tensor, text_pairs: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """METHOD.md step 9's token score for several prompt pairs at once; no trainable parameter involved.
+
+    tokens: ``[N, T, E]`` aggregated, projected tokens (unnormalised); text_pairs: ``[A, 2, E]``
+    normalised (positive, negative) text vectors; logit_scale: CLIP's exponentiated scale.
+    Returns ``[N, T, A]`` in [0, 1]: ``softmax(logit_scale * [p.t_pos, p.t_neg])[pos]`` per token and pair.
+    """
+    p = F.normalize(tokens.float(), dim=-1)
+    direction = (text_pairs[:, 0] - text_pairs[:, 1]).float()  # [A, E]
+    return torch.sigmoid(logit_scale * (p @ direction.T))

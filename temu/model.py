@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from ._version import __version__
+from .attributes import DEFAULT_ATTRIBUTES, AttributeSpec, resolve_attributes
 from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
 from .card import model_card
 from .config import CONFIG_FORMAT, DEFAULT_MAX_PIXELS, HeadConfig, LayerSpec, TeMuConfig, read_config_file
 from .errors import WeightsError
 from .files import atomic_write
-from .head import TeMuHead
+from .head import TeMuHead, zero_shot_token_scores
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
 from .inputs import check_batch
 from .presets import PRESET_SEED, PRESETS
@@ -42,6 +43,22 @@ class QualityMaps(NamedTuple):
     score: torch.Tensor
     score_map: torch.Tensor
     weight_map: torch.Tensor
+
+
+class AttributeMaps(NamedTuple):
+    """:meth:`TeMuIQA.explain` on a batch: the quality outputs of ``return_maps=True`` plus the attributes.
+
+    ``score`` ``[N]``, ``score_map`` and ``weight_map`` ``[N, h, w]`` as in :class:`QualityMaps`;
+    ``attributes`` ``[N, A]`` in [0, 1] (higher = more of the positive prompt), ``attribute_maps``
+    ``[N, A, h, w]`` (each patch's attribute score) and ``names``, the A attribute names in order.
+    """
+
+    score: torch.Tensor
+    score_map: torch.Tensor
+    weight_map: torch.Tensor
+    attributes: torch.Tensor
+    attribute_maps: torch.Tensor
+    names: tuple[str, ...]
 
 
 class TeMuIQA(nn.Module):
@@ -112,6 +129,7 @@ class TeMuIQA(nn.Module):
             config.pretrained,
             keep_text=config.variant == "I",
             prompts=config.prompts,
+            extra_prompts=[p for pair in DEFAULT_ATTRIBUTES.values() for p in pair],
             load_weights=load_weights,
         )
         self.layer_ids = resolve_layers(config.layers, backbone.depth)
@@ -127,6 +145,8 @@ class TeMuIQA(nn.Module):
         self.input_size = InputSize(config.image_size, backbone.patch_size, config.max_pixels)
         self.register_buffer("pixel_mean", torch.tensor(self.config.mean).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(self.config.std).reshape(1, 3, 1, 1), persistent=False)
+        #: (attribute prompts, device) -> their ``[A, 2, E]`` text vectors there; see :meth:`attribute_text_features`.
+        self.attribute_text_cache: dict[tuple, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ properties
 
@@ -177,6 +197,10 @@ class TeMuIQA(nn.Module):
         self.backbone.train(False)
         return self
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        self.attribute_text_cache.clear()  # vectors on the old device / dtype
+        return super()._apply(fn, recurse)
+
     # ------------------------------------------------------------------ forward
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,14 +229,7 @@ class TeMuIQA(nn.Module):
         Gradients flow to ``x`` when it requires grad; the backbone's weights never change.
         ``check_input=False`` skips the value checks (one host-device sync) for trusted inputs.
         """
-        if check_input:
-            check_batch(x)
-        pixels = self.prepare(x)
-        grid = (pixels.shape[-2] // self.patch_size[0], pixels.shape[-1] // self.patch_size[1])
-        grad_backbone = torch.is_grad_enabled() and x.requires_grad
-        weights = self.head.layer_weights()
-        tokens = self.backbone.aggregate(pixels, self.layer_ids, weights, grad_backbone=grad_backbone)
-        tokens = self.backbone.project(tokens)
+        tokens, grid = self._joint_tokens(x, self.head.layer_weights(), check_input)
         # The head runs in fp32 even under autocast: CLIP's logit scale (100) multiplies the rounding
         # of bf16 cosine similarities (measured: 10x larger score errors with the head in bf16).
         with torch.autocast(device_type=tokens.device.type, enabled=False):
@@ -223,6 +240,67 @@ class TeMuIQA(nn.Module):
         return QualityMaps(
             out.score, out.token_scores[:, 1:].reshape(n, *grid), out.token_weights[:, 1:].reshape(n, *grid)
         )
+
+    def _joint_tokens(
+        self, x: torch.Tensor, weights: torch.Tensor, check_input: bool
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """One backbone pass: tokens in the joint space ``[(K,) N, 1 + h*w, E]`` for layer weights ``[(K,) L]``, and the grid."""
+        if check_input:
+            check_batch(x)
+        pixels = self.prepare(x)
+        grid = (pixels.shape[-2] // self.patch_size[0], pixels.shape[-1] // self.patch_size[1])
+        grad_backbone = torch.is_grad_enabled() and x.requires_grad
+        tokens = self.backbone.aggregate(pixels, self.layer_ids, weights, grad_backbone=grad_backbone)
+        return self.backbone.project(tokens), grid
+
+    def explain(self, x: torch.Tensor, attributes: AttributeSpec = None, *, check_input: bool = True) -> AttributeMaps:
+        """Score a batch and judge quality attributes on every patch, in one backbone pass.
+
+        x: ``[N, 3, H, W]`` floats in [0, 1]. attributes: None (the default set,
+        :data:`temu.DEFAULT_ATTRIBUTES`), a list of its names, or a dict name -> (positive prompt,
+        negative prompt). The score and maps are :meth:`forward`'s with ``return_maps=True``. Each
+        attribute is METHOD.md step 9's zero-shot rule with its prompts: the token's softmax over
+        the pair with CLIP's logit scale, on the plain mean over the chosen layers (not the head's
+        learned layer weights, adapter or patch weights), averaged over the [cls] and patch tokens.
+        Both layer averages are summed in the same pass over the blocks.
+        """
+        pairs = resolve_attributes(attributes)
+        text = self.attribute_text_features(pairs)
+        weights = self.head.layer_weights()
+        plain = torch.full_like(weights, 1.0 / weights.numel())
+        tokens, grid = self._joint_tokens(x, torch.stack([weights, plain.detach()]), check_input)
+        with torch.autocast(device_type=tokens.device.type, enabled=False):  # fp32, as in forward
+            out = self.head(
+                tokens[0].float(), self.backbone.text_features, self.backbone.logit_scale, self.backbone.text
+            )
+            per_token = zero_shot_token_scores(tokens[1], text, self.backbone.logit_scale)  # [N, T, A]
+        n = x.shape[0]
+        return AttributeMaps(
+            out.score,
+            out.token_scores[:, 1:].reshape(n, *grid),
+            out.token_weights[:, 1:].reshape(n, *grid),
+            per_token.mean(dim=1),
+            per_token[:, 1:].transpose(1, 2).reshape(n, len(pairs), *grid),
+            tuple(pairs),
+        )
+
+    def attribute_text_features(self, attributes: AttributeSpec = None) -> torch.Tensor:
+        """``[A, 2, E]`` normalised CLIP text vectors of each attribute's (positive, negative) prompts.
+
+        Computed once per model and device and kept in :attr:`attribute_text_cache` (the default
+        set's prompts are encoded when the model is built; see :meth:`CLIPBackbone.encode`).
+        """
+        pairs = resolve_attributes(attributes)
+        prompts = tuple(p for pair in pairs.values() for p in pair)
+        device = self.backbone.logit_scale.device
+        key = (prompts, device)
+        cached = self.attribute_text_cache.get(key)
+        if cached is None:
+            with torch.inference_mode(False), torch.no_grad():
+                vectors = self.backbone.encode(prompts)  # [2A, E]
+                cached = vectors.reshape(len(pairs), 2, -1).to(device)
+            self.attribute_text_cache[key] = cached
+        return cached
 
     # ------------------------------------------------------------------ save / load
 

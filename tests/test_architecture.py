@@ -126,6 +126,7 @@ def test_scoring_loads_no_plotting_statistics_or_pyiqa_code(tiny_kwargs):
 import sys, torch, temu
 model = temu.TeMuIQA(**{tiny_kwargs!r})
 temu.score([torch.rand(3, 64, 64), torch.rand(3, 80, 96)], model=model)
+temu.explain([torch.rand(3, 64, 64)], model=model)  # attributes and maps: no plotting either
 heavy = ("matplotlib", "scipy", "pyiqa", "temu.data", "temu.train", "temu.evaluation", "temu.cli")
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy)))
 """

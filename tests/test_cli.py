@@ -105,3 +105,58 @@ def test_usage_errors_are_one_line_and_come_before_the_model_loads(capsys, photo
 def test_presets_command_lists_shipped_presets(capsys):
     assert main(["presets"]) == 0
     assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["temu-iqa-i", "temu-iqa-s"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json"])
+def test_attributes_add_one_column_each(capsys, folder, tiny_head_dir, tmp_path, suffix):
+    out_file = tmp_path / f"scores{suffix}"
+    args = [str(folder), "--model", str(tiny_head_dir), "--output", str(out_file), "-q"]
+    assert run(capsys, *args, "--attributes", "sharpness,noise")[0] == 0
+    text = out_file.read_text()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        assert list(rows[0]) == ["path", "score", "sharpness", "noise", "error"]
+        parse = lambda v: float(v) if v else None  # noqa: E731
+    else:
+        rows = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+        assert all(list(r) == ["path", "score", "sharpness", "noise", "error"] for r in rows)
+        parse = lambda v: v  # noqa: E731
+    good = [r for r in rows if not r["error"]]
+    assert len(rows) == 6 and len(good) == 4
+    assert all(parse(r["sharpness"]) is None and parse(r["noise"]) is None for r in rows if r["error"])
+    expected = temu.explain(
+        [r["path"] for r in good], model=temu.load(tiny_head_dir), attributes=["sharpness", "noise"]
+    )
+    for row, e in zip(good, expected):
+        assert parse(row["score"]) == pytest.approx(e.score, abs=1e-5)
+        assert parse(row["sharpness"]) == pytest.approx(e.attributes["sharpness"], abs=1e-5)
+        assert parse(row["noise"]) == pytest.approx(e.attributes["noise"], abs=1e-5)
+
+
+def test_attributes_without_a_value_mean_all_of_them(capsys, photo_files, tiny_head_dir):
+    code, out, _ = run(capsys, str(photo_files["coffee"]), "--model", str(tiny_head_dir), "-q", "--attributes")
+    header = out.splitlines()[0].split(",")
+    assert code == 0 and header == ["path", "score", *temu.DEFAULT_ATTRIBUTES]
+    assert all(0.0 <= float(v) <= 1.0 for v in out.splitlines()[1].split(",")[1:])
+
+
+def test_maps_with_attributes_are_one_panel_per_image(capsys, photo_files, tiny_head_dir, tmp_path):
+    maps = tmp_path / "panels"
+    paths = [str(photo_files["coffee"]), str(photo_files["astronaut"])]
+    args = [*paths, "--model", str(tiny_head_dir), "--maps", str(maps), "-q"]
+    assert run(capsys, *args, "--attributes", "sharpness,noise")[0] == 0
+    assert sorted(p.name for p in maps.iterdir()) == ["astronaut.png", "coffee.png"]
+    with Image.open(maps / "astronaut.png") as panel, Image.open(photo_files["astronaut"]) as photo:
+        # photo, quality, sharpness, noise in one row, each tile the photo's size (128 px, under the bound), + colour bar
+        assert panel.format == "PNG" and photo.size == (128, 128)
+        assert 4 * 128 < panel.width < 4 * 128 + 250 and 128 < panel.height < 128 + 80
+    assert run(capsys, *args, "--attributes")[0] == 0  # all seven: 9 tiles in two rows
+    with Image.open(maps / "astronaut.png") as panel:
+        assert 2 * 128 < panel.height < 2 * (128 + 80)
+
+
+def test_unknown_attribute_is_a_usage_error_before_the_model_loads(capsys, photo_files, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["score", str(photo_files["coffee"]), "--model", str(tmp_path / "none"), "--attributes", "sharpnes"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "Did you mean sharpness" in err

@@ -59,6 +59,7 @@ def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "NR False 0, 1"
     assert lines[1].startswith("tensor([[") and lines[-1] == "tensor(True)"
+    assert 0.0 <= float(lines[-2]) <= 1.0  # an attribute from metric.net.model, the metric's TeMuIQA
 
 
 def test_install_instructions_name_the_distribution_temu_iqa():

@@ -194,3 +194,23 @@ def test_eval_refuses_early_in_one_line(case, says, dataset, tiny_head_dir, tmp_
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("temu eval: error: ") and says in lines[0], lines
     assert captured.out == ""  # refused before anything was scored
+
+
+def test_eval_one_attribute_against_a_rating_column(dataset, tiny_head_dir, tmp_path, capsys):
+    """`temu eval --attribute NAME --mos-column COL`: SRCC/PLCC of that attribute's zero-shot score."""
+    csv_path, root = dataset
+    out = tmp_path / "sharpness.json"
+    args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(tiny_head_dir), "--quiet"]
+    assert main([*args, "--attribute", "sharpness", "--mos-column", "MOS", "--output", str(out)]) == 0
+    assert "attribute sharpness" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    explained = temu.explain([str(root / r["image"]) for r in rows], model=temu.load(tiny_head_dir))
+    pred = [e.attributes["sharpness"] for e in explained]
+    mos = np.array([float(r["mos"]) for r in rows])
+    target = (mos - mos.min()) / (mos.max() - mos.min())  # --mos-range auto is the data's range for an attribute
+    assert report["metrics"] == pytest.approx(scipy_metrics(pred, target), abs=1e-6)
+    assert report["model"].endswith("(attribute sharpness)")
+    assert main([*args, "--attribute", "sharpness", "--mos-range", "model"]) == 2
+    assert "--mos-range model" in capsys.readouterr().err

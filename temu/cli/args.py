@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from ..attributes import DEFAULT_ATTRIBUTES, unknown_attribute_message
 from ..precision import AUTO_RULE, PRECISIONS
 
 #: Exit status of a usage error (bad option, unusable file), as argparse uses it.
@@ -106,6 +107,23 @@ def image_size(text: str) -> int | None:
     return value
 
 
+def attribute_names(text: str) -> list[str]:
+    """``--attributes``: ``all``, or default attribute names separated by commas (``sharpness,noise``)."""
+    if text.strip().lower() == "all":
+        return list(DEFAULT_ATTRIBUTES)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected 'all' or names such as sharpness,noise, got {text!r}")
+    for name in names:
+        if name not in DEFAULT_ATTRIBUTES:
+            raise argparse.ArgumentTypeError(
+                unknown_attribute_message(name) + " (give image paths before --attributes, or write --attributes all)"
+            )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"an attribute is listed twice in {text!r}")
+    return names
+
+
 def split_column(text: str) -> str | int:
     """``--split-column``: a column name, or K for pyiqa's ``ratio802_seed123_split_K``."""
     return int(text) if text.strip().isdigit() else text
@@ -132,12 +150,14 @@ def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str) -> None:
     )
     p.add_argument(
         "--path-col",
+        "--path-column",
         default=None,
         metavar="NAME",
         help="image path column (default: detected from the header or given by --format)",
     )
     p.add_argument(
         "--mos-col",
+        "--mos-column",
         default=None,
         metavar="NAME",
         help="score column (default: detected from the header or given by --format)",

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..attributes import DEFAULT_ATTRIBUTES
 from ..errors import TeMuError
 from ..files import atomic_write
 from .args import (
@@ -31,11 +32,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Score every image of a labelled CSV and compare with its MOS. RMSE is computed on the [0, 1] scale: "
             "MOS normalised with --mos-range. --splits K also reports mean ± std over K random subsets "
             "(each --split-fraction of the rows, seeds --seed..--seed+K-1): the test parts of K random "
-            "train/test splits, for a model that is not retrained per split."
+            "train/test splits, for a model that is not retrained per split. --attribute NAME compares one "
+            "zero-shot attribute instead of the quality score, e.g. against a column of human sharpness ratings "
+            "(--mos-column Sharpness)."
         ),
     )
     add_data_arguments(p, csv_flag="--data")
     add_model_argument(p)
+    p.add_argument(
+        "--attribute",
+        choices=list(DEFAULT_ATTRIBUTES),
+        default=None,
+        metavar="NAME",
+        help=f"evaluate this attribute's score instead of quality ({', '.join(DEFAULT_ATTRIBUTES)}); "
+        "pick the rating column with --mos-column; --mos-range auto then means the data's range",
+    )
     add_split_file_arguments(p, what="evaluate its --part")
     p.add_argument(
         "--part",
@@ -90,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
     problem = _check_arguments(args)
     if problem is not None:
         return usage_error(PROG, problem)
+    mos_range = args.mos_range
+    if args.attribute is not None:
+        if mos_range.strip().lower() == "model":
+            return usage_error(PROG, "--mos-range model is the quality MOS range of a head; with --attribute use data")
+        if mos_range.strip().lower() == "auto":
+            mos_range = "data"  # a head's fine-tuning range is the quality MOS's, not an attribute rating's
     try:
         options = DataOptions.from_namespace(args)
         records, fmt, bad = prepare_eval_records(options, part=args.part, log=log)
@@ -99,11 +116,18 @@ def run(args: argparse.Namespace) -> int:
             split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
         device = normalise_device(args.device)
         model = load(args.model, device=device)
-        scale, source = target_scale(args.mos_range, model, records, fmt.lower_better)
+        scale, source = target_scale(mos_range, model, records, fmt.lower_better)
         workers = args.workers if args.workers is not None else default_num_workers(torch.device(device))
         show = (not args.quiet) and sys.stderr.isatty()
         pred, target, metrics = evaluate_model(
-            model, records, scale, batch_size=args.batch_size, workers=workers, precision=args.precision, progress=show
+            model,
+            records,
+            scale,
+            batch_size=args.batch_size,
+            workers=workers,
+            precision=args.precision,
+            progress=show,
+            attribute=args.attribute,
         )
         splits = None
         if args.splits:
@@ -113,9 +137,8 @@ def run(args: argparse.Namespace) -> int:
     except (TeMuError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    report = EvalReport(
-        str(args.model), str(args.csv), len(records), metrics, scale, source, pred, target, splits, len(bad)
-    )
+    label = str(args.model) if args.attribute is None else f"{args.model} (attribute {args.attribute})"
+    report = EvalReport(label, str(args.csv), len(records), metrics, scale, source, pred, target, splits, len(bad))
     print(format_report(report))
     try:
         if args.output is not None:
@@ -127,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 pred,
                 target,
                 args.plot,
-                title=f"{args.model} on {Path(args.csv).name} (n={len(records)})",
+                title=f"{label} on {Path(args.csv).name} (n={len(records)})",
                 metrics={k: metrics[k] for k in ("srcc", "plcc")},
             )
     except OSError as err:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TeMuError
-from .args import add_model_argument, add_runtime_arguments, usage_error
+from .args import add_model_argument, add_runtime_arguments, attribute_names, usage_error
 from .writers import OUTPUT_SUFFIXES, check_output_path, open_writer
 
 PROG = "temu score"
@@ -35,6 +35,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
     p.add_argument("--recursive", "-r", action="store_true", help="also score images in sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    g = p.add_argument_group("attributes (zero-shot CLIP judgements from the same pass; see temu.explain)")
+    g.add_argument(
+        "--attributes",
+        nargs="?",
+        const="all",
+        default=None,
+        type=attribute_names,
+        metavar="NAMES",
+        help="add one column per attribute: all of them (no value, or 'all') or a comma-separated list such as "
+        "sharpness,noise. With --maps, DIR/<name>.png becomes a panel: the photo, the quality map and one map "
+        "per attribute",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,6 +58,16 @@ def _map_path(directory: Path, name: str, used: set[str]) -> Path:
         candidate = f"{stem}-{n}"
     used.add(candidate)
     return directory / f"{candidate}.png"
+
+
+def _write_panel(result, path: Path) -> None:
+    """The attribute panel of one scored image (:mod:`temu.cli.panels`; matplotlib loads here, on first use)."""
+    from ..inputs import read_image
+    from .panels import draw_panel, thumbnail
+
+    maps = {"quality": (result.score, result.score_map)}
+    maps.update((name, (value, result.attribute_maps[name])) for name, value in result.attributes.items())
+    draw_panel(thumbnail(read_image(result.name)), Path(result.name).name, maps, path)
 
 
 def check_arguments(args: argparse.Namespace) -> str | None:
@@ -73,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.maps is not None:
         args.maps.mkdir(parents=True, exist_ok=True)
-    stream, writer = open_writer(args.output)
+    names = args.attributes or []
+    stream, writer = open_writer(args.output, columns=names)
     scored = failed = 0
     used: set[str] = set()
     try:
@@ -87,14 +110,17 @@ def run(args: argparse.Namespace) -> int:
             with_maps=args.maps is not None,
             on_error="report",
             recursive=args.recursive,
+            attributes=names if names else False,
         ):
-            writer.write(result.name, result.score, result.error)
+            writer.write(result.name, result.score, result.error, result.attributes)
             if result.error is not None:
                 failed += 1
                 print(f"temu: skipped {result.error}", file=sys.stderr)
                 continue
             scored += 1
-            if args.maps is not None and result.score_map is not None:
+            if args.maps is not None and result.score_map is not None and names:
+                _write_panel(result, _map_path(args.maps, result.name, used))
+            elif args.maps is not None and result.score_map is not None:
                 overlay = quality_overlay(read_image(result.name), result.score_map)
                 overlay.save(_map_path(args.maps, result.name, used))
     finally:

@@ -32,8 +32,12 @@ def predict(
     gather: Gather | None = None,
     progress: bool = False,
     desc: str = "eval",
+    attribute: str | None = None,
 ) -> np.ndarray:
     """Scores ``[size]`` (float64 in [0, 1]) of every item of ``loader.dataset``, in dataset order.
+
+    ``attribute``: a default attribute's name (:data:`temu.DEFAULT_ATTRIBUTES`) to predict that
+    attribute's zero-shot score (:meth:`TeMuIQA.explain`) instead of the quality score.
 
     The loader is made by :func:`temu.data.make_loader` with ``by_size=True``. In a multi-process
     run each process scores its shard and ``gather`` (concatenate a tensor over the processes,
@@ -49,7 +53,11 @@ def predict(
     with autocast_context(device, precision):
         for groups in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, file=sys.stderr):
             for images, _, idx in groups:
-                out = model(images.to(device, non_blocking=True), check_input=False)
+                images = images.to(device, non_blocking=True)
+                if attribute is None:
+                    out = model(images, check_input=False)
+                else:
+                    out = model.explain(images, [attribute], check_input=False).attributes[:, 0]
                 scores.append(out.float())
                 indices.append(idx.to(device, non_blocking=True))
     model.train(was_training)
@@ -76,8 +84,12 @@ def evaluate_model(
     workers: int = 0,
     precision: str = "auto",
     progress: bool = False,
+    attribute: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Score ``records`` with ``model`` (on its device); returns ``(pred, target, metrics)``, target = normalised MOS."""
+    """Score ``records`` with ``model`` (on its device); returns ``(pred, target, metrics)``, target = normalised MOS.
+
+    ``attribute``: predict that default attribute's score instead of quality (see :func:`predict`).
+    """
     device = next(model.parameters()).device
     dataset = IQADataset.for_model(records, model.input_size, scale)
     loader = make_loader(
@@ -91,7 +103,14 @@ def evaluate_model(
         by_size=True,
     )
     pred = predict(
-        model, loader, size=len(dataset), device=device, precision=precision, progress=progress, desc="temu eval"
+        model,
+        loader,
+        size=len(dataset),
+        device=device,
+        precision=precision,
+        progress=progress,
+        desc="temu eval",
+        attribute=attribute,
     )
     target = np.asarray(scale.normalise([r.mos for r in records]), dtype=np.float64)
     return pred, target, evaluate_scores(pred, target)

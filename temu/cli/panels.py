@@ -1,0 +1,114 @@
+"""Attribute panels for ``temu score --maps DIR --attributes``: what a score is made of, in one picture.
+
+One PNG per image: the photo, then the quality map and one map per attribute, each drawn over a
+copy of the photo (long side at most ``max_side`` pixels, the photo's own aspect ratio) and titled
+with its name and image-level value, and one colour bar for all maps (absolute 0..1, the colours
+of :func:`temu.maps.colorize`). matplotlib draws it: it is imported here, when a panel is drawn,
+and only its object-oriented API with the Agg canvas is used (no pyplot, no window, no global state).
+Scoring never imports this module.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..files import atomic_write
+from ..maps import colorize
+
+__all__ = ["MAX_SIDE", "draw_panel", "thumbnail"]
+
+#: Long side, in pixels, of each tile of a panel.
+MAX_SIDE = 256
+#: Tiles per row at most (the photo, the quality map and the 7 default attributes make 2 rows of 5 and 4).
+MAX_COLUMNS = 5
+
+
+def thumbnail(image, max_side: int = MAX_SIDE) -> np.ndarray:
+    """A ``[3, H, W]`` tensor in [0, 1] (or a PIL image) as a ``[h, w, 3]`` uint8 copy, long side at most ``max_side``."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        rgb = image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        image = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8), mode="RGB")
+    image = image.convert("RGB")
+    image.thumbnail((max_side, max_side), Image.BICUBIC)
+    return np.asarray(image)
+
+
+def draw_panel(
+    photo: np.ndarray,
+    title: str,
+    maps: Mapping[str, tuple[float, np.ndarray]],
+    path: str | os.PathLike[str],
+    *,
+    alpha: float = 0.6,
+) -> Path:
+    """Write one panel PNG (atomically) and return its path.
+
+    photo: ``[H, W, 3]`` uint8 (already bounded in size, see :func:`thumbnail`); title: the
+    photo tile's title (e.g. its file name); maps: name -> (image-level value in [0, 1], ``[h, w]``
+    patch map in [0, 1]), in drawing order (the quality map first). Each map is drawn per patch
+    (nearest neighbour) over the photo with opacity ``alpha``. Tiles are placed at fixed pixel
+    positions (one photo pixel = one panel pixel), which is several times faster than a layout engine.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+
+    cmap = ListedColormap(colorize(np.linspace(0.0, 1.0, 256)), name="temu")
+    height, width = photo.shape[:2]
+    n = 1 + len(maps)
+    rows = math.ceil(n / MAX_COLUMNS)
+    cols = math.ceil(n / rows)
+    dpi, pad, gap, title_h, bar_w = 100, 6, 6, 20, 90  # pixels; bar_w: colour bar, ticks and its label
+    slot_w = max(width, 140)  # room for a title under narrow photos
+    fig_w = pad + cols * (slot_w + gap) + bar_w
+    fig_h = pad + rows * (title_h + height + gap)
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+
+    def tile(i: int):
+        r, c = divmod(i, cols)
+        left = pad + c * (slot_w + gap) + (slot_w - width) / 2
+        top = pad + r * (title_h + height + gap) + title_h
+        ax = fig.add_axes((left / fig_w, 1 - (top + height) / fig_h, width / fig_w, height / fig_h))
+        ax.set_axis_off()
+        ax.imshow(photo, extent=(0, width, height, 0), interpolation="nearest")
+        return ax
+
+    tile(0).set_title(_shorten(title), fontsize=9)
+    image = None
+    for i, (name, (value, patch_map)) in enumerate(maps.items(), start=1):
+        ax = tile(i)
+        image = ax.imshow(
+            np.asarray(patch_map, dtype=np.float32),
+            cmap=cmap,
+            vmin=0.0,
+            vmax=1.0,
+            alpha=alpha,
+            interpolation="nearest",
+            extent=(0, width, height, 0),
+        )
+        ax.set_title(f"{name} {value:.3f}", fontsize=9)
+    if image is not None:
+        top, bottom = pad + title_h, fig_h - gap
+        cax = fig.add_axes(((fig_w - bar_w + 8) / fig_w, 1 - bottom / fig_h, 14 / fig_w, (bottom - top) / fig_h))
+        bar = fig.colorbar(image, cax=cax)
+        bar.solids.set_alpha(1.0)
+        bar.set_label("patch score: 0 = negative prompt, 1 = positive prompt", fontsize=8)
+        bar.ax.tick_params(labelsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    path = Path(path)
+    atomic_write(path, buffer.getvalue())
+    return path
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
