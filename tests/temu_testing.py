@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ASSETS = Path(__file__).parent / "assets"
@@ -35,3 +36,82 @@ def write_hub_cache(cache: Path, repo_id: str, files: dict[str, Path], commit: s
         blob.write_bytes(data)
         (snapshot / name).symlink_to(Path("../..") / "blobs" / blob.name)
     return snapshot
+
+
+# ------------------------------------------------------------------ stored outputs (tests/test_stored_outputs.py)
+
+REPO = Path(__file__).resolve().parent.parent
+STORED_OUTPUTS = ASSETS / "stored_outputs.json"
+STORED_IMAGES = ("coffee.jpg", "rocket.jpg")  # shipped in examples/images/
+REGENERATE = "python tests/make_stored_outputs.py"
+
+
+def write_fixed_backbone(path: Path, seed: int = 20250611) -> Path:
+    """Save the tiny backbone (tiny-clip.json) with weights that depend on ``seed``, names and shapes only.
+
+    Every parameter is drawn, in name order, from one seeded torch.Generator (matrices scaled by
+    1/sqrt(fan-in), LayerNorm weights around 1, other vectors small, the logit scale open_clip starts
+    from: 1/0.07), so the weights do not change with open_clip's initialisation code. Buffers (the
+    causal mask) are kept.
+    """
+    import math
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    open_clip.add_model_config(TINY_CONFIG)
+    clip = open_clip.create_model("tiny-clip", pretrained=None)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(clip.named_parameters()):
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+            if name == "logit_scale":
+                p.fill_(math.log(1 / 0.07))
+            elif p.ndim >= 2:
+                p.copy_(noise / math.sqrt(p[0].numel()))
+            elif name.rsplit(".", 2)[-2].startswith("ln") and name.endswith(".weight"):
+                p.copy_(1 + 0.1 * noise)
+            else:
+                p.copy_(0.1 * noise)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(path))
+    return path
+
+
+def fixed_model(checkpoint: Path, variant: str, seed: int = 7):
+    """A TeMuIQA on the fixed backbone (image_size 64: an 8x8 grid, not the backbone's 4x4) whose head
+    parameters are all drawn, in name order, from a seeded generator (not from temu's initialisation)."""
+    from temu import TeMuIQA
+
+    model = TeMuIQA(backbone=str(TINY_CONFIG), pretrained=str(checkpoint), variant=variant, image_size=64).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, p in sorted(model.head.named_parameters()):
+            p.copy_(0.2 * torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    return model
+
+
+def stored_outputs(checkpoint: Path) -> dict:
+    """What tests/assets/stored_outputs.json holds: scores of S and I on two shipped photographs and
+    the quality maps of S on the first, all through temu.score / temu.iter_scores in fp32 on the CPU."""
+    import temu
+
+    paths = [REPO / "examples" / "images" / name for name in STORED_IMAGES]
+    out: dict = {
+        "regenerate": REGENERATE,
+        "what": "tests/temu_testing.py stored_outputs(): fixed tiny backbone and heads, image_size 64, fp32, CPU",
+        "images": [f"examples/images/{name}" for name in STORED_IMAGES],
+        "scores": {},
+    }
+    for variant in ("S", "I"):
+        model = fixed_model(checkpoint, variant)
+        out["scores"][variant] = temu.score(paths, model=model, batch_size=2, device="cpu", precision="fp32")
+        if variant == "S":
+            (result,) = temu.iter_scores(paths[:1], model, device="cpu", precision="fp32", with_maps=True)
+            out["maps"] = {
+                "image": out["images"][0],
+                "variant": variant,
+                "score_map": np.asarray(result.score_map, dtype=float).tolist(),
+                "weight_map": np.asarray(result.weight_map, dtype=float).tolist(),
+            }
+    return out

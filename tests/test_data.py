@@ -238,20 +238,27 @@ FORMAT_CASES = {
 EXPECTED_SKIP = {"livec": 7}
 
 
-@pytest.mark.parametrize("key", sorted(FORMAT_CASES))
-def test_each_pyiqa_format_parses(tmp_path, key):
+def lay_out(tmp_path: Path, key: str) -> tuple[Path, Path, Path]:
+    """A dataset folder as pyiqa lays it out for FORMAT_CASES[key]: (meta-info CSV, image root, reference root)."""
     root_rel, header, rows = FORMAT_CASES[key]
     fmt = DATASET_FORMATS[key]
     root = tmp_path / "datasets" / root_rel
-    skip = EXPECTED_SKIP.get(key, 0)
-    path_i, mos_i = header.index(fmt.path_col), header.index(fmt.mos_col)
-    for row in rows[skip:]:
-        make_image(root / row[path_i])
-    if fmt.ref_col:  # FR datasets: references where pyiqa expects them (not read)
-        ref_root = root.parent / "src_imgs" if key == "csiq" else root
+    ref_root = root.parent / "src_imgs" if key == "csiq" else root
+    for row in rows[EXPECTED_SKIP.get(key, 0) :]:
+        make_image(root / row[header.index(fmt.path_col)])
+    if fmt.ref_col:  # FR datasets: references where pyiqa expects them (temu does not read them)
         for row in rows:
             make_image(ref_root / row[header.index(fmt.ref_col)])
-    csv_path = write_csv(tmp_path / "meta_info" / f"{key}.csv", header, rows)
+    return write_csv(tmp_path / "meta_info" / f"{key}.csv", header, rows), root, ref_root
+
+
+@pytest.mark.parametrize("key", sorted(FORMAT_CASES))
+def test_each_pyiqa_format_parses(tmp_path, key):
+    _, header, rows = FORMAT_CASES[key]
+    fmt = DATASET_FORMATS[key]
+    skip = EXPECTED_SKIP.get(key, 0)
+    path_i, mos_i = header.index(fmt.path_col), header.index(fmt.mos_col)
+    csv_path, root, _ = lay_out(tmp_path, key)
 
     records = read_records(csv_path, root, format=key)
 
@@ -264,10 +271,7 @@ def test_each_pyiqa_format_parses(tmp_path, key):
 
 
 def test_format_directions_and_keys():
-    lower = {k for k, f in DATASET_FORMATS.items() if f.lower_better}
-    assert lower == {"csiq", "live"}  # KADID's 'dmos' is higher-is-better
-    assert DATASET_FORMATS["live"].mos_col == "mos"
-    assert DATASET_FORMATS["agiqa3k"].pyiqa_key is None
+    assert DATASET_FORMATS["agiqa3k"].pyiqa_key is None  # directions of the others: next test, from pyiqa
     assert all(f.layout and f.name == k for k, f in DATASET_FORMATS.items())
     assert get_format("KonIQ-10k").name == "koniq10k"
     assert get_format("CLIVE").name == "livec"
@@ -279,18 +283,31 @@ def test_format_directions_and_keys():
 
 
 @pytest.mark.parametrize("key", sorted(set(FORMAT_CASES) - {"agiqa3k"}))  # not in pyiqa
-def test_columns_sit_where_pyiqa_reads_them(key):
-    # pyiqa reads by position: NR row[0], row[1]; FR row[0] ref, row[1] dist, row[2] score
-    _, header, _ = FORMAT_CASES[key]
+def test_each_format_reads_what_pyiqa_reads(tmp_path, monkeypatch, key):
+    """temu reads a meta-info CSV by column names, pyiqa by column positions. On the same files, the
+    dataset class pyiqa's default_dataset_configs.yml names for the dataset gives the same images and
+    scores in the same order, and temu's score direction and range are pyiqa's."""
+    pyiqa = pytest.importorskip("pyiqa")
+    from PIL import ImageFile
+    from pyiqa.data import build_dataset
+
+    # importing pyiqa's dataset modules sets Pillow's global LOAD_TRUNCATED_IMAGES = True (ava_dataset.py);
+    # put it back afterwards, or temu's checks stop seeing truncated files in later tests
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", ImageFile.LOAD_TRUNCATED_IMAGES)
+
     fmt = DATASET_FORMATS[key]
-    if fmt.ref_col:
-        assert [header.index(c) for c in (fmt.ref_col, fmt.path_col, fmt.mos_col)] == [
-            0,
-            1,
-            2,
-        ]
-    else:
-        assert [header.index(fmt.path_col), header.index(fmt.mos_col)] == [0, 1]
+    info = pyiqa.get_dataset_info(fmt.pyiqa_key)
+    assert fmt.lower_better is bool(info["lower_better"])
+    assert fmt.mos_range == tuple(float(v) for v in info["mos_range"])
+    csv_path, root, ref_root = lay_out(tmp_path, key)
+    # every row, unnormalised: none of pyiqa's split or resize options
+    opt = {k: v for k, v in info.items() if k not in ("split_index", "split_file", "phase", "augment")}
+    opt |= {"meta_info_file": str(csv_path), "dataroot_target": str(root), "dataroot_ref": str(ref_root)}
+    theirs = build_dataset(opt)
+    items = [theirs[i] for i in range(len(theirs))]
+    ours = read_records(csv_path, root, format=key)
+    assert [Path(item["img_path"]) for item in items] == [r.path for r in ours]
+    assert [float(item["mos_label"]) for item in items] == pytest.approx([r.mos for r in ours], rel=1e-6)
 
 
 def test_format_on_wrong_csv_is_reported(tmp_path):
@@ -588,18 +605,24 @@ def test_dataset_items_and_batches():
     assert targets.tolist() == [0.0, 0.5, 1.0] and indices.tolist() == [0, 1, 2]
 
 
-def test_dataset_never_holds_decoded_images():
-    records = [IQARecord(Path(f"/img/{i}.png"), float(i), i + 2) for i in range(4)]
+def test_dataset_never_holds_decoded_images(tmp_path):
+    """Each access decodes again, and what DataLoader workers receive (the pickled dataset) stays as
+    small as the records after every image was read: no decoded image is kept."""
+    from temu.transforms import InputSize
+
+    records = [IQARecord(make_image(tmp_path / f"{i}.png", 40 * i), float(i), i + 2) for i in range(4)]
     load = CountingLoader()
-    dataset = IQADataset(records, load, MOSScale(0.0, 3.0))
+    counted = IQADataset(records, load, MOSScale(0.0, 3.0))
     for _ in range(2):
-        for i in range(len(dataset)):
-            dataset[i]
-    assert len(load.calls) == 8  # every access loads again: nothing is cached
-    state = vars(dataset)
-    assert set(state) == {"records", "load", "scale"}
-    assert all(isinstance(r, IQARecord) for r in state["records"])
-    assert not any(isinstance(v, (torch.Tensor, Image.Image, np.ndarray)) for v in state.values())
+        for i in range(len(counted)):
+            counted[i]
+    assert len(load.calls) == 8  # every access loads again
+
+    dataset = IQADataset.for_model(records, InputSize(64, (8, 8)), MOSScale(0.0, 3.0))
+    before = len(pickle.dumps(dataset))
+    images = [dataset[i][0] for i in range(len(dataset))]
+    assert all(image.shape == (3, 64, 64) for image in images)
+    assert len(pickle.dumps(dataset)) == before < images[0].numel() * 4  # smaller than one decoded image
 
 
 def test_dataset_rejects_bad_input():

@@ -36,8 +36,96 @@ def test_readme_head_parameter_counts_match_the_presets():
         assert count in README
 
 
-def test_changelog_has_an_unreleased_section():
-    assert "## [Unreleased]" in (REPO / "CHANGELOG.md").read_text()
+def command_options() -> dict[str, set[str]]:
+    """The options each command prints in its --help: {"temu score": {"--output", ...}, ...}."""
+    import contextlib
+    import io
+
+    from temu.cli import main
+    from temu.cli.finetune import main as finetune_main
+
+    options = {}
+    for name, run, argv in (
+        *((f"temu {cmd}", main, [cmd, "--help"]) for cmd in ("score", "eval", "presets")),
+        ("temu-finetune", finetune_main, ["--help"]),
+    ):
+        with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):
+            run(argv)
+        options[name] = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", out.getvalue()))
+    return options
+
+
+def inline_code(text: str) -> list[str]:
+    """`spans` of Markdown text outside fenced code blocks."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return re.findall(r"`([^`\n]+)`", text)
+
+
+def unreleased() -> str:
+    return (REPO / "CHANGELOG.md").read_text().split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
+
+
+def test_options_named_in_the_docs_and_the_changelog_exist():
+    """Every `--option` that README.md, docs/ and the unreleased changes name is an option of a temu
+    command (of the command it is written with, in spans such as `temu score --maps`)."""
+    options = command_options()
+    every = set().union(*options.values())
+    texts = {"CHANGELOG.md [Unreleased]": unreleased(), "README.md": README}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "docs").glob("*.md")}
+    wrong = []
+    for name, text in texts.items():
+        for span in inline_code(text):
+            command = next((c for c in sorted(options, key=len, reverse=True) if span.startswith(c + " ")), None)
+            if command is None and not span.startswith("--"):
+                continue
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", span):
+                if option not in (options[command] if command else every):
+                    wrong.append(f"{name}: {option} in `{span}`")
+    assert wrong == [], wrong
+
+
+def test_what_the_changelog_says_was_added_exists():
+    """The unreleased "Added" entries name public things that exist under those names: Python names
+    (`temu.x.y`, `TeMuIQA.method()`, `python -m module`), commands and files."""
+    import importlib
+
+    from temu import TeMuIQA
+
+    def resolves(dotted: str) -> bool:
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError as err:
+                if err.name and err.name.split(".")[0] != "temu":
+                    return True  # a temu module whose optional dependency (ray, pyiqa) is not installed here
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                return False
+            return True
+        return False
+
+    added = unreleased().split("### Added", 1)[1].split("\n### ", 1)[0] if "### Added" in unreleased() else ""
+    commands = set(command_options())
+    missing = []
+    for span in inline_code(added):
+        for name in re.findall(r"(?<![\w.])temu(?:\.\w+)+", span) + re.findall(r"python -m ([\w.]+)", span):
+            if not resolves(name):
+                missing.append(name)
+        for attr in re.findall(r"TeMuIQA\.(\w+)", span):
+            if not hasattr(TeMuIQA, attr):
+                missing.append(f"TeMuIQA.{attr}")
+        command = re.match(r"(temu(?:-finetune)?)(?: ([a-z]+))?", span)
+        if command and span.split()[0] in ("temu", "temu-finetune") and command.group(2):
+            if command.group(0) not in commands and not command.group(2).startswith("-"):
+                missing.append(command.group(0))
+        if re.fullmatch(r"[\w.-]+(/[\w.-]*)+|LICENSE|MANIFEST\.in", span):  # files of this repository
+            if not (REPO / span).exists():
+                missing.append(span)
+    assert missing == [], missing
 
 
 def test_readme_pyiqa_snippet_runs_with_a_tiny_backbone(tiny_checkpoint):

@@ -1,4 +1,4 @@
-"""``temu eval`` and temu.evaluation: metrics against scipy, random subsets, MOS ranges, plots, bad rows."""
+"""``temu eval`` and temu.evaluation: metrics against their definitions, random subsets, MOS ranges, plots, bad rows."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 from temu_testing import perturb_head
+from test_metrics import references
 
 import temu
 from temu import TeMuIQA
@@ -25,20 +25,17 @@ def dataset(synthetic_dataset) -> tuple[Path, Path]:
     return synthetic_dataset
 
 
-def scipy_metrics(pred, target) -> dict[str, float]:
+def reference_metrics(pred, target) -> dict[str, float]:
+    """SRCC, PLCC, KRCC from their definitions (tests/test_metrics.py, independent of scipy), and RMSE."""
     pred, target = np.asarray(pred, float), np.asarray(target, float)
-    return {
-        "srcc": stats.spearmanr(pred, target)[0],
-        "plcc": stats.pearsonr(pred, target)[0],
-        "krcc": stats.kendalltau(pred, target)[0],
-        "rmse": float(np.sqrt(np.mean((pred - target) ** 2))),
-    }
+    s, p, k = references(pred, target)
+    return {"srcc": s, "plcc": p, "krcc": k, "rmse": float(np.sqrt(np.mean((pred - target) ** 2)))}
 
 
-def test_metrics_agree_with_scipy_on_known_vectors():
+def test_metrics_agree_with_their_definitions_on_known_vectors():
     pred = [0.1, 0.4, 0.35, 0.8, 0.8, 0.2, 0.65, 0.5]
     target = [0.0, 0.5, 0.25, 1.0, 0.75, 0.25, 0.5, 0.6]  # ties in both
-    assert evaluate_scores(pred, target) == pytest.approx(scipy_metrics(pred, target), abs=1e-12)
+    assert evaluate_scores(pred, target) == pytest.approx(reference_metrics(pred, target), abs=1e-12)
     constant = evaluate_scores([0.5] * 4, [0.1, 0.2, 0.3, 0.4])
     assert np.isnan(constant["srcc"]) and constant["rmse"] == pytest.approx(
         np.sqrt(np.mean(np.square([0.4, 0.3, 0.2, 0.1])))
@@ -51,19 +48,18 @@ def test_random_subsets_are_the_test_parts_of_random_splits():
     for j, subset in enumerate(subsets):
         assert subset.tolist() == random_split(list(range(50)), 0.2, 7 + j)[1]
     assert len({tuple(s) for s in subsets}) == 4
-    assert all(np.array_equal(a, b) for a, b in zip(subsets, random_subsets(50, 4, 0.2, seed=7)))
 
     rng = np.random.default_rng(0)
     target = rng.random(50)
     pred = target + rng.normal(0, 0.2, 50)
     summary = split_metrics(pred, target, 4, 0.2, 7)
-    per = [scipy_metrics(pred[s], target[s]) for s in subsets]
+    per = [reference_metrics(pred[s], target[s]) for s in subsets]
     for key in ("srcc", "plcc", "krcc", "rmse"):
         assert summary.mean[key] == pytest.approx(np.mean([p[key] for p in per]), abs=1e-12)
         assert summary.std[key] == pytest.approx(np.std([p[key] for p in per]), abs=1e-12)
 
 
-def test_eval_command_agrees_with_scipy_on_the_model_scores(dataset, tiny_head_dir, tmp_path, capsys):
+def test_eval_command_agrees_with_the_definitions_on_the_model_scores(dataset, tiny_head_dir, tmp_path, capsys):
     csv_path, root = dataset
     out, plot = tmp_path / "eval.json", tmp_path / "scatter.png"
     args = ["eval", "--data", str(csv_path), "--image-root", str(root), "--model", str(tiny_head_dir)]
@@ -86,12 +82,12 @@ def test_eval_command_agrees_with_scipy_on_the_model_scores(dataset, tiny_head_d
         "high": mos.max(),
         "lower_better": False,
     }
-    assert report["metrics"] == pytest.approx(scipy_metrics(scores, target), abs=1e-6)
+    assert report["metrics"] == pytest.approx(reference_metrics(scores, target), abs=1e-6)
     assert "normalised to [0, 1]" in report["rmse_scale"]
     splits = report["splits"]
     assert splits["k"] == 3 and splits["items_per_split"] == 8 and len(splits["per_split"]) == 3
     first = random_subsets(40, 3, 0.2, 0)[0]
-    assert splits["per_split"][0] == pytest.approx(scipy_metrics(scores[first], target[first]), abs=1e-6)
+    assert splits["per_split"][0] == pytest.approx(reference_metrics(scores[first], target[first]), abs=1e-6)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -92,9 +92,7 @@ def test_two_epoch_run_writes_every_output(full_run):
     assert list(rows[0]) == list(METRIC_COLUMNS)
     assert all(-1 <= float(r["val_srcc"]) <= 1 and float(r["val_rmse"]) >= 0 for r in rows)
     assert (full_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    state = torch.load(full_run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert state["epoch"] == EPOCHS and len(state["history"]) == EPOCHS
-    assert {"head", "optimizer", "scheduler", "rng", "best"} <= set(state)
+    torch.load(full_run / "checkpoint.pt", map_location="cpu", weights_only=True)  # plain data: safe to load
     config = json.loads((full_run / "config.json").read_text())["model"]
     lows = [mos_of(k, 3) for k in ("blur", "noise", "jpeg")]
     assert config["mos_scale"]["high"] == 90.0 and config["mos_scale"]["low"] >= min(lows)
@@ -117,12 +115,21 @@ def test_training_loss_goes_down(full_run, dataset, tiny_kwargs):
     assert objective(TeMuIQA.from_pretrained(full_run)) < objective(TeMuIQA(**tiny_kwargs)) - 0.02
 
 
-def test_trained_head_loads_everywhere(full_run, dataset):
-    paths, _ = training_paths_and_targets(dataset)
+def test_saved_head_is_the_best_epochs_and_loads_everywhere(full_run, dataset):
+    """The head in the run folder scores the validation set as metrics.csv says the best epoch did."""
+    from temu.data import DataOptions, prepare_training_data
+    from temu.evaluation.report import evaluate_scores
+
+    csv_path, root = dataset
+    data = prepare_training_data(DataOptions(csv=csv_path, image_root=root), seed=0, log=lambda m: None)
     model = TeMuIQA.from_pretrained(full_run).eval()
-    state = torch.load(full_run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    for key, value in state["best"]["head"].items():
-        torch.testing.assert_close(model.head.state_dict()[key], value, rtol=0, atol=0)
+    rows = read_metrics(full_run / "metrics.csv")
+    best = max(rows, key=lambda r: float(r["val_srcc"]) + float(r["val_plcc"]))
+    scores = temu.score([r.path for r in data.val], model=model)
+    metrics = evaluate_scores(scores, data.scale.normalise([r.mos for r in data.val]))
+    for key in ("srcc", "plcc", "krcc", "rmse"):
+        assert metrics[key] == pytest.approx(float(best[f"val_{key}"]), rel=1e-5, abs=1e-6), key
+    paths, _ = training_paths_and_targets(dataset)
     expected = temu.score(paths[:5], model=model)
     try:
         assert temu.score(paths[:5], model=str(full_run)) == pytest.approx(expected, abs=1e-6)
@@ -158,17 +165,33 @@ def test_resume_equals_uninterrupted_run(full_run, half_run, base_args, tmp_path
     assert resumed.keys() == uninterrupted.keys()
     for key in resumed:
         assert torch.equal(resumed[key], uninterrupted[key]), key
-    a, b = (
-        torch.load(out / "checkpoint.pt", weights_only=True),
-        torch.load(full_run / "checkpoint.pt", weights_only=True),
+    # the whole final state (last head, optimizer, schedule, RNG, best so far) is bit-identical, timings aside
+    assert_same_state(
+        torch.load(out / "checkpoint.pt", weights_only=True), torch.load(full_run / "checkpoint.pt", weights_only=True)
     )
-    for key in a["head"]:
-        assert torch.equal(a["head"][key], b["head"][key]), key
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert strip(read_metrics(out / "metrics.csv")) == strip(read_metrics(full_run / "metrics.csv"))
+
+
+def assert_same_state(a, b, where: str = "checkpoint") -> None:
+    """Equal nested dicts / lists / tensors / numbers, bit for bit, except wall-clock 'seconds'."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            if key != "seconds":
+                assert_same_state(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b), where
+    else:
+        assert a == b or (a != a and b != b), where  # NaN == NaN here
 
 
 def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
@@ -183,58 +206,59 @@ def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
 # ------------------------------------------------------------------ LDG
 
 
-class Spy:
-    def __init__(self, monkeypatch):
-        import temu.train.ldg
-        import temu.train.trainer
+def trainer_on(dataset, tiny_kwargs, output: Path, config: TrainConfig, on_step) -> Trainer:
+    """A Trainer on the synthetic dataset (first 32 rows train, last 8 validate), as temu-finetune builds one."""
+    from temu.data import MOSScale, read_records
 
-        self.forward_sizes: list[int] = []
-        self.losses: list[tuple] = []
-        self.fidelity: list[torch.Tensor] = []
-        self.distortions = 0
-        model_forward, loss_parts = TeMuIQA.forward, temu.train.trainer.loss_parts
-        fidelity, distortion = temu.train.ldg.ldg_fidelity, temu.train.ldg.local_distortion
-
-        def spy_forward(module, x, *args, **kwargs):
-            if not torch.is_inference_mode_enabled():  # training steps, not validation
-                self.forward_sizes.append(x.shape[0])
-            return model_forward(module, x, *args, **kwargs)
-
-        def spy_loss(scores, targets, ldg_scores, ldg_targets, **weights):
-            self.losses.append((targets.clone(), None if ldg_targets is None else ldg_targets.clone()))
-            return loss_parts(scores, targets, ldg_scores, ldg_targets, **weights)
-
-        def spy_fidelity(images, distorted):
-            f = fidelity(images, distorted)
-            self.fidelity.append(f.clone())
-            return f
-
-        def spy_distortion(images, **kwargs):
-            self.distortions += 1
-            return distortion(images, **kwargs)
-
-        monkeypatch.setattr(TeMuIQA, "forward", spy_forward)
-        monkeypatch.setattr(temu.train.trainer, "loss_parts", spy_loss)
-        monkeypatch.setattr(temu.train.ldg, "ldg_fidelity", spy_fidelity)
-        monkeypatch.setattr(temu.train.ldg, "local_distortion", spy_distortion)
+    csv_path, root = dataset
+    records = read_records(csv_path, root)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = TeMuIQA(**tiny_kwargs)
+    scale = MOSScale.fit([r.mos for r in records[:32]])
+    return Trainer(model, records[:32], records[32:], scale, config, output, progress=False, on_step=on_step)
 
 
-def test_ldg_targets_are_fidelity_times_mos_in_one_forward(monkeypatch, base_args, tmp_path):
-    spy = Spy(monkeypatch)
-    assert run([*base_args, "--epochs", "1", "--output", str(tmp_path / "ldg")]) == 0
-    assert spy.forward_sizes == [16] * 4  # 4 steps, originals and distorted copies in one 2N forward
-    assert spy.distortions == 4 and len(spy.fidelity) == 4
-    for (targets, ldg_targets), f in zip(spy.losses, spy.fidelity):
-        assert ((f >= 0) & (f <= 1)).all() and (f < 1).any()
-        torch.testing.assert_close(ldg_targets, f * targets, rtol=0, atol=0)
+def test_ldg_targets_are_cw_ssim_fidelity_times_mos_in_one_forward(dataset, tiny_kwargs, tmp_path):
+    """Observed through the documented on_step hook; the fidelity is recomputed here with pyiqa's CW-SSIM
+    (temu's own where pyiqa is missing; tests/test_cwssim.py holds the two to 1e-7)."""
+    from temu.data import read_records
+
+    seen: list = []
+    config = TrainConfig(epochs=1, batch_size=8, lr=0.01, seed=0)
+    trainer_on(dataset, tiny_kwargs, tmp_path / "ldg", config, seen.append).fit()
+    assert [(s.epoch, s.step) for s in seen] == [(1, k) for k in range(1, 5)]  # 32 images in steps of 8
+    assert [s.forward_batch for s in seen] == [16] * 4  # originals and distorted copies in one 2N forward
+    try:
+        import pyiqa
+
+        # the resized images overshoot [0, 1] a little (bicubic), which pyiqa's input check refuses
+        metric = pyiqa.create_metric("cw_ssim", device="cpu", check_input_range=False)
+    except ImportError:
+        from temu.train.cwssim import cw_ssim as metric
+    csv_path, root = dataset
+    records = read_records(csv_path, root)
+    mos = {str(r.path): r.mos for r in records[:32]}
+    low, high = min(mos.values()), max(mos.values())
+    for s in seen:
+        y = torch.tensor([(mos[p] - low) / (high - low) for p in s.paths])
+        torch.testing.assert_close(s.targets.double(), y.double(), atol=1e-6, rtol=0)  # the batch's own MOS
+        outside = s.distorted == s.images
+        assert outside.any() and not outside.all()  # a local distortion: part of each copy changed
+        f = metric(s.distorted.double(), s.images.double()).reshape(-1).clamp(0, 1)
+        torch.testing.assert_close(s.fidelity.double(), f, atol=1e-5, rtol=0)
+        assert (f < 1).any()
+        torch.testing.assert_close(s.ldg_targets.double(), f * y.double(), atol=1e-5, rtol=0)
+    assert float(read_metrics(tmp_path / "ldg" / "metrics.csv")[0]["train_ldg"]) > 0
 
 
-def test_no_ldg_runs_no_distorted_forward(monkeypatch, base_args, tmp_path):
-    spy = Spy(monkeypatch)
+def test_no_ldg_runs_no_distorted_forward(dataset, tiny_kwargs, tmp_path):
+    seen: list = []
     out = tmp_path / "noldg"
-    assert run([*base_args, "--epochs", "1", "--no-ldg", "--output", str(out)]) == 0
-    assert spy.forward_sizes == [8] * 4 and spy.distortions == 0 and spy.fidelity == []
-    assert all(ldg is None for _, ldg in spy.losses)
+    trainer_on(dataset, tiny_kwargs, out, TrainConfig(epochs=1, batch_size=8, ldg=False), seen.append).fit()
+    assert [s.forward_batch for s in seen] == [8] * 4
+    assert all(s.distorted is None and s.fidelity is None and s.ldg_targets is None for s in seen)
+    assert all(float(s.losses[3]) == 0 for s in seen)
     assert float(read_metrics(out / "metrics.csv")[0]["train_ldg"]) == 0.0
 
 
@@ -335,31 +359,24 @@ def test_bad_rows_stop_the_run_before_training(dataset, base_args, tmp_path, cap
 
 
 def test_nan_loss_stops_naming_the_batch(dataset, tiny_kwargs, tmp_path):
-    from temu.data import MOSScale, read_records
+    seen: list = []
+    trainer: Trainer
 
-    csv_path, root = dataset
-    records = read_records(csv_path, root)
-    model = TeMuIQA(**tiny_kwargs)
+    def poison_after_first_step(info) -> None:  # from step 2 on, every score (and so the loss) is NaN
+        seen.append(info)
+        if info.step == 1:
+            with torch.no_grad():
+                for p in trainer.model.head.parameters():
+                    p.fill_(float("nan"))
+
     config = TrainConfig(epochs=1, batch_size=8, ldg=False, sync_every=3)
-    trainer = Trainer(
-        model, records[:32], records[32:], MOSScale.fit([r.mos for r in records]), config, tmp_path, progress=False
-    )
-    trainer.train_loader.sampler.set_epoch(0)
-    batches = [[str(records[k].path) for k in idx] for _, _, idx in trainer.train_loader]
-    steps = []
-    original = trainer._step
-
-    def poisoned(images, targets, generator, autocast):
-        steps.append(1)
-        parts = original(images, targets, generator, autocast)
-        return parts * float("nan") if len(steps) >= 2 else parts
-
-    trainer._step = poisoned  # type: ignore[method-assign]
+    trainer = trainer_on(dataset, tiny_kwargs, tmp_path, config, poison_after_first_step)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2 of 4") as info:
         trainer.fit()
     # the NaN appeared at step 2 and was found at the check after step 3 (sync_every=3)
-    assert len(steps) == 3
-    assert str(batches[1]) in str(info.value)
+    assert [s.step for s in seen] == [1, 2, 3]
+    assert torch.isfinite(seen[0].losses).all() and not torch.isfinite(seen[1].losses[0])
+    assert str(seen[1].paths) in str(info.value)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -381,11 +398,12 @@ def test_world_of_one_process_group_matches_a_plain_run(monkeypatch, half_run, b
         == 0
     )
     assert not torch.distributed.is_initialized()  # the group it made is gone
-    a = torch.load(out / "checkpoint.pt", weights_only=True)
-    b = torch.load(half_run / "checkpoint.pt", weights_only=True)
-    assert a["world_size"] == 1
-    for key in b["head"]:
-        torch.testing.assert_close(a["head"][key], b["head"][key], rtol=1e-6, atol=1e-7)
+    assert json.loads((out / "run.json").read_text())["world_size"] == 1
+    a, b = load_file(out / "model.safetensors"), load_file(half_run / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in b:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    assert read_metrics(out / "metrics.csv")[0]["val_srcc"] == read_metrics(half_run / "metrics.csv")[0]["val_srcc"]
 
 
 def test_options_are_validated(base_args, tmp_path, capsys):
@@ -399,6 +417,7 @@ def test_options_are_validated(base_args, tmp_path, capsys):
     assert "fewer than one batch of 64" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path):
     """torchrun with 2 CPU processes (gloo): sharded data, DDP-averaged gradients, gathered validation.
 
@@ -456,8 +475,9 @@ def test_variant_i_with_chosen_layers_trains_and_loads(base_args, tmp_path):
     out = tmp_path / "variant-i"
     assert run([*base_args, "--epochs", "1", "--variant", "i", "--layers", "1-2", "--output", str(out)]) == 0
     model = temu.load(out)
-    assert model.config.variant == "I" and model.layer_ids == [0, 1] and model.mos_scale is not None
-    assert any(key.startswith("prompts.") for key in load_file(out / "model.safetensors"))
+    assert model.config.variant == "I" and model.config.layers == (1, 2) and model.mos_scale is not None
+    with pytest.raises(temu.WeightsError, match="unexpected keys"):  # the prompt learner was saved with the head
+        TeMuIQA.from_pretrained(out, variant="S")
 
 
 # ------------------------------------------------------------------ what real folders hold: bad data and old runs

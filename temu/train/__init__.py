@@ -6,6 +6,15 @@ drives it.
 """
 
 from .config import TrainConfig
-from .trainer import CHECKPOINT_NAME, CURVES_NAME, METRIC_COLUMNS, METRICS_NAME, Trainer, TrainResult
+from .trainer import CHECKPOINT_NAME, CURVES_NAME, METRIC_COLUMNS, METRICS_NAME, StepInfo, Trainer, TrainResult
 
-__all__ = ["CHECKPOINT_NAME", "CURVES_NAME", "METRICS_NAME", "METRIC_COLUMNS", "TrainConfig", "TrainResult", "Trainer"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CURVES_NAME",
+    "METRICS_NAME",
+    "METRIC_COLUMNS",
+    "StepInfo",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+]

@@ -23,6 +23,10 @@ Several processes (torchrun): each takes an equal share of every batch; after ``
 head's gradients are averaged over the processes with one ``all_reduce``
 (:func:`temu.train.distributed.average_gradients`). The head is small, so that is all
 DistributedDataParallel would do here.
+
+Hook: ``Trainer(..., on_step=fn)`` calls ``fn(StepInfo)`` after every optimisation step, on
+every process, with what the step trained on (the batch's files, images and targets, LDG's
+distorted copies, fidelities and targets, the forward batch size and the loss parts).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -72,6 +76,7 @@ __all__ = [
     "CURVES_NAME",
     "METRICS_NAME",
     "METRIC_COLUMNS",
+    "StepInfo",
     "TrainResult",
     "Trainer",
     "steps_per_epoch",
@@ -126,6 +131,45 @@ class TrainResult:
     finished: bool
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """What one optimisation step trained on, handed to the ``on_step`` hook of :class:`Trainer`.
+
+    Tensors are this process's share of the batch (``N`` images), detached, on the training
+    device; reading their values waits for the device (a host-device sync on GPU).
+
+    epoch, step: 1-based, as in ``metrics.csv`` and the trainer's messages; ``steps_per_epoch`` steps per epoch.
+    paths: the ``N`` image files, in batch order.
+    images: ``[N, 3, H, W]`` floats, the originals as the model gets them: read, resized (bicubic, so values
+        may overshoot [0, 1] a little at sharp edges).
+    targets: ``[N]`` their MOS normalised to [0, 1] (1 = best).
+    distorted: ``[N, 3, H, W]`` LDG's locally distorted copies; None without LDG.
+    fidelity: ``[N]`` CW-SSIM fidelity f of each copy, in [0, 1]; None without LDG.
+    ldg_targets: ``[N]`` the copies' targets ``f * y``; None without LDG.
+    forward_batch: images in the step's one forward pass: ``2N`` with LDG (originals and copies), ``N`` without.
+    losses: ``[4]``: total, MSE, 1 - PLCC, LDG's MSE (the LDG part is 0 without LDG).
+    """
+
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    paths: list[str]
+    images: torch.Tensor
+    targets: torch.Tensor
+    distorted: torch.Tensor | None
+    fidelity: torch.Tensor | None
+    ldg_targets: torch.Tensor | None
+    forward_batch: int
+    losses: torch.Tensor
+
+
+class _StepSeen(NamedTuple):
+    forward_batch: int
+    distorted: torch.Tensor | None
+    fidelity: torch.Tensor | None
+    ldg_targets: torch.Tensor | None
+
+
 class Trainer:
     """Fine-tunes ``model.head`` on ``train`` records, validating on ``val`` after every epoch.
 
@@ -134,6 +178,9 @@ class Trainer:
     output: the run folder (checkpoint, best head, metrics.csv, curves.png); written by rank 0 only.
     info: this process's rank and device (:func:`temu.train.distributed.setup`).
     progress: tqdm bars on rank 0. log: where rank 0's one-line messages go (default stderr).
+    on_step: called with a :class:`StepInfo` after every optimisation step (on every process),
+        e.g. to log LDG's targets or look at its distorted images. It runs in the training loop:
+        keep it cheap. None (the default) costs nothing.
     """
 
     def __init__(
@@ -148,8 +195,10 @@ class Trainer:
         info: DistInfo | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        on_step: Callable[[StepInfo], None] | None = None,
     ) -> None:
         self.info = info or DistInfo()
+        self.on_step = on_step
         self.config = config
         self.output = Path(output)
         self.scale = scale
@@ -401,7 +450,9 @@ class Trainer:
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 window[step] = indices
-                parts = self._step(images, targets, generator, autocast)
+                parts, seen = self._step(images, targets, generator, autocast)
+                if self.on_step is not None:
+                    self.on_step(self._step_info(epoch, step, indices, images, targets, parts, seen))
                 sums += parts.detach()
                 first_bad = torch.where((first_bad == 0) & ~torch.isfinite(parts[0]), step + 1, first_bad)
                 last = step + 1 == self.steps_per_epoch
@@ -417,13 +468,31 @@ class Trainer:
         total, mse, plcc, ldg = totals.tolist()
         return {"train_loss": total, "train_mse": mse, "train_plcc": plcc, "train_ldg": ldg}
 
+    def _step_info(
+        self,
+        epoch: int,
+        step: int,
+        indices: torch.Tensor,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        parts: torch.Tensor,
+        seen: _StepSeen,
+    ) -> StepInfo:
+        return StepInfo(
+            epoch=epoch + 1, step=step + 1, steps_per_epoch=self.steps_per_epoch,
+            paths=[str(self.train_records[int(i)].path) for i in indices],
+            images=images, targets=targets, distorted=seen.distorted, fidelity=seen.fidelity,
+            ldg_targets=seen.ldg_targets, forward_batch=seen.forward_batch, losses=parts.detach(),
+        )  # fmt: skip
+
     def _step(
         self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None, autocast: Any
-    ) -> torch.Tensor:
-        """One optimisation step; returns ``[total, mse, 1 - plcc, ldg_mse]`` (device tensor, not synced)."""
+    ) -> tuple[torch.Tensor, _StepSeen]:
+        """One optimisation step; returns ``[total, mse, 1 - plcc, ldg_mse]`` (device tensor, not synced) and
+        what the forward pass was given (for :class:`StepInfo`)."""
         cfg = self.config
         n = images.shape[0]
-        ldg_targets = None
+        distorted = fidelity = ldg_targets = None
         batch = images
         if cfg.ldg:
             with torch.no_grad():
@@ -447,7 +516,7 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return parts
+        return parts, _StepSeen(batch.shape[0], distorted, fidelity, ldg_targets)
 
     def _check_finite(self, first_bad: torch.Tensor, window: dict[int, torch.Tensor], epoch: int) -> None:
         if int(all_reduce_max(self.info, first_bad)) == 0:  # the one host-device sync of the window
