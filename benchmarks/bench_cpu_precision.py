@@ -10,8 +10,8 @@ crops scored through ``temu.score`` (the test suite's rule: < 0.01 and >= 0.999 
 ``precision="auto"`` picks on this CPU and why (temu/precision.py).
 
     python benchmarks/bench_cpu_precision.py --backbone ViT-B-16 --image-size 224 --batch 8 --agreement-crops 48
-    python benchmarks/bench_cpu_precision.py --backbone ViT-L-14 --image-size 448 --batch 1 4 --repeats 2
-    python benchmarks/bench_cpu_precision.py --backbone ViT-L-14 --image-size 448 --batch 4 --variants S --compile
+    python benchmarks/bench_cpu_precision.py --backbone ViT-L-14 --image-size 448 --batch 1 4 --repeats 1
+    python benchmarks/bench_cpu_precision.py --backbone ViT-L-14 --image-size 448 --batch 4 --variants S --no-precision --compile
 """
 
 from __future__ import annotations
@@ -180,6 +180,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["S", "I"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--agreement-crops", type=int, default=0, help="crops for the agreement table (0: none)")
+    parser.add_argument("--no-precision", action="store_true", help="skip the bf16-vs-fp32 table (with --compile)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (fp32, first variant)")
     parser.add_argument("--compile-repeats", type=int, default=3)
     args = parser.parse_args()
@@ -192,10 +193,11 @@ def main() -> None:
     print(f"# {name} @ {args.image_size}, random weights, bf16 autocast vs fp32, {args.repeats} repeats (median)")
     print(f"# {environment(device)}")
     print(f"# {auto_line()}")
-    rows = []
-    for b in args.batch:
-        rows += precision_rows(models, crops_batch(crops[:b], args.image_size, device), repeats=args.repeats)
-    print(table(rows, [h.format(low="bf16") for h in PRECISION_HEADER]))
+    if not args.no_precision:
+        rows = []
+        for b in args.batch:
+            rows += precision_rows(models, crops_batch(crops[:b], args.image_size, device), repeats=args.repeats)
+        print(table(rows, [h.format(low="bf16") for h in PRECISION_HEADER]))
     if args.agreement_crops:
         print(f"\n# agreement over {args.agreement_crops} photo crops (temu.score, batch {max(args.batch)})")
         rows = agreement_rows(models, crops[: args.agreement_crops], batch=max(args.batch))
