@@ -190,7 +190,8 @@ def main() -> None:
     name = quickgelu_name(args.backbone)
     models = temu_models(name, args.image_size, args.variants, device)
     crops = photo_crops(max(max(args.batch), args.agreement_crops))
-    print(f"# {name} @ {args.image_size}, random weights, bf16 autocast vs fp32, {args.repeats} repeats (median)")
+    what = "torch.compile" if args.no_precision else f"bf16 autocast vs fp32, {args.repeats} repeats (median)"
+    print(f"# {name} @ {args.image_size}, random weights, {what}")
     print(f"# {environment(device)}")
     print(f"# {auto_line()}")
     if not args.no_precision:

@@ -1,6 +1,6 @@
 """Every GPU row of benchmarks/RESULTS.md in one command, with random weights (they time the same as trained ones).
 
-    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (one H100: about 5 min)
+    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (budgets: 430 s in all)
     python benchmarks/gpu_suite.py OUTDIR --sections overhead pyiqa
     python benchmarks/gpu_suite.py OUTDIR --tiny                   # tiny backbone, CPU, tiny sizes (tests run this)
     bash benchmarks/gpu_suite.sh OUTDIR                            # a bare GPU machine: venv, install, then the suite

@@ -10,9 +10,10 @@ natively, i.e. it reports one of :data:`NATIVE_BF16_FLAGS` (AVX512-BF16: AMD Zen
 Intel Cooper Lake and later; AMX: Intel Sapphire Rapids and later), and torch has oneDNN (its
 bf16 matrix kernels). The flags are read from ``/proc/cpuinfo`` (Linux) and from torch's own
 CPU probes (any OS). Without them bf16 is emulated and much slower than fp32: on an AMD EPYC
-(Zen 3, AVX2 only) ViT-B/16 at 224 ran about 5x slower under bf16 autocast
-(``benchmarks/bench_cpu_precision.py``, results in ``benchmarks/RESULTS.md``), so there "auto" is
-fp32. Arm CPUs stay fp32 until bf16 is measured faster on one. The head always runs in fp32.
+with AVX2 only, bf16 autocast took 4 to 6 times as long as fp32 (ViT-B/16 at 224 and ViT-L/14 at
+448, batch 1 to 8; ``benchmarks/bench_cpu_precision.py``, ``benchmarks/RESULTS.md``), so there
+"auto" is fp32. A CPU with native bf16 has not been measured yet. Arm CPUs stay fp32 until bf16
+is measured faster on one. The head always runs in fp32.
 """
 
 from __future__ import annotations

@@ -61,6 +61,14 @@ def test_a_section_that_raises_or_runs_over_budget_fails_the_suite(suite, tmp_pa
     assert "2 section(s) FAILED: boom, slow" in capsys.readouterr().err
 
 
+def test_without_a_gpu_the_full_run_refuses_at_once(suite, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="CUDA is not available .* pass --tiny"):
+        suite.main([str(tmp_path)])
+
+
 def test_unknown_section_is_a_usage_error(suite, tmp_path):
     with pytest.raises(SystemExit) as exc:
         suite.main([str(tmp_path), "--tiny", "--sections", "nonsense"])
