@@ -5,8 +5,8 @@ the test suite's 48 photo crops, resized to the model's size. For each batch siz
 prints the fp32 and bf16 times (interleaved), the speed-up fp32 / bf16 and the largest score
 difference on the timed batch; ``--agreement-crops N`` adds max |bf16 - fp32| and SRCC over N
 crops scored through ``temu.score`` (the test suite's rule: < 0.01 and >= 0.999 over 48);
-``--compile`` adds ``torch.compile`` (fp32, variant S, largest batch): the first call's cost
-(compilation included) and the steady-state ratio to eager. The header says what
+``--compile`` adds ``torch.compile`` (fp32, variant S, largest batch): the first call's cost,
+the part of it dynamo and inductor spent compiling, and the steady-state ratio to eager. The header says what
 ``precision="auto"`` picks on this CPU and why (temu/precision.py).
 
     python benchmarks/bench_cpu_precision.py --backbone ViT-B-16 --image-size 224 --batch 8 --agreement-crops 48
@@ -147,6 +147,7 @@ def compile_rows(model: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> li
         start = time.perf_counter()
         call(m)()
         first[name] = time.perf_counter() - start
+    compiling = {"eager": "0", "torch.compile": f"{_dynamo_compile_seconds():,.1f}"}
     timings = time_interleaved(
         {"eager": call(model), "torch.compile": call(compiled)},
         device=x.device,
@@ -159,6 +160,7 @@ def compile_rows(model: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> li
         [
             name,
             f"{first[name]:,.1f}",
+            compiling[name],
             f"{t.median * 1000:,.0f}",
             f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
             f"{base / t.median:.2f}x",
@@ -167,7 +169,22 @@ def compile_rows(model: torch.nn.Module, x: torch.Tensor, *, repeats: int) -> li
     ]
 
 
-COMPILE_HEADER = ["blocks", "first call s", "steady ms/batch (median)", "min..max ms", "speed-up vs eager"]
+COMPILE_HEADER = [
+    "blocks",
+    "first call s",
+    "of which compiling s",
+    "steady ms/batch (median)",
+    "min..max ms",
+    "speed-up vs eager",
+]
+
+
+def _dynamo_compile_seconds() -> float:
+    """Seconds torch.compile spent compiling in this process (dynamo's ``_compile.compile_inner`` timer)."""
+    from torch._dynamo.utils import compile_times
+
+    names, values = compile_times(repr="csv", aggregate=True)
+    return float(dict(zip(names, values))["_compile.compile_inner"])
 
 
 def main() -> None:

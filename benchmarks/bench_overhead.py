@@ -94,15 +94,19 @@ def overhead_rows(timings: dict[str, Timing]) -> list[list[str]]:
     ]
 
 
-def layer_sweep_rows(model: torch.nn.Module, x: torch.Tensor, precision: str, repeats: int = 3) -> list[list[object]]:
-    """Rows ``[layers, peak MiB, ms/batch]`` for variant S aggregating the last k layers (all blocks run)."""
+def layer_sweep_rows(
+    backbone: str, depth: int, x: torch.Tensor, precision: str, repeats: int = 3
+) -> list[list[object]]:
+    """Rows ``[layers, peak MiB, ms/batch]`` for variant S aggregating the last k of ``depth`` layers (all blocks run).
+
+    One model at a time is built and timed, so the peak memory is that model's weights and its forward.
+    """
     from temu import TeMuIQA
 
-    depth = model.backbone.depth
     rows: list[list[object]] = []
     for k in sorted({1, depth // 4, depth // 2, depth} - {0}):
         m = TeMuIQA(
-            backbone=model.config.backbone,
+            backbone=backbone,
             pretrained=None,
             layers=list(range(depth - k + 1, depth + 1)),
             image_size=x.shape[-1],
@@ -146,7 +150,10 @@ def main() -> None:
 
     if args.layer_sweep:
         print("\n# peak memory against the number of aggregated layers (the last k layers, all blocks run)")
-        print(table(layer_sweep_rows(next(iter(models.values())), x, precision), ["layers", "peak MiB", "ms/batch"]))
+        any_model = next(iter(models.values()))
+        del bare, models  # the sweep's peak memory is one model's
+        rows = layer_sweep_rows(any_model.config.backbone, any_model.backbone.depth, x, precision)
+        print(table(rows, ["layers", "peak MiB", "ms/batch"]))
 
 
 if __name__ == "__main__":

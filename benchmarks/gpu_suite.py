@@ -1,6 +1,6 @@
 """Every GPU row of benchmarks/RESULTS.md in one command, with random weights (they time the same as trained ones).
 
-    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (budgets: 430 s in all)
+    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (budgets: 435 s in all)
     python benchmarks/gpu_suite.py OUTDIR --sections overhead pyiqa
     python benchmarks/gpu_suite.py OUTDIR --tiny                   # tiny backbone, CPU, tiny sizes (tests run this)
     bash benchmarks/gpu_suite.sh OUTDIR                            # a bare GPU machine: venv, install, then the suite
@@ -178,11 +178,12 @@ def section_overhead(s: Settings) -> str:
 
 def section_layer_sweep(s: Settings) -> str:
     """Peak memory of variant S against the number of aggregated layers (flat by design)."""
+    import open_clip
     from bench_overhead import layer_sweep_rows
 
-    (model,) = temu_models(s.backbone, s.image_size, ["S"], s.device).values()
+    depth = open_clip.get_model_config(s.backbone)["vision_cfg"]["layers"]
     x = torch.rand(s.batch, 3, s.image_size, s.image_size, device=s.device)
-    rows = layer_sweep_rows(model, x, s.precision, repeats=3)
+    rows = layer_sweep_rows(s.backbone, depth, x, s.precision, repeats=3)
     note = "peak memory is measured on CUDA only" if s.device.type != "cuda" else "goal: flat in the number of layers"
     return "\n".join(
         [
@@ -333,14 +334,14 @@ def section_cpu_precision(s: Settings) -> str:
     crops = photo_crops(max(s.cpu_batches))
     rows = []
     for b in s.cpu_batches:
-        rows += precision_rows(models, crops_batch(crops[:b], s.image_size, cpu), repeats=2)
+        rows += precision_rows(models, crops_batch(crops[:b], s.image_size, cpu), repeats=1)
     return "\n".join(
         [
             "```\npython benchmarks/gpu_suite.py OUTDIR --sections cpu_precision"
             + (" --tiny" if s.tiny else "")
             + "\n```",
             "",
-            f"# host CPU, {s.backbone} @ {s.image_size}, variant S, bf16 autocast vs fp32, 2 repeats (median)",
+            f"# host CPU, {s.backbone} @ {s.image_size}, variant S, bf16 autocast vs fp32, 1 warm-up and 1 timed call each",
             f"# {environment(cpu)}",
             f"# {auto_line()}",
             table(rows, [h.format(low="bf16") for h in PRECISION_HEADER]),
@@ -349,10 +350,10 @@ def section_cpu_precision(s: Settings) -> str:
 
 
 SECTIONS: list[Section] = [
-    Section("overhead", "temu S and I vs open_clip encode_image (images/s, MFU)", 60, section_overhead),
-    Section("layer_sweep", "layer sweep: peak memory against the number of layers", 45, section_layer_sweep),
+    Section("overhead", "temu S and I vs open_clip encode_image (images/s, MFU)", 50, section_overhead),
+    Section("layer_sweep", "layer sweep: peak memory against the number of layers", 40, section_layer_sweep),
     Section("pyiqa", "temu_iqa vs pyiqa clipiqa+_vitL14_512 through create_metric", 90, section_pyiqa),
-    Section("score_files", "temu.iter_scores from JPEG files vs model only", 60, section_score_files),
+    Section("score_files", "temu.iter_scores from JPEG files vs model only", 80, section_score_files),
     Section("finetune", "one fine-tuning step with and without LDG; KonIQ-10k 30 epochs", 45, section_finetune),
     Section("agreement", "bf16 vs fp32 on the device", 40, section_agreement),
     Section("cpu_precision", "host CPU: bf16 vs fp32, what precision='auto' picks", 90, section_cpu_precision),
