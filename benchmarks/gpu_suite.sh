@@ -21,15 +21,20 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 start=$SECONDS
 say() { echo "gpu_suite.sh [$((SECONDS - start)) s]: $*" >&2; }
 
-"$PYTHON" -m venv "$VENV"
 PY="$VENV/bin/python"
+if "$PYTHON" -m venv "$VENV"; then
+    PIP=("$PY" -m pip install -q --retries 0 --timeout 10)
+else  # a python without ensurepip: a venv without pip, filled by the parent's pip
+    say "NOTE: '$PYTHON -m venv' failed; making the venv without pip and installing with $PYTHON's pip"
+    "$PYTHON" -m venv --without-pip "$VENV"
+    PIP=("$PYTHON" -m pip --python "$PY" install -q --retries 0 --timeout 10)
+fi
 # the venv sees the packages of the python that made it (a venv's --system-site-packages would not)
 "$PYTHON" -c 'import sysconfig; print(*sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")}), sep="\n")' \
     >"$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_temu_suite_parent.pth"
-PIP=("$PY" -m pip install -q --retries 0 --timeout 10)
 WHEELS=()
-if compgen -G "$REPO/.whl/*.whl" >/dev/null; then
-    WHEELS=(--find-links "$REPO/.whl")
+if compgen -G "$REPO/.whl/*.whl" >/dev/null; then  # wheels brought along: the machine is offline, use only them
+    WHEELS=(--no-index --find-links "$REPO/.whl")
     "${PIP[@]}" --no-index --no-deps "$REPO"/.whl/*.whl || { say "FAILED to install the wheels in $REPO/.whl"; exit 1; }
 fi
 if ! "${PIP[@]}" "${WHEELS[@]}" torch==2.14.1 torchvision==0.29.1; then
@@ -55,7 +60,7 @@ print(f"torch {torch.__version__} (CUDA {torch.version.cuda}, available: {torch.
 PY
 say "installed; running the suite"
 cd "$REPO"
-"$PY" benchmarks/gpu_suite.py "$OUT" "$@"
-status=$?
+status=0
+"$PY" benchmarks/gpu_suite.py "$OUT" "$@" || status=$?
 say "done (exit $status)"
 exit $status
