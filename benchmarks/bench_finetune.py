@@ -15,12 +15,94 @@ from __future__ import annotations
 import argparse
 import math
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import environment, table, time_interleaved
+from common import Timing, environment, table, temu_models, time_interleaved
+
+
+def finetune_timings(
+    model: torch.nn.Module, *, batch: int, image_size: int, precision: str, repeats: int
+) -> dict[str, Timing]:
+    """Interleaved timings of an inference forward of N images and of ``Trainer._step`` with LDG off and on."""
+    from PIL import Image
+
+    from temu.data import IQARecord, MOSScale
+    from temu.precision import autocast_context
+    from temu.train import TrainConfig, Trainer
+
+    device = next(model.parameters()).device
+    with tempfile.TemporaryDirectory() as tmp:
+        # the Trainer wants records on disk; the timed steps use an in-memory batch
+        records = []
+        for i in range(batch + 2):
+            path = Path(tmp) / f"{i}.png"
+            Image.fromarray(np.full((8, 8, 3), i * 20 % 255, np.uint8)).save(path)
+            records.append(IQARecord(path=path, mos=float(i), row=i + 2))
+        scale = MOSScale.fit([r.mos for r in records])
+        trainers = {
+            ldg: Trainer(
+                model,
+                records[:-2],
+                records[-2:],
+                scale,
+                TrainConfig(batch_size=batch, ldg=ldg, precision=precision),
+                Path(tmp) / f"run-{ldg}",
+                progress=False,
+            )
+            for ldg in (True, False)
+        }
+        x = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)).to(device)
+        y = torch.rand(batch).to(device)
+        autocast = autocast_context(device, precision)
+
+        def step(ldg: bool):
+            trainer = trainers[ldg]
+            generator = trainer.ldg_generator(0) if ldg else None
+            return lambda: trainer._step(x, y, generator, autocast)
+
+        def forward():
+            with torch.inference_mode(), autocast:
+                return model(x, check_input=False)
+
+        return time_interleaved(
+            {
+                "inference forward (N)": forward,
+                "train step, LDG off (N)": step(False),
+                "train step, LDG on (2N)": step(True),
+            },
+            device=device,
+            items=batch,
+            repeats=repeats,
+        )
+
+
+FINETUNE_HEADER = ["", "steps/s", "ms/step", "images/s", "time / forward"]
+
+
+def finetune_rows(timings: dict[str, Timing]) -> list[list[str]]:
+    """Rows under :data:`FINETUNE_HEADER`."""
+    base = timings["inference forward (N)"].median
+    return [
+        [t.name, f"{1 / t.median:,.3f}", f"{t.median * 1000:,.0f}", f"{t.per_second:,.2f}", f"{t.median / base:.2f}"]
+        for t in timings.values()
+    ]
+
+
+def koniq_lines(timings: dict[str, Timing], batch: int) -> list[str]:
+    """The KonIQ-10k 30-epoch time implied by the measured step and forward times, LDG on and off."""
+    base = timings["inference forward (N)"].median
+    steps = 7058 // batch
+    val_batches = math.ceil(1000 / batch)
+    lines = []
+    for ldg, name in ((True, "train step, LDG on (2N)"), (False, "train step, LDG off (N)")):
+        epoch = steps * timings[name].median + val_batches * base
+        lines.append(
+            f"# KonIQ-10k on this device, LDG {'on' if ldg else 'off'}: {steps} steps x {timings[name].median:.3f} s + "
+            f"{val_batches} val batches x {base:.3f} s = {epoch / 60:,.1f} min per epoch, {30 * epoch / 3600:,.2f} h for 30 epochs"
+        )
+    return lines
 
 
 def main() -> None:
@@ -39,79 +121,17 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    from PIL import Image
-
-    from temu import TeMuIQA
-    from temu.data import IQARecord, MOSScale
-    from temu.precision import autocast_context
-    from temu.train import TrainConfig, Trainer
-
-    warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
     torch.manual_seed(0)
-    model = TeMuIQA(backbone=args.backbone, pretrained=None, variant=args.variant, image_size=args.image_size)
-    with tempfile.TemporaryDirectory() as tmp:
-        # the Trainer wants records on disk; the timed steps use an in-memory batch
-        records = []
-        for i in range(args.batch + 2):
-            path = Path(tmp) / f"{i}.png"
-            Image.fromarray(np.full((8, 8, 3), i * 20 % 255, np.uint8)).save(path)
-            records.append(IQARecord(path=path, mos=float(i), row=i + 2))
-        scale = MOSScale.fit([r.mos for r in records])
-        trainers = {
-            ldg: Trainer(
-                model,
-                records[:-2],
-                records[-2:],
-                scale,
-                TrainConfig(batch_size=args.batch, ldg=ldg, precision=args.precision),
-                Path(tmp) / f"run-{ldg}",
-                progress=False,
-            )
-            for ldg in (True, False)
-        }
-        x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(
-            device
-        )
-        y = torch.rand(args.batch).to(device)
-        autocast = autocast_context(device, args.precision)
-
-        def step(ldg: bool):
-            trainer = trainers[ldg]
-            generator = trainer.ldg_generator(0) if ldg else None
-            return lambda: trainer._step(x, y, generator, autocast)
-
-        def forward():
-            with torch.inference_mode(), autocast:
-                return model(x, check_input=False)
-
-        timings = time_interleaved(
-            {
-                "inference forward (N)": forward,
-                "train step, LDG off (N)": step(False),
-                "train step, LDG on (2N)": step(True),
-            },
-            device=device,
-            items=args.batch,
-            repeats=args.repeats,
-        )
-    base = timings["inference forward (N)"].median
-    rows = [
-        [t.name, f"{1 / t.median:,.3f}", f"{t.median * 1000:,.0f}", f"{t.per_second:,.2f}", f"{t.median / base:.2f}"]
-        for t in timings.values()
-    ]
+    (model,) = temu_models(args.backbone, args.image_size, [args.variant], device).values()
+    timings = finetune_timings(
+        model, batch=args.batch, image_size=args.image_size, precision=args.precision, repeats=args.repeats
+    )
     print(
         f"# {args.backbone} @ {args.image_size}, variant {args.variant}, batch {args.batch}, precision {args.precision}, {args.repeats} repeats (median)"
     )
     print(f"# {environment(device)}")
-    print(table(rows, ["", "steps/s", "ms/step", "images/s", "time / forward"]))
-    steps = 7058 // args.batch
-    val_batches = math.ceil(1000 / args.batch)
-    for ldg, name in ((True, "train step, LDG on (2N)"), (False, "train step, LDG off (N)")):
-        epoch = steps * timings[name].median + val_batches * base
-        print(
-            f"# KonIQ-10k on this device, LDG {'on' if ldg else 'off'}: {steps} steps x {timings[name].median:.3f} s + "
-            f"{val_batches} val batches x {base:.3f} s = {epoch / 60:,.1f} min per epoch, {30 * epoch / 3600:,.2f} h for 30 epochs"
-        )
+    print(table(finetune_rows(timings), FINETUNE_HEADER))
+    print("\n".join(koniq_lines(timings, args.batch)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ pyiqa runs its metrics), with random weights: temu's ViT-L/14 from open_clip (pr
 and for pyiqa local checkpoints in OpenAI's format (open_clip's state_dict of a random
 ViT-L-14 / RN50; ``pretrained=False`` skips the prompt weights download). ``clipiqa`` is RN50,
 ``clipiqa+_vitL14_512`` ViT-L/14; both get ``pos_embedding=True`` so they accept the size.
-On CUDA a last row shows temu's own scoring path (bf16 autocast).
+temu_iqa runs with ``precision="fp32"``; on CUDA a last row shows its default, ``precision="auto"``
+(bf16 autocast).
 
     python benchmarks/bench_pyiqa.py --image-size 448 --batch 8 --device cuda
 """
@@ -51,6 +52,50 @@ def openai_checkpoint(name: str, path: Path, quick_gelu: bool) -> str:
     return str(path)
 
 
+def temu_metric(backbone: str, image_size: int, device: torch.device, precision: str):
+    """``pyiqa.create_metric("temu_iqa")`` on ``backbone`` with random weights at ``precision``."""
+    import pyiqa
+
+    import temu  # noqa: F401  (registers temu_iqa where the start-up hook did not run)
+
+    return pyiqa.create_metric(
+        "temu_iqa", backbone=backbone, pretrained=None, image_size=image_size, device=device, precision=precision
+    )
+
+
+def clipiqa_plus(checkpoint: str, device: torch.device):
+    """``pyiqa.create_metric("clipiqa+_vitL14_512")`` on a local OpenAI-format checkpoint (no download)."""
+    import pyiqa
+
+    # pretrained=False: no learned-prompt weights (pyiqa would download them)
+    return pyiqa.create_metric("clipiqa+_vitL14_512", backbone=checkpoint, pretrained=False, device=device)
+
+
+def metric_runner(metric, x: torch.Tensor, autocast_dtype: torch.dtype | None = None):
+    """A call of a pyiqa metric on ``x``, under autocast to ``autocast_dtype`` if given (pyiqa has no dtype option)."""
+
+    def run():
+        with torch.autocast(x.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            return metric(x)
+
+    return run
+
+
+def speedup_rows(timings: dict, reference: str) -> list[list[str]]:
+    """Rows ``[metric, images/s, ms/batch, min..max ms, reference's speed-up vs this]``."""
+    ref = timings[reference].per_second
+    return [
+        [
+            t.name,
+            f"{t.per_second:,.2f}",
+            f"{t.median * 1000:,.0f}",
+            f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
+            f"{ref / t.per_second:.2f}",
+        ]
+        for t in timings.values()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-size", type=int, default=448)
@@ -63,51 +108,35 @@ def main() -> None:
 
     import pyiqa
 
-    import temu  # noqa: F401  (registers temu_iqa where the start-up hook did not run)
-
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         vitl = openai_checkpoint("ViT-L-14", Path(tmp) / "vitl14.pt", quick_gelu=True)
         rn50 = openai_checkpoint("RN50", Path(tmp) / "rn50.pt", quick_gelu=True)
         metrics = {
             # random weights on the architecture OpenAI's weights need (QuickGELU), as pyiqa's models have
-            "temu_iqa (ViT-L/14)": pyiqa.create_metric(
-                "temu_iqa", backbone="ViT-L-14-quickgelu", pretrained=None, image_size=args.image_size, device=device
-            ),
-            "clipiqa+_vitL14_512 (ViT-L/14)": pyiqa.create_metric(
-                "clipiqa+_vitL14_512", backbone=vitl, pretrained=False, device=device
-            ),
+            "temu_iqa (ViT-L/14)": temu_metric("ViT-L-14-quickgelu", args.image_size, device, "fp32"),
+            "clipiqa+_vitL14_512 (ViT-L/14)": clipiqa_plus(vitl, device),
             "clipiqa (RN50)": pyiqa.create_metric("clipiqa", backbone=rn50, pos_embedding=True, device=device),
         }
+        if device.type == "cuda":
+            metrics["temu_iqa, precision auto (bf16 autocast)"] = temu_metric(
+                "ViT-L-14-quickgelu", args.image_size, device, "auto"
+            )
     x = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)).to(
         device
     )
-    fns = {name: (lambda m=m: m(x)) for name, m in metrics.items()}
-    if device.type == "cuda":
-        temu_model = metrics["temu_iqa (ViT-L/14)"].net.model
-
-        def temu_bf16():
-            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-                return temu_model(x, check_input=False)
-
-        fns["temu_iqa, bf16 autocast (temu.score's path)"] = temu_bf16
+    fns = {name: metric_runner(m, x) for name, m in metrics.items()}
     timings = time_interleaved(fns, device=device, items=args.batch, repeats=args.repeats)
-    temu_rate = timings["temu_iqa (ViT-L/14)"].per_second
-    rows = [
-        [
-            t.name,
-            f"{t.per_second:,.2f}",
-            f"{t.median * 1000:,.0f}",
-            f"{min(t.seconds) * 1000:,.0f}..{max(t.seconds) * 1000:,.0f}",
-            f"{temu_rate / t.per_second:.2f}",
-        ]
-        for t in timings.values()
-    ]
     print(
         f"# {args.image_size}x{args.image_size}, batch {args.batch}, fp32 through pyiqa.create_metric, {args.repeats} repeats (median)"
     )
     print(f"# {environment(device)} | pyiqa {pyiqa.__version__}")
-    print(table(rows, ["metric", "images/s", "ms/batch (median)", "min..max ms", "temu_iqa (fp32) speed-up vs this"]))
+    print(
+        table(
+            speedup_rows(timings, "temu_iqa (ViT-L/14)"),
+            ["metric", "images/s", "ms/batch (median)", "min..max ms", "temu_iqa (fp32) speed-up vs this"],
+        )
+    )
 
 
 if __name__ == "__main__":

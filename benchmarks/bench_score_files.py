@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import autocast_for, environment, table, time_interleaved
+from common import Timing, autocast_for, environment, table, temu_models, time_interleaved
 
 
 def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -39,6 +38,56 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+def files_timings(
+    model: torch.nn.Module,
+    folder: Path,
+    paths: list[Path],
+    *,
+    batch: int,
+    workers: int | None,
+    precision: str,
+    repeats: int,
+) -> dict[str, Timing]:
+    """Interleaved timings of the model on decoded tensors and of ``temu.iter_scores`` over ``folder``'s JPEGs."""
+    import temu
+
+    device = next(model.parameters()).device
+    decoded = torch.stack([model.input_size(temu.read_image(p)) for p in paths[:batch]]).to(device)
+    autocast = autocast_for(device, precision)
+
+    def model_only():
+        with torch.inference_mode(), autocast:
+            for _ in range(0, len(paths), batch):
+                out = model(decoded, check_input=False)
+        return out.float().cpu()
+
+    def end_to_end():
+        results = list(
+            temu.iter_scores(folder, model, batch_size=batch, num_workers=workers, precision=precision, progress=False)
+        )
+        if len(results) != len(paths) or any(r.score is None for r in results):
+            raise RuntimeError(f"iter_scores scored {len(results)} of {len(paths)} files")
+        return results
+
+    return time_interleaved(
+        {"model only (decoded tensors)": model_only, "temu.iter_scores from JPEG files": end_to_end},
+        device=device,
+        items=len(paths),
+        repeats=repeats,
+    )
+
+
+def files_rows(timings: dict[str, Timing]) -> list[list[str]]:
+    """Rows ``[pipeline, images/s, seconds, ratio to model only]``."""
+    base = timings["model only (decoded tensors)"].per_second
+    return [
+        [t.name, f"{t.per_second:,.1f}", f"{t.median:,.2f}", f"{t.per_second / base:.3f}"] for t in timings.values()
+    ]
+
+
+FILES_HEADER = ["pipeline", "images/s", "seconds", "ratio to model only"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -57,45 +106,18 @@ def main() -> None:
     device = torch.device(args.device)
     precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
 
-    import temu
-
-    warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
-    model = temu.TeMuIQA(backbone=args.backbone, pretrained=None, image_size=args.image_size).to(device).eval()
+    (model,) = temu_models(args.backbone, args.image_size, ["S"], device).values()
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_folder(Path(tmp), args.images)
-        decoded = torch.stack([model.input_size(temu.read_image(p)) for p in paths[: args.batch]]).to(device)
-        autocast = autocast_for(device, precision)
-
-        def model_only():
-            with torch.inference_mode(), autocast:
-                for _ in range(0, args.images, args.batch):
-                    out = model(decoded, check_input=False)
-            return out.float().cpu()
-
-        def end_to_end():
-            return [
-                r.score
-                for r in temu.iter_scores(
-                    tmp, model, batch_size=args.batch, num_workers=args.workers, precision=precision, progress=False
-                )
-            ]
-
-        timings = time_interleaved(
-            {"model only (decoded tensors)": model_only, "temu.iter_scores from JPEG files": end_to_end},
-            device=device,
-            items=args.images,
-            repeats=args.repeats,
+        timings = files_timings(
+            model, Path(tmp), paths, batch=args.batch, workers=args.workers, precision=precision, repeats=args.repeats
         )
-    base = timings["model only (decoded tensors)"].per_second
-    rows = [
-        [t.name, f"{t.per_second:,.1f}", f"{t.median:,.2f}", f"{t.per_second / base:.3f}"] for t in timings.values()
-    ]
     workers = args.workers if args.workers is not None else "auto"
     print(
         f"# {args.backbone} @ {args.image_size}, {args.images} JPEGs 1024x768, batch {args.batch}, workers {workers}, {precision}, {os.cpu_count()} CPUs"
     )
     print(f"# {environment(device)}")
-    print(table(rows, ["pipeline", "images/s", "seconds", "ratio to model only"]))
+    print(table(files_rows(timings), FILES_HEADER))
 
 
 if __name__ == "__main__":

@@ -101,3 +101,59 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
 
 def mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 2**20:,.0f}"
+
+
+def quickgelu_name(backbone: str) -> str:
+    """The open_clip name of ``backbone`` with the activation OpenAI's weights need (``ViT-L-14`` -> ``ViT-L-14-quickgelu``)."""
+    import open_clip
+
+    from temu.backbone import resolve_backbone
+
+    if "openai" not in open_clip.list_pretrained_tags_by_model(backbone):
+        return backbone  # not an OpenAI architecture (or already -quickgelu): as it is
+    return (
+        f"{backbone}-quickgelu"
+        if resolve_backbone(backbone, "openai", load_weights=False).force_quick_gelu
+        else backbone
+    )
+
+
+def temu_models(
+    backbone: str, image_size: int | None, variants: Sequence[str], device: torch.device, **kwargs: object
+) -> dict[str, torch.nn.Module]:
+    """``{variant: TeMuIQA}`` with random backbone weights (``pretrained=None``), in eval mode on ``device``."""
+    import warnings
+
+    from temu import TeMuIQA
+
+    warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
+    return {
+        v: TeMuIQA(backbone=backbone, pretrained=None, variant=v, image_size=image_size, **kwargs).to(device).eval()
+        for v in variants
+    }
+
+
+def photo_crops(n: int = 48) -> list:
+    """The first ``n`` of the test suite's 48 photo crops (tests/temu_testing.py: 96x96 uint8 RGB arrays)."""
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from temu_testing import make_photo_crops
+
+    crops = make_photo_crops()
+    if n > len(crops):
+        raise SystemExit(f"at most {len(crops)} photo crops exist, {n} asked for")
+    return crops[:n]
+
+
+def crops_batch(crops: Sequence, image_size: int, device: torch.device) -> torch.Tensor:
+    """``[N, 3, S, S]`` floats in [0, 1]: the crops resized to ``image_size`` (bicubic, antialiased)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, size=(image_size, image_size), mode="bicubic", antialias=True, align_corners=False)
+    return x.clamp(0, 1).to(device)

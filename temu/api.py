@@ -185,7 +185,8 @@ def iter_scores(
     path, raise before the model is loaded). A batch's results are yielded as soon as it is
     scored, before the next batch is read.
     ``num_workers``: DataLoader workers that decode and resize; None = 0 on CPU, else up to 8.
-    ``precision``: see :mod:`temu.precision` (``"auto"``: bf16 autocast on CUDA, fp32 on CPU).
+    ``precision``: see :mod:`temu.precision` (``"auto"``: bf16 autocast on CUDA and on CPUs with native bf16,
+    else fp32; ``"fp32"`` turns autocast off).
     ``compile``: compile the backbone's blocks with ``torch.compile`` first (see
     :meth:`TeMuIQA.compile_backbone`; pays off for long runs on GPU).
     ``skipped``: a list that receives the folder entries that were not scored because they are

@@ -21,6 +21,8 @@ from torch import nn
 
 from _temu_pyiqa_hook import METRIC_CONFIGS, add_arch, add_configs
 
+from .precision import Precision, autocast_context, check_precision
+
 __all__ = ["METRIC_CONFIGS", "TeMuIQAMetric", "register"]
 
 _UNSET: Any = object()
@@ -42,6 +44,8 @@ class TeMuIQAMetric(nn.Module):
         head: preset name, head directory or Hub repo id (``temu.load``'s argument).
         backbone, pretrained, image_size, layers, variant, prompts: override the head's config
             (see :meth:`temu.TeMuIQA.from_pretrained`).
+        precision: the backbone's autocast, as in :func:`temu.score` (``"auto"``: see
+            :data:`temu.precision.AUTO_RULE`; ``"fp32"`` turns it off). The head runs in fp32.
     """
 
     def __init__(
@@ -53,10 +57,12 @@ class TeMuIQAMetric(nn.Module):
         layers: Any = _UNSET,
         variant: str = _UNSET,
         prompts: Any = _UNSET,
+        precision: Precision = "auto",
     ) -> None:
         super().__init__()
         from .model import TeMuIQA
 
+        self.precision = check_precision(precision)
         given = dict(
             backbone=backbone,
             pretrained=pretrained,
@@ -74,4 +80,6 @@ class TeMuIQAMetric(nn.Module):
         if x.dim() == 4 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         # as a loss (x requires grad) pyiqa skips its range check, and so do we
-        return self.model(x, check_input=not x.requires_grad).unsqueeze(1)
+        with autocast_context(x.device, self.precision):
+            scores = self.model(x, check_input=not x.requires_grad)
+        return scores.float().unsqueeze(1)

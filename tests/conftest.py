@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from temu_testing import PHOTO_NAMES, TINY_CONFIG, perturb_head
+from temu_testing import PHOTO_NAMES, TINY_CONFIG, make_photo_crops, perturb_head
 
 
 @pytest.fixture(scope="session")
@@ -79,19 +79,7 @@ def photos() -> dict[str, np.ndarray]:
 def photo_crops() -> list[np.ndarray]:
     """48 images of distinct content: 8 random square crops (96x96) of each of the six photographs
     that scikit-image ships, so scores spread and rank comparisons mean something."""
-    from PIL import Image
-    from skimage import data
-
-    rng = np.random.default_rng(0)
-    crops = []
-    for name in ("astronaut", "coffee", "chelsea", "rocket", "retina", "hubble_deep_field"):
-        img = Image.fromarray(getattr(data, name)()).convert("RGB")
-        w, h = img.size
-        for _ in range(8):
-            side = int(rng.integers(min(w, h) // 4, min(w, h)))
-            left, top = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-            crops.append(np.asarray(img.crop((left, top, left + side, top + side)).resize((96, 96), Image.BICUBIC)))
-    return crops
+    return make_photo_crops()
 
 
 @pytest.fixture

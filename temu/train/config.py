@@ -30,7 +30,8 @@ class TrainConfig:
     ldg_size: side range of the rectangle in pixels at ``ldg_reference_size`` (paper: 40-150 at 448);
         scaled proportionally for other input sizes.
     seed: the run's seed (shuffling, LDG draws; the head's initialisation is seeded by the caller).
-    precision: autocast for the forward: ``auto`` (bf16 on CUDA, fp32 on CPU), ``fp32``, ``bf16``, ``fp16``.
+    precision: autocast for the forward: ``auto`` (:data:`temu.precision.AUTO_RULE`: bf16 on CUDA and on CPUs
+        with native bf16, else fp32), ``fp32``, ``bf16``, ``fp16``.
     workers: DataLoader worker processes per process (decode and resize).
     sync_every: read the losses back (and check them) every this many steps; None = 1 on the
         CPU, 25 on CUDA.
