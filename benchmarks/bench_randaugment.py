@@ -37,11 +37,14 @@ from common import environment, table, time_interleaved
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load_batched(ref: str):
-    """The batched ``local_distortion`` as of git revision ``ref`` (temu/train/{augment,ldg}.py), as modules of temu.train."""
+def load_batched(ref: str, src: Path | None = None):
+    """The batched ``local_distortion`` as of git revision ``ref`` (temu/train/{augment,ldg}.py), as modules of
+    temu.train; from the folder ``src`` (holding ``augment.py`` and ``ldg.py`` of that revision) where git is absent."""
     import temu.train
 
     def source(path: str) -> str:
+        if src is not None:
+            return (src / Path(path).name).read_text(encoding="utf-8")
         return subprocess.run(
             ["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True, text=True
         ).stdout
@@ -66,12 +69,20 @@ def main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--batched-ref", default="b4083ca", help="git revision with the batched temu/train/augment.py")
+    parser.add_argument(
+        "--batched-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a folder with that revision's augment.py and ldg.py, for machines without the git history "
+        "(git show b4083ca:temu/train/augment.py > DIR/augment.py; the same for ldg.py)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
 
     from temu.train.ldg import local_distortion
 
-    batched = load_batched(args.batched_ref)
+    batched = load_batched(args.batched_ref, args.batched_src)
     images = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
     step = {"n": 0}
 
