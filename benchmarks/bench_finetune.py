@@ -31,6 +31,7 @@ def finetune_timings(
     from temu.data import IQARecord, MOSScale
     from temu.precision import autocast_context
     from temu.train import TrainConfig, Trainer
+    from temu.train.distributed import DistInfo
 
     device = next(model.parameters()).device
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,6 +50,7 @@ def finetune_timings(
                 scale,
                 TrainConfig(batch_size=batch, ldg=ldg, precision=precision),
                 Path(tmp) / f"run-{ldg}",
+                info=DistInfo(device=device),  # the Trainer moves the model to its device: keep the model's
                 progress=False,
             )
             for ldg in (True, False)
