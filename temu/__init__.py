@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from .errors import (
         BackboneError,
         ConstantInputError,
+        CorpusError,
         DataError,
         ImageReadError,
         InvalidInputError,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
         WeightsError,
     )
     from .hub import list_presets
-    from .inputs import read_image
+    from .inputs import decode_image, read_image
     from .model import QualityMaps, TeMuIQA
     from .scale import MOSScale
 
@@ -52,6 +53,7 @@ _EXPORTS = {
     "clear_model_cache": "api",
     "list_presets": "hub",
     "read_image": "inputs",
+    "decode_image": "inputs",
     "TeMuError": "errors",
     "InvalidInputError": "errors",
     "ImageReadError": "errors",
@@ -61,6 +63,7 @@ _EXPORTS = {
     "DataError": "errors",
     "ConstantInputError": "errors",
     "NonFiniteLossError": "errors",
+    "CorpusError": "errors",
 }
 
 __all__ = [
@@ -79,6 +82,7 @@ __all__ = [
     "clear_model_cache",
     "list_presets",
     "read_image",
+    "decode_image",
     "TeMuError",
     "InvalidInputError",
     "ImageReadError",
@@ -88,6 +92,7 @@ __all__ = [
     "DataError",
     "ConstantInputError",
     "NonFiniteLossError",
+    "CorpusError",
 ]
 
 

@@ -52,3 +52,7 @@ class ConstantInputError(TeMuError, ValueError):
 
 class NonFiniteLossError(TeMuError, RuntimeError):
     """The training loss became NaN or infinite; the message names the batch."""
+
+
+class CorpusError(TeMuError, ValueError):
+    """A corpus input, shard plan or output folder of a corpus run cannot be used as given."""

@@ -11,6 +11,7 @@ applied. Grayscale, palette, CMYK and RGBA images become RGB; alpha is dropped, 
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,27 +22,26 @@ import numpy as np
 import torch
 
 from .errors import ImageReadError, InvalidInputError
-
-#: File name endings treated as images when a directory is expanded.
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jfif", ".avif"}
-)
+from .image_files import IMAGE_EXTENSIONS
 
 ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]  # noqa: F821
 
 
 @dataclass(frozen=True)
 class Source:
-    """One image to score: a file path, or an image already in memory. ``name`` labels results."""
+    """One image to score: a file path, encoded bytes (``data``), or an image already in memory. ``name`` labels results."""
 
     name: str
     path: Path | None = None
     image: Any = None
+    data: bytes | None = None
 
     def load(self) -> torch.Tensor:
         """``[3, H, W]`` float32 in [0, 1]. Raises :class:`ImageReadError` / :class:`InvalidInputError`."""
         if self.path is not None:
             return read_image(self.path)
+        if self.data is not None:
+            return decode_image(self.data, self.name)
         return to_image_tensor(self.image, name=self.name)
 
 
@@ -159,8 +159,6 @@ def pil_to_tensor(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
 
 def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
     """Decode an image file to ``[3, H, W]`` float32 in [0, 1]; errors name the file and the cause."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -172,23 +170,40 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
         raise ImageReadError(path, "is a directory, not an image file")
     if size == 0:
         raise ImageReadError(path, "the file is empty (0 bytes)")
+    return _decode(path, str(path))
+
+
+def decode_image(data: bytes | bytearray | memoryview, name: str) -> torch.Tensor:
+    """Decode an encoded image (the bytes of a JPEG, PNG, ... file) to ``[3, H, W]`` float32 in [0, 1].
+
+    The same decoder as :func:`read_image` (EXIF orientation, mode conversion, the decompression-bomb
+    guard), so the bytes of a file give exactly the tensor the file gives. ``name`` labels errors.
+    """
+    if len(data) == 0:
+        raise ImageReadError(name, "the image data is empty (0 bytes)")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(fp: Path | io.BytesIO, name: str) -> torch.Tensor:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
-        with Image.open(path) as img:
+        with Image.open(fp) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
             return pil_to_tensor(img)
     except Image.DecompressionBombError as err:
         raise ImageReadError(
-            path,
+            name,
             f"refused as a possible decompression bomb ({err}). If you trust the file, raise "
             "PIL.Image.MAX_IMAGE_PIXELS before scoring it.",
         ) from None
     except UnidentifiedImageError:
-        raise ImageReadError(path, "not an image file Pillow can read") from None
+        raise ImageReadError(name, "not an image file Pillow can read") from None
     except InvalidInputError as err:
-        raise ImageReadError(path, str(err)) from None
+        raise ImageReadError(name, str(err)) from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(path, f"truncated or corrupt image ({err})") from None
+        raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
 
 
 def _is_image_file(path: Path) -> bool:

@@ -8,6 +8,14 @@ from pathlib import Path
 
 from ..errors import TeMuError
 from .args import add_model_argument, add_runtime_arguments, usage_error
+from .corpus import (
+    add_corpus_arguments,
+    check_corpus_arguments,
+    check_file_mode_arguments,
+    is_corpus_mode,
+    output_argument,
+    run_corpus,
+)
 from .writers import OUTPUT_SUFFIXES, check_output_path, open_writer
 
 PROG = "temu score"
@@ -20,9 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_runtime_arguments(p)
     p.add_argument(
         "--output",
-        type=Path,
+        type=output_argument,
         default=None,
-        help=f"write rows to a file ending in {', '.join(OUTPUT_SUFFIXES)} (default: CSV on stdout)",
+        help=f"write rows to a file ending in {', '.join(OUTPUT_SUFFIXES)} (default: CSV on stdout), "
+        "or to a folder (DIR/ or a URI): corpus mode, one Parquet file per shard, resumable",
     )
     p.add_argument(
         "--maps",
@@ -35,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
     p.add_argument("--recursive", "-r", action="store_true", help="also score images in sub-folders")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    add_corpus_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -50,6 +60,10 @@ def _map_path(directory: Path, name: str, used: set[str]) -> Path:
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The first usage problem of ``args`` that can be seen before the model loads, or None."""
+    if is_corpus_mode(args):
+        return check_corpus_arguments(args)
+    if (problem := check_file_mode_arguments(args)) is not None:
+        return problem
     if args.output is not None and (problem := check_output_path(args.output)) is not None:
         return problem
     if args.maps is not None and args.maps.exists() and not args.maps.is_dir():
@@ -61,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem is not None:
         return usage_error(PROG, problem)
+    if is_corpus_mode(args):
+        return run_corpus(args)
 
     from ..api import get_model, iter_scores
     from ..inputs import read_image
