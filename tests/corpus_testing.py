@@ -58,7 +58,9 @@ def make_corpus(root: Path, photo_files: dict[str, Path], model) -> Corpus:
     table = pa.table(
         {
             "key": ["t-a", "t-b", "t-null"],
-            "jpg": pa.array([photo_files[names[0]].read_bytes(), photo_files[names[3]].read_bytes(), None], pa.binary()),
+            "jpg": pa.array(
+                [photo_files[names[0]].read_bytes(), photo_files[names[3]].read_bytes(), None], pa.binary()
+            ),
         }
     )
     pq.write_table(table, root / "table.parquet")

@@ -101,7 +101,9 @@ def test_planner_names_every_shard_uniquely_and_reads_back_every_row(corpus, tmp
     rows = [r for s in shards for chunk in read_shard(s, fs) for r in chunk.to_pylist()]
     assert len(rows) == corpus.images + 4  # the tar twice
     by_id = {r["id"]: r for r in rows}
-    assert by_id["t-a"]["image"] is not None and by_id["photos/missing.png"]["path"] == str(corpus.root / "photos/missing.png")
+    assert by_id["t-a"]["image"] is not None and by_id["photos/missing.png"]["path"] == str(
+        corpus.root / "photos/missing.png"
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,7 +150,9 @@ def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_h
     results = list(scorer.score(items))
     scorer.close()
     assert [s for s, _ in results][:2] == pytest.approx(expected[:2], abs=1e-5)
-    assert results[4][0] == pytest.approx(expected[2], abs=1e-5) and results[5][0] == pytest.approx(expected[3], abs=1e-5)
+    assert results[4][0] == pytest.approx(expected[2], abs=1e-5) and results[5][0] == pytest.approx(
+        expected[3], abs=1e-5
+    )
     assert results[2] == (None, "c: no image (null)")
     assert results[3][0] is None and results[3][1].startswith("d: not an image file")
     assert results[6] == (None, "g: no such file")
@@ -171,7 +175,9 @@ def test_a_fault_that_is_not_a_bad_image_is_raised(tiny_head_dir, photo_files):
 
 
 def test_corpus_mode_scores_every_input_kind_once(capsys, corpus, tiny_head_dir):
-    code, err = score_cli(capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2")
+    code, err = score_cli(
+        capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2"
+    )
     assert code == 0, err
     check_outputs(corpus.root / "out", corpus)
     assert "scored 11 image(s) in 8 shard(s), 4 could not be read" in err
@@ -180,7 +186,9 @@ def test_corpus_mode_scores_every_input_kind_once(capsys, corpus, tiny_head_dir)
     schemas = {pq.read_schema(p) for p in (corpus.root / "out").glob("*.parquet")}
     assert len(schemas) == 1
     # --strict: exit 1 because some images could not be read; a rerun with nothing left to do agrees
-    code, err = score_cli(capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2", "--strict")
+    code, err = score_cli(
+        capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2", "--strict"
+    )
     assert code == 1 and "8 shard(s) were done before" in err
 
 
@@ -228,7 +236,7 @@ def test_a_rerun_with_other_settings_is_refused_unless_overwrite(capsys, corpus,
     assert main(["score", *args]) == 0
     capsys.readouterr()
     code, err = score_cli(capsys, *args, "--precision", "bf16")
-    assert code == 2 and err.count("\n") == 1 and "precision: \"fp32\" then, \"bf16\" now" in err
+    assert code == 2 and err.count("\n") == 1 and 'precision: "fp32" then, "bf16" now' in err
     code, err = score_cli(capsys, *corpus.inputs[:2], *args[1:])
     assert code == 2 and "other inputs" in err
     assert main(["score", *args, "--precision", "bf16", "--overwrite"]) == 0
