@@ -73,6 +73,8 @@ def test_wheel_contents(wheels):
         for file in ("config.json", "model.safetensors", "README.md"):
             assert f"temu/weights/{preset}/{file}" in names
     assert {"temu/py.typed", "temu-pyiqa-hook.pth", "_temu_pyiqa_hook.py"} <= set(names)
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "temu").rglob("*.py")}
+    assert sorted(sources - set(names)) == []  # every sub-package is listed in setup.cfg
     record = zipfile.ZipFile(wheels["wheel"]).read(next(n for n in names if n.endswith("RECORD"))).decode()
     assert "temu-pyiqa-hook.pth," in record  # so `pip uninstall temu` removes it
     assert not any(n.startswith(("tests/", "weights/", "benchmarks/")) for n in names)
