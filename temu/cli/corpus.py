@@ -237,6 +237,7 @@ def run_corpus(args: argparse.Namespace) -> int:
         else:
             from ..api import normalise_device
 
+            args.device = _process_device(args)
             device_type = normalise_device(args.device).type
         try:
             settings = model_settings(model, precision=args.precision, device_type=device_type)
@@ -308,6 +309,15 @@ def run_corpus(args: argparse.Namespace) -> int:
         if count_errors(folder, mine):
             return 1
     return 0
+
+
+def _process_device(args: argparse.Namespace) -> str | None:
+    """Under torchrun each process takes its own GPU, ``cuda:LOCAL_RANK``, unless ``--device`` names one."""
+    if args.shard_origin != "RANK/WORLD_SIZE" or args.device not in (None, "cuda") or "LOCAL_RANK" not in os.environ:
+        return args.device
+    import torch
+
+    return f"cuda:{int(os.environ['LOCAL_RANK'])}" if torch.cuda.is_available() else args.device
 
 
 def _score_here(args, model: str, todo, folder, filesystems, report) -> int:
