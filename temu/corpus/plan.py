@@ -243,8 +243,14 @@ class OutputFolder:
             return True
         except FileExistsError:
             return False
+        except OSError:  # a filesystem without hard links: check, then rename
+            if self.exists(name):
+                return False
+            os.replace(tmp, self.path(name))
+            return True
         finally:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def write_table(self, name: str, table: pa.Table) -> None:
         """A Parquet file written to a hidden temporary name and renamed: a reader never sees half of it."""
