@@ -16,7 +16,8 @@ from corpus_testing import add_member, make_corpus, read_outputs, run_cli_killed
 import temu  # noqa: E402
 from temu.cli import main  # noqa: E402
 from temu.cli.corpus import shard_from_environment  # noqa: E402
-from temu.corpus.listing import Planner, expand_braces, list_ranges  # noqa: E402
+from temu.corpus.listing import Planner, list_ranges  # noqa: E402
+from temu.corpus.names import expand_braces  # noqa: E402
 from temu.corpus.plan import OutputFolder  # noqa: E402
 from temu.corpus.read import read_shard  # noqa: E402
 from temu.corpus.scorer import BatchScorer  # noqa: E402
@@ -252,6 +253,7 @@ def test_corpus_usage_errors_are_one_line_before_the_model_loads(capsys, corpus,
         (["photos/", "--output", "out/", "--address", "auto"], "--address is an option of --engine ray"),
         (["photos/", "--output", "out/", "--shard", "0/2", "--overwrite"], "--overwrite with several shards"),
         (["00000.tar"], "corpus input"),
+        (["photos/", "missing-{1..2}.tar", "--output", "out/"], "missing-1.tar: no such file"),
         (["photos/", "--shard-size", "5"], "--shard-size is an option of corpus mode"),
     ]
     for extra, message in cases:

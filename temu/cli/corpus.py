@@ -192,6 +192,12 @@ def check_corpus_arguments(args: argparse.Namespace) -> str | None:
             "--overwrite with several shards would let each process clear the others' work; "
             "remove the folder once, or give a new --output folder"
         )
+    from ..corpus.names import expand_braces, is_uri
+
+    for given in args.paths:  # local inputs are checked here, before Ray starts (remote ones when planned)
+        missing = next((t for t in expand_braces(given) if not is_uri(t) and not Path(t).expanduser().exists()), None)
+        if missing is not None:
+            return f"{missing}: no such file or folder"
     return None
 
 

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from ..errors import CorpusError
 from ..image_files import IMAGE_EXTENSIONS
 from ..inputs import list_images
-from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, input_kind, is_uri
+from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
 from .plan import LISTS_DIR, OutputFolder, Shard
 from .uris import Filesystems
 
@@ -40,52 +40,6 @@ from .uris import Filesystems
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img", "image_bytes", "bytes")
 PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "file", "filename", "uri", "url")
 ID_COLUMNS = ("id", "__key__", "key", "uid")
-
-_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
-
-
-def expand_braces(pattern: str) -> list[str]:
-    """``a{1..3}b`` -> a1b a2b a3b; ``{00..02}`` keeps the zero padding; ``{x,y}`` -> x y; nesting works."""
-    start = pattern.find("{")
-    if start < 0:
-        return [pattern]
-    depth, end = 0, -1
-    for i in range(start, len(pattern)):
-        depth += {"{": 1, "}": -1}.get(pattern[i], 0)
-        if depth == 0:
-            end = i
-            break
-    if end < 0:  # unbalanced: literal
-        return [pattern]
-    head, body, tail = pattern[:start], pattern[start + 1 : end], pattern[end + 1 :]
-    rests = expand_braces(tail)
-    match = _RANGE.match(body)
-    if match:
-        a, b = match.groups()
-        padded = any(len(x.lstrip("-")) > 1 and x.lstrip("-").startswith("0") for x in (a, b))
-        width = max(len(a), len(b)) if padded else 0
-        lo, hi = int(a), int(b)
-        step = 1 if hi >= lo else -1
-        options = [str(v).zfill(width) for v in range(lo, hi + step, step)]
-    else:
-        options = _split_top_level(body)
-        if len(options) == 1:  # "{x}" is not a pattern; keep the braces
-            return [head + "{" + body + "}" + rest for rest in rests]
-        options = [x for option in options for x in expand_braces(option)]
-    return [head + option + rest for option in options for rest in rests]
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for c in body:
-        if c == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-            continue
-        depth += {"{": 1, "}": -1}.get(c, 0)
-        current.append(c)
-    parts.append("".join(current))
-    return parts
 
 
 def _stem(text: str) -> str:
