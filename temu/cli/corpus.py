@@ -97,6 +97,7 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
         "--shard-size",
         type=positive_int,
         default=None,
+        metavar="N",
         help=f"images per shard of folders, lists and tables (default: {DEFAULT_SHARD_SIZE})",
     )
     g.add_argument(
@@ -107,24 +108,30 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--id-column", default=None, metavar="NAME", help="id column of .parquet inputs (default: detected)")
     g.add_argument(
-        "--address", default=None, help="Ray cluster to join ('auto': this node's); default: start a local Ray"
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster to join ('auto': this node's); default: start a local Ray",
     )
     g.add_argument(
         "--gpus-per-worker",
         type=non_negative_float,
         default=None,
+        metavar="G",
         help="GPUs per Ray scoring actor (default: 1 when the cluster has GPUs, else 0)",
     )
     g.add_argument(
         "--cpus-per-worker",
         type=positive_float,
         default=None,
-        help="CPUs per Ray scoring actor: its decoding threads, and torch threads on CPU actors (default: 4 with GPUs; else this machine's cores)",
+        metavar="C",
+        help="CPUs per Ray scoring actor: its decoding threads, and torch threads on CPU actors (default: 4 with GPUs; else this machine's cores, leaving one of the cluster's CPUs to the readers)",
     )
     g.add_argument(
         "--max-workers",
         type=positive_int,
         default=None,
+        metavar="W",
         help="most Ray scoring actors (default: what the cluster fits)",
     )
 
