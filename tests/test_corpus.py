@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -23,6 +22,13 @@ from temu.corpus.read import read_shard  # noqa: E402
 from temu.corpus.scorer import BatchScorer  # noqa: E402
 from temu.corpus.uris import Filesystems  # noqa: E402
 from temu.inputs import decode_image, read_image  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_environment(monkeypatch):
+    """Corpus mode reads its shard from torchrun's or Slurm's variables: keep the runner's own out."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -198,7 +204,6 @@ def test_two_shards_of_n_give_every_image_exactly_once(capsys, corpus, tiny_head
     assert main(["score", *args, "--shard", "1/2"]) == 0
     assert not (corpus.root / "out/_SUCCESS").exists()
     first = {p.name for p in (corpus.root / "out").glob("*.parquet")}
-    os.environ.pop("RANK", None)
     with pytest.MonkeyPatch.context() as env:  # the other half from torchrun's variables
         env.setenv("RANK", "0")
         env.setenv("WORLD_SIZE", "2")

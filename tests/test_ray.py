@@ -17,6 +17,13 @@ from temu.cli import main  # noqa: E402
 from temu.ray import TeMuScorer, choose_device  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def no_launcher_environment(monkeypatch):
+    """Corpus mode reads its shard from torchrun's or Slurm's variables: keep the runner's own out."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray with 4 logical CPUs (fewer stall small pipelines) and 2 logical GPUs (no CUDA behind them)."""
