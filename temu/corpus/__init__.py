@@ -3,6 +3,7 @@
 The layer between the scoring core and the engines that drive it (``temu score --output DIR/``
 in one process or one ``--shard I/N`` of several, and :mod:`temu.ray` on Ray Data):
 
+- :mod:`~temu.corpus.names`: which kind of input a name is, and brace patterns (no pyarrow);
 - :mod:`~temu.corpus.uris`: local paths and remote URIs through pyarrow's filesystems;
 - :mod:`~temu.corpus.listing`: inputs (folders, ``.txt`` path lists, ``.parquet`` tables, WebDataset
   ``.tar`` shards, brace patterns) -> the shard plan;
