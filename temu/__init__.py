@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from .errors import (
         BackboneError,
         ConstantInputError,
+        CorpusError,
         DataError,
         ImageReadError,
         InvalidAttributesError,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     )
     from .explanation import Explanation, explain
     from .hub import list_presets
-    from .inputs import read_image
+    from .inputs import decode_image, read_image
     from .model import AttributeMaps, QualityMaps, TeMuIQA
     from .scale import MOSScale
 
@@ -62,6 +63,7 @@ _EXPORTS = {
     "clear_model_cache": "api",
     "list_presets": "hub",
     "read_image": "inputs",
+    "decode_image": "inputs",
     "TeMuError": "errors",
     "InvalidInputError": "errors",
     "ImageReadError": "errors",
@@ -74,6 +76,7 @@ _EXPORTS = {
     "NonFiniteScoreError": "errors",
     "TeMuWarning": "errors",
     "InvalidAttributesError": "errors",
+    "CorpusError": "errors",
 }
 
 __all__ = [
@@ -96,6 +99,7 @@ __all__ = [
     "clear_model_cache",
     "list_presets",
     "read_image",
+    "decode_image",
     "TeMuError",
     "InvalidInputError",
     "ImageReadError",
@@ -108,6 +112,7 @@ __all__ = [
     "NonFiniteScoreError",
     "TeMuWarning",
     "InvalidAttributesError",
+    "CorpusError",
 ]
 
 

@@ -65,3 +65,7 @@ class TeMuWarning(UserWarning):
 
 class InvalidAttributesError(TeMuError, ValueError):
     """The attributes asked of :func:`temu.explain` are unusable: an unknown name, a bad prompt pair or a reserved name."""
+
+
+class CorpusError(TeMuError, ValueError):
+    """A corpus input, shard plan or output folder of a corpus run cannot be used as given."""

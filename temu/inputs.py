@@ -24,6 +24,7 @@ sub-folders are searched too, symbolic links to folders included; a folder reach
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -36,16 +37,7 @@ import numpy as np
 import torch
 
 from .errors import ImageReadError, InvalidInputError, TeMuWarning
-
-#: File name endings (lower case) treated as images when a folder is expanded. HEIC/HEIF are
-#: listed although Pillow reads them only with a plugin (pillow-heif): a phone's photos are
-#: images, and an error naming the plugin says more than leaving them out.
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
-        ".ppm", ".pgm", ".pnm", ".ico", ".tga", ".jp2", ".j2k", ".heic", ".heif",
-    }
-)  # fmt: skip
+from .image_files import IMAGE_EXTENSIONS
 
 #: Why a folder entry was not scored (:attr:`SkippedEntry.reason`).
 NOT_AN_IMAGE = "not an image"
@@ -66,7 +58,7 @@ ImageLike = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]
 
 @dataclass(frozen=True)
 class Source:
-    """One image to score: a file path, or an image already in memory. ``name`` labels results.
+    """One image to score: a file path, encoded bytes (``data``), or an image already in memory. ``name`` labels results.
 
     ``error``: a problem already known when the inputs were expanded (an unreadable folder, an
     empty path, a batch tensor of the wrong shape); :meth:`load` raises it.
@@ -76,6 +68,7 @@ class Source:
     path: Path | None = None
     image: Any = None
     error: InvalidInputError | None = None
+    data: bytes | None = None
 
     def load(self) -> torch.Tensor:
         """``[3, H, W]`` float32 in [0, 1]. Raises :class:`ImageReadError` / :class:`InvalidInputError`,
@@ -85,6 +78,8 @@ class Source:
         try:
             if self.path is not None:
                 return read_image(self.path)
+            if self.data is not None:
+                return decode_image(self.data, self.name)
             return to_image_tensor(self.image, name=self.name)
         except InvalidInputError:
             raise
@@ -327,6 +322,18 @@ def decode_file(fp: str | os.PathLike[str] | IO[bytes], name: str) -> torch.Tens
         raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
     except Exception as err:  # noqa: BLE001 (Pillow's plugins raise struct.error, IndexError, ...)
         raise ImageReadError(name, f"cannot be decoded ({type(err).__name__}: {err})") from err
+
+
+def decode_image(data: bytes | bytearray | memoryview, name: str) -> torch.Tensor:
+    """Decode an encoded image (the bytes of a JPEG, PNG, ... file) to ``[3, H, W]`` float32 in [0, 1].
+
+    The same decoder as :func:`read_image` (:func:`decode_file`: EXIF orientation, mode conversion,
+    the decompression-bomb guard), so the bytes of a file give exactly the tensor the file gives.
+    ``name`` labels errors.
+    """
+    if len(data) == 0:
+        raise ImageReadError(name, "the image data is empty (0 bytes)")
+    return decode_file(io.BytesIO(data), name)
 
 
 def _plugin_hint(name: str) -> str:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "temu"
 UPPER = ("temu.data", "temu.train", "temu.evaluation", "temu.cli")
 
@@ -149,3 +151,38 @@ build_parser()
 print("torch" in sys.modules, "numpy" in sys.modules)
 """
     assert run_python(code) == "False False"
+
+
+def external_imports(name: str) -> set[str]:
+    """Top-level names of the non-temu packages ``name`` imports anywhere (inside functions too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found - {"temu"}
+
+
+def test_only_the_ray_integration_imports_ray():
+    assert sorted(name for name in MODULES if "ray" in external_imports(name)) == ["temu.ray"]
+
+
+def test_the_corpus_layer_sits_between_the_core_and_the_engines():
+    """The core never imports temu.corpus or temu.ray; temu.corpus imports only the core (no cli, no ray)."""
+    graph = import_graph()
+    edge = ("temu.ray", "temu.pyiqa_plugin")
+    core = [n for n in graph if n.count(".") <= 1 and not n.startswith((*UPPER, "temu.corpus")) and n not in edge]
+    reaching_up = {n: sorted(m for m in graph[n] if m.startswith(("temu.corpus", "temu.ray"))) for n in core}
+    assert {k: v for k, v in reaching_up.items() if v} == {}
+    corpus = [n for n in graph if n.startswith("temu.corpus")]
+    assert "temu.corpus.listing" in corpus
+    offences = {n: sorted(m for m in graph[n] if m.startswith((*UPPER, "temu.ray"))) for n in corpus}
+    assert {k: v for k, v in offences.items() if v} == {}
+
+
+def test_ray_reader_tasks_load_no_torch():
+    """Ray starts reader tasks in fresh worker processes: the code they import must not pull in torch."""
+    pytest.importorskip("pyarrow")
+    code = "import sys, temu.corpus.read; print('torch' in sys.modules)"
+    assert run_python(code) == "False"

@@ -8,6 +8,14 @@ from pathlib import Path
 
 from ..errors import TeMuError
 from .args import add_model_argument, add_runtime_arguments, attribute_names, usage_error
+from .corpus import (
+    add_corpus_arguments,
+    check_corpus_arguments,
+    check_file_mode_arguments,
+    is_corpus_mode,
+    output_argument,
+    run_corpus,
+)
 from .writers import OUTPUT_SUFFIXES, check_output_path, open_writer
 
 PROG = "temu score"
@@ -20,9 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_runtime_arguments(p)
     p.add_argument(
         "--output",
-        type=Path,
+        type=output_argument,
         default=None,
-        help=f"write rows to a file ending in {', '.join(OUTPUT_SUFFIXES)} (default: CSV on stdout)",
+        help=f"write rows to a file ending in {', '.join(OUTPUT_SUFFIXES)} (default: CSV on stdout), "
+        "or to a folder (DIR/ or a URI): corpus mode, one Parquet file per shard, resumable",
     )
     p.add_argument(
         "--maps",
@@ -47,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sharpness,noise. With --maps, DIR/<name>.png becomes a panel: the photo, the quality map and one map "
         "per attribute",
     )
+    add_corpus_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -72,6 +82,10 @@ def _write_panel(result, path: Path) -> None:
 
 def check_arguments(args: argparse.Namespace) -> str | None:
     """The first usage problem of ``args`` that can be seen before the model loads, or None."""
+    if is_corpus_mode(args):
+        return check_corpus_arguments(args)
+    if (problem := check_file_mode_arguments(args)) is not None:
+        return problem
     if args.output is not None and (problem := check_output_path(args.output)) is not None:
         return problem
     if args.maps is not None and args.maps.exists() and not args.maps.is_dir():
@@ -83,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem is not None:
         return usage_error(PROG, problem)
+    if is_corpus_mode(args):
+        return run_corpus(args)
 
     from ..api import get_model, iter_scores
     from ..inputs import read_image

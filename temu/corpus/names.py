@@ -1,0 +1,83 @@
+"""What kind of corpus input a name is, from the name alone (no pyarrow: the command line uses it in file mode)."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+from ..image_files import IMAGE_EXTENSIONS
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+LIST_SUFFIX = ".txt"
+TABLE_SUFFIX = ".parquet"
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``a{1..3}b`` -> a1b a2b a3b; ``{00..02}`` keeps the zero padding; ``{x,y}`` -> x y; nesting works."""
+    start = pattern.find("{")
+    if start < 0:
+        return [pattern]
+    depth, end = 0, -1
+    for i in range(start, len(pattern)):
+        depth += {"{": 1, "}": -1}.get(pattern[i], 0)
+        if depth == 0:
+            end = i
+            break
+    if end < 0:  # unbalanced: literal
+        return [pattern]
+    head, body, tail = pattern[:start], pattern[start + 1 : end], pattern[end + 1 :]
+    rests = expand_braces(tail)
+    match = _RANGE.match(body)
+    if match:
+        a, b = match.groups()
+        padded = any(len(x.lstrip("-")) > 1 and x.lstrip("-").startswith("0") for x in (a, b))
+        width = max(len(a), len(b)) if padded else 0
+        lo, hi = int(a), int(b)
+        step = 1 if hi >= lo else -1
+        options = [str(v).zfill(width) for v in range(lo, hi + step, step)]
+    else:
+        options = _split_top_level(body)
+        if len(options) == 1:  # "{x}" is not a pattern; keep the braces
+            return [head + "{" + body + "}" + rest for rest in rests]
+        options = [x for option in options for x in expand_braces(option)]
+    return [head + option + rest for option in options for rest in rests]
+
+
+def _split_top_level(body: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for c in body:
+        if c == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        current.append(c)
+    parts.append("".join(current))
+    return parts
+
+
+def is_uri(text: str) -> bool:
+    """True for ``scheme://...`` (a remote or ``file://`` URI), False for a plain local path."""
+    return bool(_SCHEME.match(text))
+
+
+def input_kind(text: str) -> str | None:
+    """``"tar"``, ``"parquet"``, ``"list"`` or ``"image"`` from the name; None otherwise (a folder, or not an input)."""
+    name = text.lower().rstrip("/")
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    if name.endswith(TABLE_SUFFIX):
+        return "parquet"
+    if name.endswith(LIST_SUFFIX):
+        return "list"
+    if posixpath.splitext(name)[1] in IMAGE_EXTENSIONS:
+        return "image"
+    return None
+
+
+def is_corpus_input(text: str) -> bool:
+    """True for inputs only a corpus run reads: WebDataset tars, Parquet tables, path lists and URIs."""
+    return is_uri(text) or input_kind(text) in ("tar", "parquet", "list")

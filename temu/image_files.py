@@ -1,0 +1,16 @@
+"""Which file names are images: the one list, for folders scored by ``temu score`` and for corpus inputs.
+
+Imports nothing heavy, so readers of a corpus (Ray's reader tasks) do not load torch.
+"""
+
+from __future__ import annotations
+
+#: File name endings (lower case) treated as images when a folder is expanded. HEIC/HEIF are
+#: listed although Pillow reads them only with a plugin (pillow-heif): a phone's photos are
+#: images, and an error naming the plugin says more than leaving them out.
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif",
+        ".ppm", ".pgm", ".pnm", ".ico", ".tga", ".jp2", ".j2k", ".heic", ".heif",
+    }
+)  # fmt: skip

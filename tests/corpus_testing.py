@@ -1,0 +1,104 @@
+"""A small corpus of every input kind, shared by the corpus and Ray tests (importable: tests/ is on pythonpath)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import temu
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@dataclass
+class Corpus:
+    """Inputs (as given on the command line, relative to ``root``) and what each image must score."""
+
+    root: Path
+    inputs: list[str]
+    expected: dict[str, float | None]  # id -> score of temu.score on the same file; None: an error row
+    images: int
+
+
+def make_corpus(root: Path, photo_files: dict[str, Path], model) -> Corpus:
+    """A folder (4 photographs, a 0-byte jpg), a WebDataset tar (3 photographs with .json/.cls
+    siblings, a corrupt .jpg member), a Parquet table of image bytes (with ids and a null image)
+    and a path list (two photographs, a missing file, a blank line). Paths are relative to ``root``."""
+    names = sorted(photo_files)
+    scores = dict(zip(names, temu.score([photo_files[n] for n in names], model=model)))
+    folder = root / "photos"
+    folder.mkdir()
+    for name in names:
+        (folder / f"{name}.png").write_bytes(photo_files[name].read_bytes())
+    (folder / "empty.jpg").write_bytes(b"")
+    expected: dict[str, float | None] = {f"photos/{n}.png": scores[n] for n in names}
+    expected["photos/empty.jpg"] = None
+
+    with tarfile.open(root / "00000.tar", "w") as tar:
+        for i, name in enumerate(names[:3]):
+            add_member(tar, f"{i:06d}.png", photo_files[name].read_bytes())
+            add_member(tar, f"{i:06d}.json", b'{"caption": "x"}')
+            add_member(tar, f"{i:06d}.cls", b"1")
+            expected[f"{i:06d}"] = scores[name]
+        add_member(tar, "000009.jpg", b"\xff\xd8\xff\xe0 this is not a JPEG")
+        expected["000009"] = None
+
+    table = pa.table(
+        {
+            "key": ["t-a", "t-b", "t-null"],
+            "jpg": pa.array(
+                [photo_files[names[0]].read_bytes(), photo_files[names[3]].read_bytes(), None], pa.binary()
+            ),
+        }
+    )
+    pq.write_table(table, root / "table.parquet")
+    expected.update({"t-a": scores[names[0]], "t-b": scores[names[3]], "t-null": None})
+
+    (root / "list.txt").write_text(f"photos/{names[1]}.png\n\nphotos/missing.png\n{folder / names[2]}.png\n")
+    expected["photos/missing.png"] = None
+    # the list names photographs the folder has too: ids repeat across inputs, each row once per listing
+    listed = {f"photos/{names[1]}.png": scores[names[1]], f"{folder / names[2]}.png": scores[names[2]]}
+    return Corpus(root, ["photos/", "00000.tar", "table.parquet", "list.txt"], {**expected, **listed}, 15)
+
+
+def read_outputs(folder: Path) -> pa.Table:
+    """Every shard's rows, read as one Parquet dataset (pyarrow skips _temu/, _SUCCESS and hidden files)."""
+    return pq.read_table(folder)
+
+
+def run_cli_killed_at(argv: list[str], write: int, cwd: Path, env: dict | None = None) -> int:
+    """Run ``temu`` in a subprocess that is SIGKILLed while writing its ``write``-th shard output:
+    the temporary file is written, the rename never happens. Returns the exit status (-9)."""
+    code = f"""
+import os, signal, sys
+import pyarrow.parquet as pq
+from temu.corpus import plan
+original = plan.OutputFolder.write_table
+calls = []
+def write_table(self, name, table):
+    calls.append(name)
+    if len(calls) == {write}:
+        self._parent(name)
+        pq.write_table(table, self.path("." + name + ".tmp-killed"), filesystem=self.fs)
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(self, name, table)
+plan.OutputFolder.write_table = write_table
+from temu.cli import main
+sys.exit(main({argv!r}))
+"""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    return proc.returncode

@@ -1,0 +1,269 @@
+"""Corpus mode without Ray: inputs of every kind, per-shard Parquet outputs, --shard I/N, resume after a kill."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pa = pytest.importorskip("pyarrow", reason="corpus mode needs pyarrow (pip install 'temu[corpus]')")
+import pyarrow.parquet as pq  # noqa: E402
+from corpus_testing import add_member, make_corpus, read_outputs, run_cli_killed_at  # noqa: E402
+
+import temu  # noqa: E402
+from temu.cli import main  # noqa: E402
+from temu.cli.corpus import shard_from_environment  # noqa: E402
+from temu.corpus.listing import Planner, list_ranges  # noqa: E402
+from temu.corpus.names import expand_braces  # noqa: E402
+from temu.corpus.plan import OutputFolder  # noqa: E402
+from temu.corpus.read import read_shard  # noqa: E402
+from temu.corpus.scorer import BatchScorer  # noqa: E402
+from temu.corpus.uris import Filesystems  # noqa: E402
+from temu.inputs import decode_image, read_image  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_environment(monkeypatch):
+    """Corpus mode reads its shard from torchrun's or Slurm's variables: keep the runner's own out."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def corpus(tmp_path, photo_files, tiny_head_dir, monkeypatch):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    return make_corpus(root, photo_files, temu.load(tiny_head_dir))
+
+
+def score_cli(capsys, *args: str) -> tuple[int, str]:
+    code = main(["score", *args])
+    return code, capsys.readouterr().err
+
+
+def check_outputs(folder: Path, corpus, *, abs_tol: float = 1e-5) -> None:
+    """Every image of the corpus exactly once, scored as temu.score scores it, or an error row."""
+    table = read_outputs(folder)
+    assert table.schema.names == ["id", "score", "error", "shard"]
+    rows = table.to_pylist()
+    pairs = [(r["shard"], r["id"]) for r in rows]
+    assert len(pairs) == len(set(pairs)) == corpus.images
+    for r in rows:
+        want = corpus.expected[r["id"]]
+        if want is None:
+            assert r["score"] is None and r["error"], r
+        else:
+            assert r["error"] is None and r["score"] == pytest.approx(want, abs=abs_tol), r
+    assert (folder / "_SUCCESS").is_file()
+
+
+# ---------------------------------------------------------------- decoding bytes like files
+
+
+def test_decode_image_equals_read_image_for_the_same_file(tmp_path, photos):
+    from PIL import Image
+
+    img = Image.fromarray(photos["coffee"])
+    exif = img.getexif()
+    exif[0x0112] = 6  # EXIF orientation: the bytes path must apply it too
+    img.save(tmp_path / "r.jpg", exif=exif, quality=90)
+    img.convert("P").save(tmp_path / "p.png")
+    for name in ("r.jpg", "p.png"):
+        path = tmp_path / name
+        assert (decode_image(path.read_bytes(), name) == read_image(path)).all()
+    with pytest.raises(temu.ImageReadError, match="x.jpg: the image data is empty"):
+        decode_image(b"", "x.jpg")
+    with pytest.raises(temu.ImageReadError, match="x.jpg: not an image file"):
+        decode_image(b"GIF89 nope", "x.jpg")
+
+
+# ---------------------------------------------------------------- planning
+
+
+def test_expand_braces_like_a_shell():
+    assert expand_braces("s/{00000..00002}.tar") == ["s/00000.tar", "s/00001.tar", "s/00002.tar"]
+    assert expand_braces("{a,b{1..2}}.txt") == ["a.txt", "b1.txt", "b2.txt"]
+    assert expand_braces("s3://b/{8..10}.tar") == ["s3://b/8.tar", "s3://b/9.tar", "s3://b/10.tar"]
+    assert expand_braces("plain{x}.tar") == ["plain{x}.tar"]
+
+
+def test_list_ranges_cover_every_entry_once_across_shards(tmp_path):
+    lines = ["a.jpg", "", "b.jpg", "  ", "c.jpg", "d.jpg", "e.jpg"]
+    data = "\n".join(lines).encode()  # no newline at the end
+    ranges = list_ranges(io.BytesIO(data), 2, block=3)  # blocks smaller than a line
+    entries = [e.strip() for a, b, _ in ranges for e in data[a:b].decode().split("\n") if e.strip()]
+    assert entries == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"] and [n for *_, n in ranges] == [2, 2, 1]
+
+
+def test_planner_names_every_shard_uniquely_and_reads_back_every_row(corpus, tmp_path):
+    fs = Filesystems()
+    folder = OutputFolder(str(tmp_path / "out"), fs)
+    shards = Planner(folder, fs, shard_size=2).plan([*corpus.inputs, "00000.tar"])
+    names = [s.name for s in shards]
+    assert len(set(names)) == len(names) and "00000" in names and "00000.2" in names
+    assert names[:3] == ["photos-00000", "photos-00001", "photos-00002"]
+    rows = [r for s in shards for chunk in read_shard(s, fs) for r in chunk.to_pylist()]
+    assert len(rows) == corpus.images + 4  # the tar twice
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["t-a"]["image"] is not None and by_id["photos/missing.png"]["path"] == str(
+        corpus.root / "photos/missing.png"
+    )
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        (["nothing/"], "nothing/: no such file or folder"),
+        (["notes.csv"], "not a corpus input"),
+        (["bad.parquet"], "no image column"),
+    ],
+)
+def test_planning_problems_are_usage_errors_before_the_model_loads(
+    capsys, corpus, tiny_head_dir, monkeypatch, inputs, message
+):
+    (corpus.root / "notes.csv").write_text("a,b\n")
+    pq.write_table(pa.table({"n": [1, 2]}), corpus.root / "bad.parquet")
+    monkeypatch.setattr(temu.api, "get_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, err = score_cli(capsys, *inputs, "--model", str(tiny_head_dir), "--output", "out/", "-q")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_a_tar_that_breaks_off_keeps_its_good_members_and_reports_the_rest(tmp_path, photo_files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        add_member(tar, "a.png", photo_files["coffee"].read_bytes())
+        add_member(tar, "b.png", photo_files["rocket"].read_bytes())
+    (tmp_path / "cut.tar").write_bytes(buf.getvalue()[:1800])  # inside b.png's data
+    fs = Filesystems()
+    shards = Planner(OutputFolder(str(tmp_path / "o"), fs), fs, shard_size=10).plan([str(tmp_path / "cut.tar")])
+    rows = [r for chunk in read_shard(shards[0], fs) for r in chunk.to_pylist()]
+    assert [r["id"] for r in rows][-1] == str(tmp_path / "cut.tar")
+    assert "truncated or corrupt tar" in rows[-1]["read_error"]
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_head_dir, photo_files):
+    model = temu.load(tiny_head_dir)
+    files = [photo_files[n] for n in sorted(photo_files)]
+    expected = temu.score(files, model=model)
+    scorer = BatchScorer(model, batch_size=3, threads=2)
+    items = [(files[0].read_bytes(), "a"), (str(files[1]), "b"), (None, "c"), (b"junk", "d"), (str(files[2]), "e")]
+    items += [(files[3].read_bytes(), "f"), ("/no/such.png", "g")]
+    results = list(scorer.score(items))
+    scorer.close()
+    assert [s for s, _ in results][:2] == pytest.approx(expected[:2], abs=1e-5)
+    assert results[4][0] == pytest.approx(expected[2], abs=1e-5) and results[5][0] == pytest.approx(
+        expected[3], abs=1e-5
+    )
+    assert results[2] == (None, "c: no image (null)")
+    assert results[3][0] is None and results[3][1].startswith("d: not an image file")
+    assert results[6] == (None, "g: no such file")
+
+
+def test_a_fault_that_is_not_a_bad_image_is_raised(tiny_head_dir, photo_files):
+    model = temu.load(tiny_head_dir)
+    scorer = BatchScorer(model, batch_size=2, threads=1)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    scorer.model.forward = broken
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(scorer.score([(str(photo_files["coffee"]), "a")]))
+    scorer.close()
+
+
+# ---------------------------------------------------------------- the command line, local engine
+
+
+def test_corpus_mode_scores_every_input_kind_once(capsys, corpus, tiny_head_dir):
+    code, err = score_cli(
+        capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2"
+    )
+    assert code == 0, err
+    check_outputs(corpus.root / "out", corpus)
+    assert "scored 11 image(s) in 8 shard(s), 4 could not be read" in err
+    assert "photos/missing.png: no such file" in err
+    # every shard file has the same schema, with and without errors
+    schemas = {pq.read_schema(p) for p in (corpus.root / "out").glob("*.parquet")}
+    assert len(schemas) == 1
+    # --strict: exit 1 because some images could not be read; a rerun with nothing left to do agrees
+    code, err = score_cli(
+        capsys, *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2", "--strict"
+    )
+    assert code == 1 and "8 shard(s) were done before" in err
+
+
+def test_two_shards_of_n_give_every_image_exactly_once(capsys, corpus, tiny_head_dir):
+    args = [*corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "3", "-q"]
+    assert main(["score", *args, "--shard", "1/2"]) == 0
+    assert not (corpus.root / "out/_SUCCESS").exists()
+    first = {p.name for p in (corpus.root / "out").glob("*.parquet")}
+    with pytest.MonkeyPatch.context() as env:  # the other half from torchrun's variables
+        env.setenv("RANK", "0")
+        env.setenv("WORLD_SIZE", "2")
+        assert main(["score", *args]) == 0
+    second = {p.name for p in (corpus.root / "out").glob("*.parquet")} - first
+    assert first and second and not first & second
+    check_outputs(corpus.root / "out", corpus)
+    capsys.readouterr()
+
+
+def test_shard_from_torchrun_or_a_slurm_array():
+    assert shard_from_environment({"RANK": "3", "WORLD_SIZE": "8"}) == (3, 8, "RANK/WORLD_SIZE")
+    slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert shard_from_environment({**slurm, "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_MAX": "7"})[:2] == (3, 4)
+    with pytest.raises(ValueError, match="not evenly spaced"):
+        shard_from_environment({**slurm, "SLURM_ARRAY_TASK_MAX": "9"})
+    assert shard_from_environment({}) is None
+
+
+def test_a_run_killed_while_writing_resumes_with_every_image_once(capsys, corpus, tiny_head_dir):
+    args = ["score", *corpus.inputs, "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2", "-q"]
+    run_cli_killed_at(args, write=4, cwd=corpus.root)
+    out = corpus.root / "out"
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet")}
+    assert len(done) == 3 and not (out / "_SUCCESS").exists()
+    assert len(list(out.glob(".*.tmp-*"))) == 1  # the shard it was writing: never renamed, so never read
+    code, err = score_cli(capsys, *args[1:-1])
+    assert code == 0 and "3 shard(s) were done before" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet") if p.name in done} == done  # not redone
+    assert not list(out.glob(".*.tmp-*"))
+    check_outputs(out, corpus)
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_overwrite(capsys, corpus, tiny_head_dir):
+    args = [*corpus.inputs[:1], "--model", str(tiny_head_dir), "--output", "out/", "-q"]
+    assert main(["score", *args]) == 0
+    capsys.readouterr()
+    code, err = score_cli(capsys, *args, "--precision", "bf16")
+    assert code == 2 and err.count("\n") == 1 and 'precision: "fp32" then, "bf16" now' in err
+    code, err = score_cli(capsys, *corpus.inputs[:2], *args[1:])
+    assert code == 2 and "other inputs" in err
+    assert main(["score", *args, "--precision", "bf16", "--overwrite"]) == 0
+    assert '"precision": "bf16"' in (corpus.root / "out/_temu/plan.json").read_text()
+
+
+def test_corpus_usage_errors_are_one_line_before_the_model_loads(capsys, corpus, tmp_path):
+    missing = str(tmp_path / "no-head")
+    cases = [
+        (["photos/", "--engine", "ray"], "give --output DIR/"),
+        (["photos/", "--shard", "0/2", "--output", "x.csv"], "not the file x.csv"),
+        (["photos/", "--output", "out/", "--maps", "m/"], "--maps"),
+        (["photos/", "--output", "out/", "--address", "auto"], "--address is an option of --engine ray"),
+        (["photos/", "--output", "out/", "--shard", "0/2", "--overwrite"], "--overwrite with several shards"),
+        (["00000.tar"], "corpus input"),
+        (["photos/", "missing-{1..2}.tar", "--output", "out/"], "missing-1.tar: no such file"),
+        (["photos/", "--shard-size", "5"], "--shard-size is an option of corpus mode"),
+    ]
+    for extra, message in cases:
+        code, err = score_cli(capsys, *extra, "--model", missing)
+        assert code == 2 and err.count("\n") == 1 and message in err and "cannot load" not in err, (extra, err)
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "photos/", "--output", "out/", "--shard", "2/2"])
+    assert stop.value.code == 2 and "expected I/N with 0 <= I < N" in capsys.readouterr().err
