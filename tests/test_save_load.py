@@ -87,6 +87,8 @@ def _edit_config(directory, change):
 
 def test_unknown_source_says_what_was_tried(tmp_path):
     with pytest.raises(WeightsError, match="not a temu preset \\(available: temu-iqa-i, temu-iqa-s\\)"):
+        temu.load("temu-iqa-x")
+    with pytest.raises(WeightsError, match="no such folder \\(it starts with '/', so it is read as a local path"):
         temu.load(str(tmp_path / "no" / "such" / "dir"))
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(WeightsError, match="found a file"):
