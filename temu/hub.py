@@ -118,11 +118,26 @@ def list_presets() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_NAME).is_file())
 
 
+def local_path_reason(text: str) -> str | None:
+    """Why a model name that is neither a preset nor an existing path must be a local path (a typo), or
+    None when it may be a Hub repo id. Local: it starts with ``.``, ``/`` or ``~``, holds a backslash or
+    more than one ``/``, or its first part exists here (``runs`` of ``runs/koniq``)."""
+    if text.startswith((".", "/", "~")):
+        return f"it starts with {text[0]!r}"
+    if "\\" in text or text.count("/") > 1:
+        return "it has more than one path separator"
+    first, slash, _ = text.partition("/")
+    if slash and first and Path(first).exists():
+        return f"{first}{'/' if Path(first).is_dir() else ''} exists here"
+    return None
+
+
 def resolve_head_dir(source: str | os.PathLike[str], *, revision: str | None = None) -> Path:
     """A local directory holding ``config.json`` and ``model.safetensors`` for ``source``.
 
     ``source`` is a preset name (:func:`list_presets`), a local directory, or a Hub repo id
-    (``org/name``), tried in that order.
+    (``org/name``), tried in that order. A name that must be a local path (:func:`local_path_reason`)
+    but does not exist is "no such folder", never a Hub download.
     """
     text = os.fspath(source)
     presets = list_presets()
@@ -139,10 +154,16 @@ def resolve_head_dir(source: str | os.PathLike[str], *, revision: str | None = N
         return path
     if path.exists():
         raise WeightsError(f"{path}: expected a directory with {CONFIG_NAME} and {WEIGHTS_NAME}, found a file.")
-    if _REPO_ID.match(text) and not text.startswith((".", "/", "~")):
+    local = local_path_reason(text)
+    if _REPO_ID.match(text) and local is None:
         config = download(text, [CONFIG_NAME], what=f"the temu head config of {text}", revision=revision)
         download(text, [WEIGHTS_NAME], what=f"the temu head weights of {text}", revision=revision)
         return config.parent
+    if local is not None:
+        raise WeightsError(
+            f"{text}: no such folder ({local}, so it is read as a local path, not as a Hugging Face repo id). "
+            f"A temu head folder holds {CONFIG_NAME} and {WEIGHTS_NAME}, as written by TeMuIQA.save_pretrained()."
+        )
     raise WeightsError(
         f"{text!r} is not a temu preset (available: {', '.join(presets)}), not an existing directory, "
         "and not a Hugging Face repo id of the form 'org/name'."

@@ -166,9 +166,18 @@ def _check_values(x: torch.Tensor, name: str) -> None:
         if not bool(finite):
             raise InvalidInputError(f"{name}: contains NaN or Inf values; expected finite floats in [0, 1]")
         raise InvalidInputError(
-            f"{name}: values must lie in [0, 1], found min {float(lo):.4g} and max {float(hi):.4g}. "
+            f"{name}: values must lie in [0, 1], found min {_digits(float(lo))} and max {_digits(float(hi))}. "
             "temu does not clamp silently: rescale the input (e.g. divide 8-bit values by 255)."
         )
+
+
+def _digits(value: float) -> str:
+    """``value`` with 4 significant digits, or as many more as show that it lies outside [0, 1] (1.0000001, not 1)."""
+    for digits in range(4, 18):
+        text = f"{value:.{digits}g}"
+        if (0.0 <= float(text) <= 1.0) == (0.0 <= value <= 1.0):
+            return text
+    return repr(value)
 
 
 def to_image_tensor(obj: Any, *, name: str = "image") -> torch.Tensor:

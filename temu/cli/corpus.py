@@ -28,7 +28,7 @@ DEFAULT_SHARD_SIZE = 10_000
 #: the suffixes of --output files (kept in step with temu.cli.writers.OUTPUT_SUFFIXES)
 _FILE_SUFFIXES = (".csv", ".jsonl", ".json")
 _RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
-_CORPUS_OPTIONS = ("shard_size", "overwrite", "image_column", "id_column")
+_CORPUS_OPTIONS = ("shard_size", "image_column", "id_column")
 
 
 class OutputFolderArg(str):
@@ -99,9 +99,6 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help=f"images per shard of folders, lists and tables (default: {DEFAULT_SHARD_SIZE})",
-    )
-    g.add_argument(
-        "--overwrite", action="store_true", help="clear an earlier run in the --output folder and start again"
     )
     g.add_argument(
         "--image-column", default=None, metavar="NAME", help="image column of .parquet inputs (default: detected)"

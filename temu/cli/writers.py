@@ -1,13 +1,30 @@
 """The rows ``temu score`` writes: CSV, JSON Lines or a JSON array, one row per image as it is scored.
 
 Each row has the image's path and score, then the extra ``columns`` the writer was opened with
-(the attributes of ``--attributes``, in order; empty / null when the image failed), then the error.
+(the attributes of ``--attributes``, in order; empty / null when the image failed), then the
+quality map's file (``map``, with ``--maps``), then the error.
+
+File names are kept exactly, also when they are not UTF-8 (old Linux disks): Python holds such a
+name with one surrogate escape (U+DC80..U+DCFF) per byte that is not UTF-8. CSV (file and
+stdout) is written as UTF-8 with ``errors="surrogateescape"``, so those bytes reach the file as
+they are; read it back with ``open(path, encoding="utf-8", errors="surrogateescape", newline="")``
+and ``os.fsencode(row["path"])`` gives the name's bytes. JSON and JSON Lines are ASCII: every
+non-ASCII character is a ``\\uXXXX`` escape, a byte that is not UTF-8 a lone ``\\udcXX``, which
+``json.load`` reads back as the same surrogate-escaped name. A field holding a line break
+(``\\n`` or ``\\r``) is quoted in CSV; numbers are never NaN or infinite (such a value makes the
+row an error row).
+
+An ``--output`` file is written under a hidden temporary name beside it and renamed when the run
+ends (:class:`OutputFile`), so the file named ``--output`` is always complete.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,14 +32,42 @@ from typing import IO, Protocol
 
 #: --output suffixes and the format each means.
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json")
+#: how --output files and the CSV on stdout are encoded (see the module docstring).
+ENCODING, ERRORS = "utf-8", "surrogateescape"
 
 
 class RowWriter(Protocol):
     def write(
-        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float] | None = None
-    ) -> None: ...
+        self,
+        name: str,
+        score: float | None,
+        error: str | None,
+        extra: Mapping[str, float] | None = None,
+        map_file: str | None = None,
+    ) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+def finite_row(
+    name: str, score: float | None, error: str | None, extra: Mapping[str, float] | None
+) -> tuple[float | None, str | None, dict[str, float | None]]:
+    """``(score, error, extra)`` with no NaN or infinite number left: a non-finite score makes the
+    row an error row; a non-finite extra value becomes None and is named in the error."""
+    values: dict[str, float | None] = dict(extra or {})
+    problems = []
+    if score is not None and not math.isfinite(score):
+        problems.append(f"non-finite score ({score})")
+        score = None
+    for key, value in values.items():
+        if value is not None and not math.isfinite(value):
+            problems.append(f"non-finite {key} ({value})")
+            values[key] = None
+    if problems:
+        message = f"{name}: {', '.join(problems)}: the head weights may be corrupt"
+        error = f"{error}; {message}" if error else message
+        score = None
+    return score, error, values
 
 
 def _number(value: float | None) -> str:
@@ -30,86 +75,210 @@ def _number(value: float | None) -> str:
 
 
 class CsvWriter:
-    def __init__(self, stream: IO[str], with_error: bool, columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self, stream: IO[str], with_error: bool, columns: Sequence[str] = (), *, with_map: bool = False
+    ) -> None:
         self.stream = stream
         self.with_error = with_error
+        self.with_map = with_map
         self.columns = list(columns)
         self.csv = csv.writer(stream, lineterminator="\n")
-        self.csv.writerow(["path", "score", *self.columns, *(["error"] if with_error else [])])
+        # the csv module quotes a field holding "\n" (the line terminator) but not one holding "\r",
+        # which many readers take for a line break: such rows are written with every field quoted
+        self.quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        header = ["path", "score", *self.columns, *(["map"] if with_map else []), *(["error"] if with_error else [])]
+        self.csv.writerow(header)
         stream.flush()
 
     def write(
-        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float] | None = None
-    ) -> None:
-        values = [_number((extra or {}).get(c)) for c in self.columns]
+        self,
+        name: str,
+        score: float | None,
+        error: str | None,
+        extra: Mapping[str, float] | None = None,
+        map_file: str | None = None,
+    ) -> str | None:
+        score, error, values = finite_row(name, score, error, extra)
+        if error is not None and not self.with_error:
+            return error
+        row = [name, _number(score), *(_number(values.get(c)) for c in self.columns)]
+        if self.with_map:
+            row.append(map_file or "")
         if self.with_error:
-            self.csv.writerow([name, _number(score), *values, error or ""])
-        elif error is None:
-            self.csv.writerow([name, _number(score), *values])
+            row.append(error or "")
+        (self.quoted if any("\r" in field for field in row) else self.csv).writerow(row)
         self.stream.flush()
+        return error
 
     def close(self) -> None:
         pass
 
 
-def _row(name: str, score: float | None, error: str | None, columns: Sequence[str], extra) -> dict:
-    return {"path": name, "score": score, **{c: (extra or {}).get(c) for c in columns}, "error": error}
+def _json_row(
+    name: str,
+    score: float | None,
+    error: str | None,
+    columns: Sequence[str],
+    extra: Mapping[str, float | None],
+    with_map: bool,
+    map_file: str | None,
+) -> str:
+    row = {"path": name, "score": score, **{c: extra.get(c) for c in columns}}
+    if with_map:
+        row["map"] = map_file
+    row["error"] = error
+    return json.dumps(row, allow_nan=False)  # ensure_ascii (the default): lone surrogates stay \udcXX escapes
 
 
 class JsonLinesWriter:
-    def __init__(self, stream: IO[str], columns: Sequence[str] = ()) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
         self.stream = stream
         self.columns = list(columns)
+        self.with_map = with_map
 
     def write(
-        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float] | None = None
-    ) -> None:
-        self.stream.write(json.dumps(_row(name, score, error, self.columns, extra)) + "\n")
+        self,
+        name: str,
+        score: float | None,
+        error: str | None,
+        extra: Mapping[str, float] | None = None,
+        map_file: str | None = None,
+    ) -> str | None:
+        score, error, values = finite_row(name, score, error, extra)
+        self.stream.write(_json_row(name, score, error, self.columns, values, self.with_map, map_file) + "\n")
         self.stream.flush()
+        return error
 
     def close(self) -> None:
         pass
 
 
 class JsonArrayWriter:
-    """A JSON array written row by row; the closing bracket is written when the run ends (also on Ctrl-C)."""
+    """A JSON array written row by row; :meth:`close` writes the closing bracket (also after an interrupt)."""
 
-    def __init__(self, stream: IO[str], columns: Sequence[str] = ()) -> None:
+    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
         self.stream = stream
         self.columns = list(columns)
+        self.with_map = with_map
         self.first = True
         stream.write("[")
 
     def write(
-        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float] | None = None
-    ) -> None:
-        self.stream.write(
-            ("\n  " if self.first else ",\n  ") + json.dumps(_row(name, score, error, self.columns, extra))
-        )
+        self,
+        name: str,
+        score: float | None,
+        error: str | None,
+        extra: Mapping[str, float] | None = None,
+        map_file: str | None = None,
+    ) -> str | None:
+        score, error, values = finite_row(name, score, error, extra)
+        row = _json_row(name, score, error, self.columns, values, self.with_map, map_file)
+        self.stream.write(("\n  " if self.first else ",\n  ") + row)
         self.first = False
         self.stream.flush()
+        return error
 
     def close(self) -> None:
-        self.stream.write("\n]\n")
+        self.stream.write("\n]\n" if not self.first else "]\n")
         self.stream.flush()
 
 
-def check_output_path(output: Path) -> str | None:
+def check_output_path(output: Path, *, overwrite: bool = False) -> str | None:
     """Why ``output`` cannot be an ``--output`` file (a message), or None if it can."""
     if output.is_dir():
         return f"--output {output} is a folder; give a file name ending in {', '.join(OUTPUT_SUFFIXES)}"
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         return f"--output must end in {', '.join(OUTPUT_SUFFIXES)}, got {output.name!r}"
+    if (blocker := file_in_the_way(output)) is not None:
+        return f"--output {output} cannot be created: {blocker} is a file, not a folder"
+    if output.exists() and not overwrite:
+        return f"--output {output} exists; give --overwrite to replace it, or another file name"
     return None
 
 
-def open_writer(output: Path | None, columns: Sequence[str] = ()) -> tuple[IO[str], RowWriter]:
-    """The stream and row writer for ``--output`` (None: CSV without an error column on stdout), with extra ``columns``."""
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing parent of ``path`` when it is not a folder (so ``path`` cannot be created), else None."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def partial_path(output: Path) -> Path:
+    """Where the rows of an interrupted run are kept: ``scores.csv`` -> ``scores.partial.csv``."""
+    return output.with_name(f"{output.stem}.partial{output.suffix}")
+
+
+class OutputFile:
+    """An ``--output`` file written under a hidden temporary name in its folder (``.scores.csv.tmp-PID``)
+    and put in place when the run ends, so ``--output`` is only ever a complete file.
+
+    :meth:`commit` renames it to ``path``; without ``overwrite`` a file that appeared at ``path``
+    meanwhile (another run) is never replaced: the rows go to :func:`partial_path` instead.
+    :meth:`keep_partial` (after an interrupt) renames it to :func:`partial_path`.
+    """
+
+    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
+        self.path = path
+        self.overwrite = overwrite
+        self.temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+    def open(self) -> IO[str]:
+        """Create the temporary file (and missing parent folders); OSError if that place is not writable."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.temporary.open("w", encoding=ENCODING, errors=ERRORS, newline="")
+
+    def commit(self) -> Path:
+        """Put the finished file in place; returns where it is (``path``, or the partial name, see above)."""
+        if self.overwrite:
+            os.replace(self.temporary, self.path)
+            return self.path
+        try:
+            os.link(self.temporary, self.path)  # atomic: fails if the name exists
+        except FileExistsError:
+            return self.keep_partial()
+        except OSError:  # a file system without hard links
+            if self.path.exists():
+                return self.keep_partial()
+            os.replace(self.temporary, self.path)
+            return self.path
+        self.temporary.unlink()
+        return self.path
+
+    def keep_partial(self) -> Path:
+        target = partial_path(self.path)
+        os.replace(self.temporary, target)
+        return target
+
+    def discard(self) -> None:
+        self.temporary.unlink(missing_ok=True)
+
+
+def stdout_stream() -> IO[str]:
+    """The CSV stream on stdout: UTF-8 with surrogate escapes, as in files (see the module docstring).
+    Detach it with :func:`release_stdout` when done; sys.stdout itself is left as it is."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # sys.stdout replaced by a text-only stream
+        return sys.stdout
+    return io.TextIOWrapper(buffer, encoding=ENCODING, errors=ERRORS, newline="", write_through=True)
+
+
+def release_stdout(stream: IO[str]) -> None:
+    if stream is not sys.stdout and isinstance(stream, io.TextIOWrapper):
+        stream.flush()
+        stream.detach()
+
+
+def make_writer(
+    stream: IO[str], output: Path | None, columns: Sequence[str] = (), *, with_map: bool = False
+) -> RowWriter:
+    """The row writer for ``--output`` (None: CSV without an error column, for stdout), with extra ``columns``."""
     if output is None:
-        return sys.stdout, CsvWriter(sys.stdout, with_error=False, columns=columns)
+        return CsvWriter(stream, with_error=False, columns=columns, with_map=with_map)
     suffix = output.suffix.lower()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    stream = output.open("w", encoding="utf-8", newline="")
     if suffix == ".csv":
-        return stream, CsvWriter(stream, with_error=True, columns=columns)
-    return stream, (JsonLinesWriter(stream, columns) if suffix == ".jsonl" else JsonArrayWriter(stream, columns))
+        return CsvWriter(stream, with_error=True, columns=columns, with_map=with_map)
+    if suffix == ".jsonl":
+        return JsonLinesWriter(stream, columns, with_map=with_map)
+    return JsonArrayWriter(stream, columns, with_map=with_map)
