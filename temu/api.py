@@ -31,7 +31,14 @@ from .attributes import AttributeSpec, resolve_attributes
 from .errors import NonFiniteScoreError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import SkippedEntry, Source, expand_sources, is_single_image
-from .loading import SourceDataset, collate_sources, default_num_workers, resize_on_device
+from .loading import (
+    ResizeOn,
+    SourceDataset,
+    collate_sources,
+    default_num_workers,
+    resize_on_device,
+    resizes_on_device,
+)
 from .model import AttributeMaps, QualityMaps, TeMuIQA
 from .precision import Precision, autocast_context
 
@@ -174,7 +181,7 @@ def iter_scores(
     compile: bool = False,
     skipped: list[SkippedEntry] | None = None,
     attributes: AttributeSpec | Literal[False] = False,
-    resize_on: Literal["auto", "loader", "device"] = "auto",
+    resize_on: ResizeOn = "auto",
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -200,14 +207,13 @@ def iter_scores(
     workers, or this process with ``num_workers=0``); ``"device"``, on the model's device: the
     loader only decodes (8-bit images stay uint8, a quarter of the bytes), and whole groups are
     converted to float and resized there (:func:`temu.loading.resize_on_device`), which leaves the
-    CPU cores to decoding; ``"auto"``: ``"device"`` on CUDA, else ``"loader"``.
+    CPU cores to decoding; ``"auto"``: ``"loader"`` for now (:func:`temu.loading.resizes_on_device`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
-    if resize_on not in ("auto", "loader", "device"):
-        raise ValueError(f"resize_on must be 'auto', 'loader' or 'device', got {resize_on!r}")
+    resizes_on_device(resize_on)  # checked before any work
     pairs = None if attributes is False else resolve_attributes(attributes)  # checked before any work
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
@@ -221,7 +227,7 @@ def iter_scores(
     autocast = autocast_context(dev, precision)  # validates precision before any work
     if num_workers is None:
         num_workers = 0 if len(sources) <= batch_size else default_num_workers(dev)
-    on_device = resize_on == "device" or (resize_on == "auto" and dev.type == "cuda")
+    on_device = resizes_on_device(resize_on)
     loader = DataLoader(
         SourceDataset(sources, net.input_size, resize=not on_device),
         batch_size=batch_size,
@@ -332,7 +338,7 @@ def score(
     num_workers: int | None = None,
     precision: Precision = "auto",
     compile: bool = False,
-    resize_on: Literal["auto", "loader", "device"] = "auto",
+    resize_on: ResizeOn = "auto",
 ) -> float | list[float]:
     """Quality scores in [0, 1] (higher is better).
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import torch
 from torch.utils.data import Dataset
@@ -27,6 +27,24 @@ T = TypeVar("T")
 
 #: Most DataLoader workers a default picks (more rarely helps one GPU and costs memory).
 MAX_DEFAULT_WORKERS = 8
+
+#: Where images may be brought to the model's input size (see :func:`resizes_on_device`).
+ResizeOn = Literal["auto", "loader", "device"]
+RESIZE_ON: tuple[str, ...] = ("auto", "loader", "device")
+
+
+def resizes_on_device(resize_on: str) -> bool:
+    """Whether ``resize_on`` means resizing on the model's device (:func:`resize_on_device`) rather than in the loader.
+
+    ``"loader"``: where images are decoded (DataLoader workers or threads); ``"device"``: on the
+    model's device, the loader only decodes; ``"auto"``: the loader, on every device for now. The
+    device path is built and tested for equal scores, but its speed on a GPU is not measured yet
+    (``benchmarks/bench_score_files.py`` times both in one process); ``"auto"`` will pick it where
+    that measurement shows it faster. Raises ValueError for any other value.
+    """
+    if resize_on not in RESIZE_ON:
+        raise ValueError(f"resize_on must be one of {', '.join(map(repr, RESIZE_ON))}, got {resize_on!r}")
+    return resize_on == "device"
 
 
 def available_cpus() -> int:

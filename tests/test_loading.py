@@ -8,7 +8,7 @@ from PIL import Image
 
 import temu.loading
 from temu.inputs import Source, pil_to_pixels, pil_to_tensor
-from temu.loading import collate_sources, resize_on_device, stack_images, to_input_size
+from temu.loading import collate_sources, resize_on_device, resizes_on_device, stack_images, to_input_size
 from temu.transforms import InputSize
 
 
@@ -75,3 +75,9 @@ def test_default_workers_leave_a_core_to_each_scoring_process(monkeypatch, cores
     monkeypatch.setattr(temu.loading, "available_cpus", lambda: cores)
     assert temu.loading.default_num_workers(torch.device("cuda"), world_size=world) == expected
     assert temu.loading.default_num_workers(torch.device("cpu")) == 0
+
+
+def test_auto_resizes_in_the_loader_until_the_device_path_is_measured_faster():
+    assert [resizes_on_device(where) for where in ("auto", "loader", "device")] == [False, False, True]
+    with pytest.raises(ValueError, match="resize_on must be one of 'auto', 'loader', 'device', got 'gpu'"):
+        resizes_on_device("gpu")

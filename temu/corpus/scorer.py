@@ -4,9 +4,10 @@ The engine under both corpus engines (this process, and each Ray actor through
 :class:`temu.ray.TeMuScorer`). An image is decoded by temu's own reader (:func:`temu.decode_image`
 / :func:`temu.read_image`: EXIF orientation, modes, the decompression-bomb guard) and resized by
 the model's own rule (:class:`temu.loading.ImageLoader`), so it scores as :func:`temu.score` scores
-the same file. On CUDA the threads only decode and the GPU resizes
-(:func:`temu.loading.resize_on_device`), as :func:`temu.iter_scores` does. An image that cannot be read gives its error message and scoring goes on; any
-other exception (CUDA out of memory, a bug) is raised.
+the same file. With ``resize_on="device"`` the threads only decode and the device resizes
+(:func:`temu.loading.resize_on_device`), as in :func:`temu.iter_scores`. An image that cannot
+be read gives its error message and scoring goes on; any other exception (CUDA out of memory, a
+bug) is raised.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..errors import ImageReadError, InvalidInputError
 from ..inputs import Source
-from ..loading import ImageLoader, group_by_size, resize_on_device, stack_images
+from ..loading import ImageLoader, ResizeOn, group_by_size, resize_on_device, resizes_on_device, stack_images
 from ..model import TeMuIQA
 from ..precision import Precision, autocast_context
 from .uris import Filesystems, is_uri
@@ -36,8 +37,8 @@ class BatchScorer:
 
     batch_size: images per forward pass. threads: decoding threads (default: the CPU count, at
     most 8). The thread pool decodes batch k+1 while the model scores batch k.
-    resize_on: where images are resized, as for :func:`temu.iter_scores` (``"auto"``: on the
-    device when it is CUDA, else in the decoding threads).
+    resize_on: where images are resized, as for :func:`temu.iter_scores`
+    (:func:`temu.loading.resizes_on_device`).
     """
 
     def __init__(
@@ -48,17 +49,15 @@ class BatchScorer:
         precision: Precision = "auto",
         threads: int | None = None,
         filesystems: Filesystems | None = None,
-        resize_on: Literal["auto", "loader", "device"] = "auto",
+        resize_on: ResizeOn = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if resize_on not in ("auto", "loader", "device"):
-            raise ValueError(f"resize_on must be 'auto', 'loader' or 'device', got {resize_on!r}")
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.autocast = autocast_context(self.device, precision)
         self.batch_size = batch_size
-        self.on_device = resize_on == "device" or (resize_on == "auto" and self.device.type == "cuda")
+        self.on_device = resizes_on_device(resize_on)
         self.loader = ImageLoader(model.input_size, resize=not self.on_device)
         self.filesystems = filesystems or Filesystems()
         self.threads = threads or min(8, os.cpu_count() or 1)
