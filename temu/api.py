@@ -31,7 +31,14 @@ from .attributes import AttributeSpec, resolve_attributes
 from .errors import NonFiniteScoreError
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import SkippedEntry, Source, expand_sources, is_single_image
-from .loading import SourceDataset, collate_sources, default_num_workers
+from .loading import (
+    ResizeOn,
+    SourceDataset,
+    collate_sources,
+    default_num_workers,
+    resize_on_device,
+    resizes_on_device,
+)
 from .model import AttributeMaps, QualityMaps, TeMuIQA
 from .precision import Precision, autocast_context
 
@@ -174,6 +181,7 @@ def iter_scores(
     compile: bool = False,
     skipped: list[SkippedEntry] | None = None,
     attributes: AttributeSpec | Literal[False] = False,
+    resize_on: ResizeOn = "auto",
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -194,11 +202,18 @@ def iter_scores(
     starts, before the first result; :func:`temu.inputs.describe_skipped` words them for a summary.
     ``attributes``: False (none), or what :func:`temu.explain` takes (None = the default set):
     each result then has ``attributes`` too, from the same backbone pass (:meth:`TeMuIQA.explain`).
+    ``resize_on``: where images are brought to the model's input size (the same rule and the same
+    scores either way, within float rounding): ``"loader"``, where they are decoded (DataLoader
+    workers, or this process with ``num_workers=0``); ``"device"``, on the model's device: the
+    loader only decodes (8-bit images stay uint8, a quarter of the bytes), and whole groups are
+    converted to float and resized there (:func:`temu.loading.resize_on_device`), which leaves the
+    CPU cores to decoding; ``"auto"``: ``"loader"`` for now (:func:`temu.loading.resizes_on_device`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
+    resizes_on_device(resize_on)  # checked before any work
     pairs = None if attributes is False else resolve_attributes(attributes)  # checked before any work
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
@@ -212,8 +227,9 @@ def iter_scores(
     autocast = autocast_context(dev, precision)  # validates precision before any work
     if num_workers is None:
         num_workers = 0 if len(sources) <= batch_size else default_num_workers(dev)
+    on_device = resizes_on_device(resize_on)
     loader = DataLoader(
-        SourceDataset(sources, net.input_size),
+        SourceDataset(sources, net.input_size, resize=not on_device),
         batch_size=batch_size,
         num_workers=num_workers,
         collate_fn=collate_sources,
@@ -231,6 +247,9 @@ def iter_scores(
         # mode and autocast are entered around the model only, not around the caller's code.
         for groups, failed in loader:
             with torch.inference_mode():
+                if on_device:
+                    groups, failed_here = resize_on_device(groups, net.input_size, dev, sources.__getitem__)
+                    failed = failed + failed_here
                 outputs = []
                 for idx, x in groups:
                     x = x.to(dev, non_blocking=True)
@@ -319,6 +338,7 @@ def score(
     num_workers: int | None = None,
     precision: Precision = "auto",
     compile: bool = False,
+    resize_on: ResizeOn = "auto",
 ) -> float | list[float]:
     """Quality scores in [0, 1] (higher is better).
 
@@ -330,7 +350,8 @@ def score(
     Returns a float for one image, else a list of floats in input order (``[]`` for no input).
     Raises :class:`~temu.ImageReadError` naming the file for an unreadable image (and
     :class:`~temu.InvalidInputError` for a bad array, tensor or path, such as ``""``); use
-    :func:`iter_scores` with ``on_error="report"`` to score the rest anyway.
+    :func:`iter_scores` with ``on_error="report"`` to score the rest anyway. The other
+    arguments are :func:`iter_scores`'s.
     """
     single = is_single_image(inputs)
     results = [
@@ -344,6 +365,7 @@ def score(
             num_workers=num_workers,
             precision=precision,
             compile=compile,
+            resize_on=resize_on,
         )
     ]
     return results[0] if single and len(results) == 1 else results  # type: ignore[return-value]

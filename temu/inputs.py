@@ -70,16 +70,20 @@ class Source:
     error: InvalidInputError | None = None
     data: bytes | None = None
 
-    def load(self) -> torch.Tensor:
+    def load(self, *, keep_uint8: bool = False) -> torch.Tensor:
         """``[3, H, W]`` float32 in [0, 1]. Raises :class:`ImageReadError` / :class:`InvalidInputError`,
-        also for an unexpected exception (it names the exception), so one input never ends a run."""
+        also for an unexpected exception (it names the exception), so one input never ends a run.
+
+        ``keep_uint8``: an 8-bit file or encoded image comes back as its ``[3, H, W]`` uint8 pixels
+        (0-255, not yet divided by 255: see :func:`pixels_to_float`); in-memory inputs are float32 as always.
+        """
         if self.error is not None:
             raise self.error
         try:
             if self.path is not None:
-                return read_image(self.path)
+                return read_image(self.path, keep_uint8=keep_uint8)
             if self.data is not None:
-                return decode_image(self.data, self.name)
+                return decode_image(self.data, self.name, keep_uint8=keep_uint8)
             return to_image_tensor(self.image, name=self.name)
         except InvalidInputError:
             raise
@@ -244,6 +248,19 @@ def _array_to_tensor(a: np.ndarray, name: str) -> torch.Tensor:
 
 def pil_to_tensor(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
     """Any PIL mode -> ``[3, H, W]`` float32 RGB in [0, 1]; 16- and 32-bit grayscale keep their range."""
+    return pixels_to_float(pil_to_pixels(img))
+
+
+def pixels_to_float(x: torch.Tensor) -> torch.Tensor:
+    """Pixels from :func:`pil_to_pixels` (``[..., 3, H, W]``, on any device) -> float32 in [0, 1]:
+    uint8 divided by 255, float32 as it is. The one conversion of 8-bit pixels, wherever it runs."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+def pil_to_pixels(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
+    """Any PIL mode -> ``[3, H, W]`` RGB pixels: uint8 (0-255) for 8-bit modes, float32 in [0, 1] for
+    16- and 32-bit grayscale (their range kept). The uint8 tensor is a channel-first view of
+    height-width-channel memory (strides ``(1, 3W, 3)``), as Pillow lays pixels out."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(img).astype(np.float32)
         scale = 65535.0 if img.mode.startswith("I;16") or a.max(initial=0) <= 65535 else float(2**32 - 1)
@@ -255,8 +272,7 @@ def pil_to_tensor(img: PIL.Image.Image) -> torch.Tensor:  # noqa: F821
         )
     if img.mode != "RGB":
         img = img.convert("RGB")
-    a = np.asarray(img)
-    return torch.from_numpy(a.copy()).permute(2, 0, 1).float().div_(255.0)
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)  # copy: writable, and not Pillow's memory
 
 
 #: EXIF orientation (tag 0x0112) -> the transpose that shows the image upright (as Pillow's exif_transpose).
@@ -299,18 +315,21 @@ def apply_exif_orientation(img: PIL.Image.Image, name: str) -> PIL.Image.Image: 
     return img.transpose(Image.Transpose[method])
 
 
-def decode_file(fp: str | os.PathLike[str] | IO[bytes], name: str) -> torch.Tensor:
+def decode_file(fp: str | os.PathLike[str] | IO[bytes], name: str, *, keep_uint8: bool = False) -> torch.Tensor:
     """Decode an image from a file path or a binary file object to ``[3, H, W]`` float32 in [0, 1].
 
     Pillow opens it (decompression-bomb guard on), EXIF orientation is applied, and every failure,
     expected or not, is an :class:`ImageReadError` naming ``name``: one bad file never ends a run.
+    ``keep_uint8``: 8-bit images come back as their uint8 pixels (:func:`pil_to_pixels`), for
+    :func:`pixels_to_float` to convert later (on the GPU, say); the result is then exactly this one's.
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(fp) as img:
             img.load()
-            return pil_to_tensor(apply_exif_orientation(img, name))
+            pixels = pil_to_pixels(apply_exif_orientation(img, name))
+            return pixels if keep_uint8 else pixels_to_float(pixels)
     except Image.DecompressionBombError as err:
         raise ImageReadError(
             name,
@@ -333,16 +352,16 @@ def decode_file(fp: str | os.PathLike[str] | IO[bytes], name: str) -> torch.Tens
         raise ImageReadError(name, f"cannot be decoded ({type(err).__name__}: {err})") from err
 
 
-def decode_image(data: bytes | bytearray | memoryview, name: str) -> torch.Tensor:
+def decode_image(data: bytes | bytearray | memoryview, name: str, *, keep_uint8: bool = False) -> torch.Tensor:
     """Decode an encoded image (the bytes of a JPEG, PNG, ... file) to ``[3, H, W]`` float32 in [0, 1].
 
     The same decoder as :func:`read_image` (:func:`decode_file`: EXIF orientation, mode conversion,
     the decompression-bomb guard), so the bytes of a file give exactly the tensor the file gives.
-    ``name`` labels errors.
+    ``name`` labels errors; ``keep_uint8`` as for :func:`decode_file`.
     """
     if len(data) == 0:
         raise ImageReadError(name, "the image data is empty (0 bytes)")
-    return decode_file(io.BytesIO(data), name)
+    return decode_file(io.BytesIO(data), name, keep_uint8=keep_uint8)
 
 
 def _plugin_hint(name: str) -> str:
@@ -359,10 +378,10 @@ _NOT_REGULAR = {
 }
 
 
-def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
+def read_image(path: str | os.PathLike[str], *, keep_uint8: bool = False) -> torch.Tensor:
     """Decode an image file to ``[3, H, W]`` float32 in [0, 1]; errors name the file and the cause.
 
-    Only regular files are opened (a named pipe would block); see :func:`decode_file`.
+    Only regular files are opened (a named pipe would block); see :func:`decode_file` (and its ``keep_uint8``).
     """
     if os.fspath(path) == "":
         raise InvalidInputError("an empty path ('') names no image file")
@@ -382,7 +401,7 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
         raise ImageReadError(path, f"is {kind}, not an image file")
     if info.st_size == 0:
         raise ImageReadError(path, "the file is empty (0 bytes)")
-    return decode_file(path, str(path))
+    return decode_file(path, str(path), keep_uint8=keep_uint8)
 
 
 def _missing(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -247,9 +249,13 @@ def test_an_unexpected_exception_for_one_input_is_its_error_in_workers_too(model
         return real(self, x, *args, **kwargs)
 
     monkeypatch.setattr(InputSize, "__call__", flaky)
-    for workers in (0, 1):
+    for workers, resize_on in [(0, "loader"), (1, "loader"), (1, "device")]:
         inputs = [photo_files["coffee"], odd, photo_files["rocket"]]
-        results = list(temu.iter_scores(inputs, model=model, on_error="report", num_workers=workers, batch_size=2))
+        results = list(
+            temu.iter_scores(
+                inputs, model=model, on_error="report", num_workers=workers, batch_size=2, resize_on=resize_on
+            )
+        )
         assert [r.error is None for r in results] == [True, False, True]
         assert "odd.png" in results[1].error and "RuntimeError: something nobody expected" in results[1].error
 
@@ -315,3 +321,62 @@ def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
     results = list(temu.iter_scores(folder, model=model, skipped=skipped))
     assert len(results) == 4 and [(e.path, e.reason) for e in skipped] == [(str(folder / "notes.txt"), NOT_AN_IMAGE)]
     assert describe_skipped(skipped) == ["skipped 1 file without an image extension: notes.txt"]
+
+
+def spy_on_device_resizing(monkeypatch) -> list[torch.dtype]:
+    """The dtypes of the pixel groups :func:`temu.iter_scores` hands to ``resize_on_device`` (none: the loader resized)."""
+    import temu.api
+
+    seen: list[torch.dtype] = []
+    real = temu.api.resize_on_device
+
+    def spy(groups, *args, **kwargs):
+        groups = list(groups)
+        seen.extend(x.dtype for _, x in groups)
+        return real(groups, *args, **kwargs)
+
+    monkeypatch.setattr(temu.api, "resize_on_device", spy)
+    return seen
+
+
+def test_resizing_on_the_device_scores_as_resizing_in_the_loader(model, photos, photo_files, tmp_path, monkeypatch):
+    Image.fromarray(photos["coffee"][:, :, 0]).save(tmp_path / "gray.png")
+    Image.fromarray(photos["rocket"][:, :, 1].astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit
+    Image.fromarray(photos["chelsea"]).save(tmp_path / "c.jpg", quality=90)
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    inputs = [*photo_files.values(), tmp_path / "gray.png", tmp_path / "deep.png", tmp_path / "bad.jpg"]
+    inputs += [tmp_path / "c.jpg", photo_files["coffee"]]
+    seen = spy_on_device_resizing(monkeypatch)
+    loader = list(temu.iter_scores(inputs, model=model, batch_size=4, on_error="report", resize_on="loader"))
+    auto = list(temu.iter_scores(inputs, model=model, batch_size=4, on_error="report"))  # CPU: the loader
+    assert seen == [] and [r.score for r in auto] == [r.score for r in loader]
+    for workers in (0, 1):
+        device = list(
+            temu.iter_scores(
+                inputs, model=model, batch_size=4, on_error="report", num_workers=workers, resize_on="device"
+            )
+        )
+        assert [r.error for r in device] == [r.error for r in loader]
+        assert loader[6].error.startswith(str(tmp_path / "bad.jpg"))  # a bad file is still its own error
+        good = [i for i, r in enumerate(loader) if r.error is None]
+        assert [device[i].score for i in good] == pytest.approx([loader[i].score for i in good], abs=1e-5)
+    assert set(seen) == {torch.uint8, torch.float32}  # 8-bit files reach it undivided; 16-bit ones as floats
+    with pytest.raises(ValueError, match="resize_on"):
+        temu.score(inputs[:1], model=model, resize_on="gpu")
+
+
+def test_native_size_resizing_on_the_device_matches_the_loader(tiny_kwargs, photos, photo_files, tmp_path):
+    from temu import TeMuWarning
+
+    model = temu.TeMuIQA(**{**tiny_kwargs, "image_size": None, "max_pixels": 12_000}).eval()
+    Image.fromarray(photos["astronaut"]).save(tmp_path / "astronaut2.png")  # 128x128: over the cap, like astronaut
+    Image.fromarray(photos["chelsea"][:50, :70]).save(tmp_path / "small.png")
+    inputs = [*photo_files.values(), tmp_path / "small.png", tmp_path / "astronaut2.png"]
+    runs = {}
+    for resize_on in ("loader", "device"):
+        with pytest.warns(TeMuWarning, match="exceed max_pixels") as record:
+            runs[resize_on] = temu.score(inputs, model=model, batch_size=8, num_workers=0, resize_on=resize_on)
+        named = sorted(Path(str(w.message).split(":")[0]).name for w in record if "max_pixels" in str(w.message))
+        assert named == ["astronaut.png", "astronaut2.png"]  # one warning per capped image, naming it
+    assert runs["device"] == pytest.approx(runs["loader"], abs=1e-5)
+    assert runs["device"][0] == pytest.approx(runs["device"][5], abs=1e-6)  # the same pixels score the same

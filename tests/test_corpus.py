@@ -147,11 +147,13 @@ def test_a_tar_that_breaks_off_keeps_its_good_members_and_reports_the_rest(tmp_p
 # ---------------------------------------------------------------- scoring
 
 
-def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_head_dir, photo_files):
+@pytest.mark.parametrize("resize_on", ["loader", "device"])
+def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_head_dir, photo_files, resize_on):
     model = temu.load(tiny_head_dir)
     files = [photo_files[n] for n in sorted(photo_files)]
     expected = temu.score(files, model=model)
-    scorer = BatchScorer(model, batch_size=3, threads=2)
+    scorer = BatchScorer(model, batch_size=3, threads=2, resize_on=resize_on)
+    assert scorer.on_device == (resize_on == "device")
     items = [(files[0].read_bytes(), "a"), (str(files[1]), "b"), (None, "c"), (b"junk", "d"), (str(files[2]), "e")]
     items += [(files[3].read_bytes(), "f"), ("/no/such.png", "g")]
     results = list(scorer.score(items))

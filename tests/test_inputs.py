@@ -84,6 +84,24 @@ def test_16_bit_grayscale_keeps_its_full_range(tmp_path):
     torch.testing.assert_close(t[0, 0], torch.tensor([0.0, 1000 / 65535, 1.0]))  # not clipped at 255
 
 
+def test_kept_uint8_pixels_become_exactly_the_float_image(tmp_path, rgb):
+    from temu.inputs import decode_image, pixels_to_float
+
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(rgb[:, :, 0], mode="L").save(tmp_path / "g.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif_bytes([ORIENTATION_6]), quality=90)
+    Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257).save(tmp_path / "d.png")
+    for name, dtype in [("a.png", torch.uint8), ("g.png", torch.uint8), ("p.png", torch.uint8), ("r.jpg", torch.uint8)]:
+        pixels = read_image(tmp_path / name, keep_uint8=True)
+        assert pixels.dtype == dtype and pixels.shape == read_image(tmp_path / name).shape
+        assert torch.equal(pixels_to_float(pixels), read_image(tmp_path / name))  # bit for bit
+    deep = read_image(tmp_path / "d.png", keep_uint8=True)  # 16 bits do not fit uint8: floats, full range kept
+    assert deep.dtype == torch.float32 and torch.equal(deep, read_image(tmp_path / "d.png"))
+    data = (tmp_path / "r.jpg").read_bytes()
+    assert torch.equal(decode_image(data, "r.jpg", keep_uint8=True), read_image(tmp_path / "r.jpg", keep_uint8=True))
+
+
 def test_exif_orientation_is_applied(tmp_path, rgb):
     img = Image.fromarray(rgb)
     exif = img.getexif()
@@ -131,7 +149,7 @@ def test_an_unexpected_decoder_exception_is_that_files_error(tmp_path, rgb, monk
     import temu.inputs
 
     Image.fromarray(rgb).save(tmp_path / "a.png")
-    monkeypatch.setattr(temu.inputs, "pil_to_tensor", lambda img: 1 / 0)
+    monkeypatch.setattr(temu.inputs, "pil_to_pixels", lambda img: 1 / 0)
     with pytest.raises(ImageReadError, match=r"a\.png: cannot be decoded \(ZeroDivisionError: division by zero\)"):
         read_image(tmp_path / "a.png")
 

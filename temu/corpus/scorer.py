@@ -4,8 +4,10 @@ The engine under both corpus engines (this process, and each Ray actor through
 :class:`temu.ray.TeMuScorer`). An image is decoded by temu's own reader (:func:`temu.decode_image`
 / :func:`temu.read_image`: EXIF orientation, modes, the decompression-bomb guard) and resized by
 the model's own rule (:class:`temu.loading.ImageLoader`), so it scores as :func:`temu.score` scores
-the same file. An image that cannot be read gives its error message and scoring goes on; any
-other exception (CUDA out of memory, a bug) is raised.
+the same file. With ``resize_on="device"`` the threads only decode and the device resizes
+(:func:`temu.loading.resize_on_device`), as in :func:`temu.iter_scores`. An image that cannot
+be read gives its error message and scoring goes on; any other exception (CUDA out of memory, a
+bug) is raised.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from ..errors import ImageReadError, InvalidInputError
 from ..inputs import Source
-from ..loading import ImageLoader, group_by_size
+from ..loading import ImageLoader, ResizeOn, group_by_size, resize_on_device, resizes_on_device, stack_images
 from ..model import TeMuIQA
 from ..precision import Precision, autocast_context
 from .uris import Filesystems, is_uri
@@ -35,6 +37,8 @@ class BatchScorer:
 
     batch_size: images per forward pass. threads: decoding threads (default: the CPU count, at
     most 8). The thread pool decodes batch k+1 while the model scores batch k.
+    resize_on: where images are resized, as for :func:`temu.iter_scores`
+    (:func:`temu.loading.resizes_on_device`).
     """
 
     def __init__(
@@ -45,6 +49,7 @@ class BatchScorer:
         precision: Precision = "auto",
         threads: int | None = None,
         filesystems: Filesystems | None = None,
+        resize_on: ResizeOn = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -52,7 +57,8 @@ class BatchScorer:
         self.device = next(model.parameters()).device
         self.autocast = autocast_context(self.device, precision)
         self.batch_size = batch_size
-        self.loader = ImageLoader(model.input_size)
+        self.on_device = resizes_on_device(resize_on)
+        self.loader = ImageLoader(model.input_size, resize=not self.on_device)
         self.filesystems = filesystems or Filesystems()
         self.threads = threads or min(8, os.cpu_count() or 1)
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="temu-decode")
@@ -61,7 +67,8 @@ class BatchScorer:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def load(self, image: Any, name: str) -> torch.Tensor:
-        """One image at the model's input size, ``[3, H, W]`` float32 in [0, 1]; :class:`~temu.InvalidInputError` if unreadable."""
+        """One image at the model's input size, ``[3, H, W]`` float32 in [0, 1] (decoded pixels at their
+        own size when resizing on the device); :class:`~temu.InvalidInputError` if unreadable."""
         if image is None:
             raise ImageReadError(name, "no image (null)")
         if isinstance(image, (bytes, bytearray, memoryview)):
@@ -84,25 +91,35 @@ class BatchScorer:
             ahead = self._submit(next(batches, None))  # decode the next batch while this one runs
             yield from self._run(current)
 
-    def _submit(self, batch: list[tuple[Any, str]] | None) -> list[Future] | None:
+    def _submit(self, batch: list[tuple[Any, str]] | None) -> list[tuple[Future, str]] | None:
         if batch is None:
             return None
-        return [self.pool.submit(self.load, image, name) for image, name in batch]
+        return [(self.pool.submit(self.load, image, name), name) for image, name in batch]
 
-    def _run(self, futures: list[Future]) -> list[Result]:
+    def _run(self, futures: list[tuple[Future, str]]) -> list[Result]:
         results: list[Result] = [(None, None)] * len(futures)
         loaded: list[tuple[int, torch.Tensor]] = []
-        for i, future in enumerate(futures):
+        for i, (future, _) in enumerate(futures):
             try:
                 loaded.append((i, future.result()))
             except InvalidInputError as err:  # a bad image; anything else is raised
                 results[i] = (None, str(err))
-        for group in group_by_size(loaded, lambda item: item[1]):
-            x = torch.stack([t for _, t in group]).to(self.device, non_blocking=True)
-            with torch.inference_mode(), self.autocast:
-                scores = self.model(x, check_input=False).float().cpu().tolist()
-            for (i, _), s in zip(group, scores):
-                results[i] = (s, None)
+        groups = [
+            ([i for i, _ in group], stack_images([t for _, t in group]))
+            for group in group_by_size(loaded, lambda item: item[1])
+        ]
+        with torch.inference_mode():
+            if self.on_device:
+                groups, failed = resize_on_device(
+                    groups, self.model.input_size, self.device, lambda i: Source(futures[i][1])
+                )
+                for i, err in failed:
+                    results[i] = (None, str(err))
+            for indices, x in groups:
+                with self.autocast:
+                    scores = self.model(x.to(self.device, non_blocking=True), check_input=False).float().cpu().tolist()
+                for i, s in zip(indices, scores):
+                    results[i] = (s, None)
         return results
 
 
