@@ -68,35 +68,25 @@ def resolve_workers(workers: int | None, images: int, batch: int, device: torch.
 def input_only(
     model: torch.nn.Module, paths: list[Path], *, batch: int, workers: int, resize_on: str
 ) -> Callable[[], int]:
-    """A function that runs ``temu.iter_scores``' input pipeline over ``paths`` without the model:
-    its DataLoader, the move to the device and (``resize_on="device"``) the device resize."""
-    from torch.utils.data import DataLoader
-
+    """A function that runs ``temu.iter_scores``' input pipeline over ``paths`` without the model
+    (:func:`temu.loading.device_batches`: its DataLoader, the move to the device and, with
+    ``resize_on="device"``, the device resize)."""
     from temu.inputs import Source
-    from temu.loading import SourceDataset, collate_sources, resize_on_device
+    from temu.loading import device_batches, resizes_on_device
 
     device = next(model.parameters()).device
     sources = [Source(str(p), path=p) for p in paths]
-    on_device = resize_on == "device"
+    on_device = resizes_on_device(resize_on)
 
     def run() -> int:
-        loader = DataLoader(
-            SourceDataset(sources, model.input_size, resize=not on_device),
-            batch_size=batch,
-            num_workers=workers,
-            collate_fn=collate_sources,
-            pin_memory=device.type == "cuda",
-        )
         n = 0
-        with torch.inference_mode():
-            for groups, failed in loader:
-                if failed:
-                    raise RuntimeError(f"{len(failed)} files failed: {failed[0][1]}")
-                if on_device:
-                    groups, failed = resize_on_device(groups, model.input_size, device, sources.__getitem__)
-                else:
-                    groups = [(idx, x.to(device, non_blocking=True)) for idx, x in groups]
-                n += sum(len(idx) for idx, _ in groups)
+        batches = device_batches(
+            sources, model.input_size, device, batch_size=batch, num_workers=workers, on_device=on_device
+        )
+        for groups, failed in batches:
+            if failed:
+                raise RuntimeError(f"{len(failed)} files failed: {failed[0][1]}")
+            n += sum(len(idx) for idx, _ in groups)
         if n != len(paths):
             raise RuntimeError(f"the loader gave {n} of {len(paths)} images")
         return n

@@ -14,7 +14,6 @@ calls for one model build it once.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
@@ -25,22 +24,14 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .attributes import AttributeSpec, resolve_attributes
-from .errors import NonFiniteScoreError
+from .errors import non_finite_score
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .inputs import SkippedEntry, Source, expand_sources, is_single_image
-from .loading import (
-    ResizeOn,
-    SourceDataset,
-    collate_sources,
-    default_num_workers,
-    resize_on_device,
-    resizes_on_device,
-)
+from .loading import ResizeOn, default_num_workers, device_batches, resizes_on_device
 from .model import AttributeMaps, QualityMaps, TeMuIQA
-from .precision import Precision, autocast_context
+from .precision import Precision, autocast_context, check_precision
 
 DEFAULT_MODEL = "temu-iqa-s"
 
@@ -213,7 +204,8 @@ def iter_scores(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
-    resizes_on_device(resize_on)  # checked before any work
+    check_precision(precision)  # these three are checked before any work
+    on_device = resizes_on_device(resize_on)
     pairs = None if attributes is False else resolve_attributes(attributes)  # checked before any work
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
@@ -224,17 +216,11 @@ def iter_scores(
         return
     net = get_model(model, device, compile=compile)
     dev = next(net.parameters()).device
-    autocast = autocast_context(dev, precision)  # validates precision before any work
+    autocast = autocast_context(dev, precision)
     if num_workers is None:
         num_workers = 0 if len(sources) <= batch_size else default_num_workers(dev)
-    on_device = resizes_on_device(resize_on)
-    loader = DataLoader(
-        SourceDataset(sources, net.input_size, resize=not on_device),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_sources,
-        pin_memory=dev.type == "cuda",
-        persistent_workers=False,
+    batches = device_batches(
+        sources, net.input_size, dev, batch_size=batch_size, num_workers=num_workers, on_device=on_device
     )
     show = progress if progress is not None else (sys.stderr.isatty() and len(sources) > batch_size)
     from tqdm.auto import tqdm
@@ -245,14 +231,10 @@ def iter_scores(
         # yielded before the loader is asked for the next batch, so no result waits for the next
         # files to be decoded. DataLoader workers (if any) decode the next batches meanwhile. Inference
         # mode and autocast are entered around the model only, not around the caller's code.
-        for groups, failed in loader:
+        for groups, failed in batches:
             with torch.inference_mode():
-                if on_device:
-                    groups, failed_here = resize_on_device(groups, net.input_size, dev, sources.__getitem__)
-                    failed = failed + failed_here
                 outputs = []
                 for idx, x in groups:
-                    x = x.to(dev, non_blocking=True)
                     with autocast:
                         if pairs is None:
                             out = net(x, return_maps=with_maps, check_input=False)
@@ -309,11 +291,7 @@ def _batch_results(
     for idx, host in outputs:
         for j, i in enumerate(idx):
             name, value = sources[i].name, host.scores[j]
-            if not math.isfinite(value):
-                bad = NonFiniteScoreError(
-                    f"{name}: non-finite score ({value}): the head weights may be corrupt "
-                    "(with precision='fp16', the backbone may also have overflowed: try 'bf16' or 'fp32')"
-                )
+            if (bad := non_finite_score(name, value)) is not None:
                 results.append((ScoreResult(i, name, None, str(bad)), bad))
                 continue
             result = ScoreResult(i, name, value, None)

@@ -7,6 +7,7 @@ line) can tell a bad input, file or setting apart from a bug: catch ``TeMuError`
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -56,6 +57,16 @@ class NonFiniteLossError(TeMuError, RuntimeError):
 
 class NonFiniteScoreError(TeMuError, RuntimeError):
     """A model gave an image a NaN or infinite score (corrupt head weights, or an fp16 overflow)."""
+
+
+def non_finite_score(name: str, value: float) -> NonFiniteScoreError | None:
+    """The error of image ``name`` scored ``value`` if that is NaN or infinite, else None."""
+    if math.isfinite(value):
+        return None
+    return NonFiniteScoreError(
+        f"{name}: non-finite score ({value}): the head weights may be corrupt "
+        "(with precision='fp16', the backbone may also have overflowed: try 'bf16' or 'fp32')"
+    )
 
 
 class TeMuWarning(UserWarning):

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from .api import iter_scores
-from .attributes import AttributeSpec, resolve_attributes
+from .attributes import AttributeSpec
 from .inputs import is_single_image
+from .loading import ResizeOn
 from .model import TeMuIQA
 from .precision import Precision
 
@@ -45,6 +46,7 @@ def explain(
     num_workers: int | None = None,
     precision: Precision = "auto",
     compile: bool = False,
+    resize_on: ResizeOn = "auto",
 ) -> Explanation | list[Explanation]:
     """Quality score, attribute scores and patch maps of each image, from one backbone pass per batch.
 
@@ -56,7 +58,6 @@ def explain(
     in input order. Raises :class:`~temu.InvalidAttributesError` for unusable attributes and
     :class:`~temu.ImageReadError` for an unreadable image.
     """
-    pairs = resolve_attributes(attributes)
     single = is_single_image(inputs)
     results = [
         Explanation(
@@ -74,8 +75,9 @@ def explain(
             num_workers=num_workers,
             precision=precision,
             compile=compile,
+            resize_on=resize_on,
             with_maps=True,
-            attributes=pairs,
+            attributes=attributes,
         )
     ]
     return results[0] if single and len(results) == 1 else results

@@ -12,12 +12,12 @@ CPU cores to decoding). Both apply :class:`~temu.transforms.InputSize` to the sa
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal, TypeVar
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .errors import InvalidInputError
 from .inputs import Source, pixels_to_float
@@ -79,10 +79,16 @@ class ImageLoader:
         self.resize = resize
 
     def __call__(self, item: Source | str | os.PathLike[str]) -> torch.Tensor:
+        """Raises :class:`~temu.errors.InvalidInputError` naming the input for any failure, expected or not."""
         source = item if isinstance(item, Source) else Source(str(item), path=Path(item))
-        if not self.resize:
-            return source.load(keep_uint8=True)
-        return self.input_size(source.load(), name=source.name).contiguous()
+        try:
+            if not self.resize:
+                return source.load(keep_uint8=True)
+            return self.input_size(source.load(), name=source.name).contiguous()
+        except InvalidInputError:
+            raise
+        except Exception as err:  # noqa: BLE001 (one input's failure is that input's error)
+            raise source.unexpected(err) from err
 
 
 class SourceDataset(Dataset):
@@ -104,10 +110,8 @@ class SourceDataset(Dataset):
         source = self.sources[i]
         try:
             return i, self.load(source), None
-        except InvalidInputError as err:
+        except InvalidInputError as err:  # ImageLoader turns every failure into one
             return i, None, err
-        except Exception as err:  # noqa: BLE001 (one input's failure is that input's error)
-            return i, None, source.unexpected(err)
 
 
 def group_by_size(items: Sequence[T], image_of: Callable[[T], torch.Tensor]) -> list[list[T]]:
@@ -201,6 +205,38 @@ def resize_on_device(
             merged[0].extend(ids)
             merged[1].append(x)
     return [(ids, xs[0] if len(xs) == 1 else torch.cat(xs)) for ids, xs in by_size.values()], failed
+
+
+def device_batches(
+    sources: Sequence[Source],
+    input_size: InputSize,
+    device: torch.device,
+    *,
+    batch_size: int,
+    num_workers: int,
+    on_device: bool,
+) -> Iterator[tuple[list[tuple[list[int], torch.Tensor]], list[tuple[int, Exception]]]]:
+    """``sources`` read by a DataLoader (``num_workers`` workers) in batches of ``batch_size``, on
+    ``device``: per batch ``([(indices, [B, 3, h, w]) per input size], [(index, error)])``, the
+    images float32 in [0, 1] at the model's input size, resized in the loader or (``on_device``)
+    by :func:`resize_on_device`. The input pipeline of :func:`temu.iter_scores`; a batch is read
+    only when asked for, and nothing is left switched on (inference mode) between batches."""
+    loader = DataLoader(
+        SourceDataset(sources, input_size, resize=not on_device),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_sources,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    for groups, failed in loader:
+        if on_device:
+            with torch.inference_mode():
+                groups, failed_here = resize_on_device(groups, input_size, device, sources.__getitem__)
+            failed = failed + failed_here
+        else:
+            groups = [(indices, x.to(device, non_blocking=True)) for indices, x in groups]
+        yield groups, failed
 
 
 def _names(indices: Sequence[int], source_of: Callable[[int], Source]) -> list[str]:

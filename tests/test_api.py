@@ -104,6 +104,11 @@ def test_bf16_autocast_on_cpu_agrees_with_fp32(model, photo_crops):
         temu.score(photo_crops[:1], model=model, precision="fp8")
 
 
+def test_a_bad_precision_is_refused_before_the_model_loads(photos, tmp_path):
+    with pytest.raises(ValueError, match="precision must be one of"):  # not the missing model's WeightsError
+        temu.score(photos["coffee"], model=str(tmp_path / "no-such-head"), precision="fp8")
+
+
 def test_model_given_by_directory_is_built_once_and_cached(tiny_head_dir, photo_files):
     temu.clear_model_cache()
     first = temu.score(photo_files["rocket"], model=tiny_head_dir, device="cpu")
@@ -325,17 +330,17 @@ def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
 
 def spy_on_device_resizing(monkeypatch) -> list[torch.dtype]:
     """The dtypes of the pixel groups :func:`temu.iter_scores` hands to ``resize_on_device`` (none: the loader resized)."""
-    import temu.api
+    import temu.loading
 
     seen: list[torch.dtype] = []
-    real = temu.api.resize_on_device
+    real = temu.loading.resize_on_device
 
     def spy(groups, *args, **kwargs):
         groups = list(groups)
         seen.extend(x.dtype for _, x in groups)
         return real(groups, *args, **kwargs)
 
-    monkeypatch.setattr(temu.api, "resize_on_device", spy)
+    monkeypatch.setattr(temu.loading, "resize_on_device", spy)
     return seen
 
 

@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 pa = pytest.importorskip("pyarrow", reason="corpus mode needs pyarrow (pip install 'temu[corpus]')")
 import pyarrow.parquet as pq  # noqa: E402
@@ -165,6 +166,35 @@ def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_h
     assert results[2] == (None, "c: no image (null)")
     assert results[3][0] is None and results[3][1].startswith("d: not an image file")
     assert results[6] == (None, "g: no such file")
+
+
+def test_a_non_finite_score_is_that_images_error_not_a_score(tiny_head_dir, photo_files):
+    model = temu.load(tiny_head_dir)
+    with torch.no_grad():
+        model.head.patch_weight.bias.fill_(float("nan"))
+    scorer = BatchScorer(model, batch_size=2, threads=1)
+    results = list(scorer.score([(str(photo_files["coffee"]), "a"), (str(photo_files["rocket"]), "b")]))
+    scorer.close()
+    assert [s for s, _ in results] == [None, None]
+    assert [e.split(":")[0] for _, e in results] == ["a", "b"]
+    assert all("non-finite score (nan): the head weights may be corrupt" in e for _, e in results)
+
+
+def test_a_fault_while_one_image_is_resized_is_that_images_error(tiny_head_dir, photo_files, monkeypatch):
+    model = temu.load(tiny_head_dir)
+    real = type(model.input_size).__call__
+
+    def fails_on_rocket(self, x, *, name=None):  # resizing one photo fails, as when memory runs out
+        if name is not None and "rocket" in name:
+            raise RuntimeError("out of memory (simulated)")
+        return real(self, x, name=name)
+
+    monkeypatch.setattr(type(model.input_size), "__call__", fails_on_rocket)
+    scorer = BatchScorer(model, batch_size=3, threads=1)
+    results = list(scorer.score([(str(photo_files[n]), n) for n in ("coffee", "rocket", "chelsea")]))
+    scorer.close()
+    assert results[0][0] is not None and results[2][0] is not None
+    assert results[1][0] is None and results[1][1].startswith("rocket: cannot be read (unexpected RuntimeError")
 
 
 def test_a_fault_that_is_not_a_bad_image_is_raised(tiny_head_dir, photo_files):

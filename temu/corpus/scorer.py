@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ImageReadError, InvalidInputError
+from ..errors import ImageReadError, InvalidInputError, non_finite_score
 from ..inputs import Source
 from ..loading import ImageLoader, ResizeOn, group_by_size, resize_on_device, resizes_on_device, stack_images
 from ..model import TeMuIQA
@@ -119,7 +119,8 @@ class BatchScorer:
                 with self.autocast:
                     scores = self.model(x.to(self.device, non_blocking=True), check_input=False).float().cpu().tolist()
                 for i, s in zip(indices, scores):
-                    results[i] = (s, None)
+                    bad = non_finite_score(futures[i][1], s)
+                    results[i] = (s, None) if bad is None else (None, str(bad))
         return results
 
 
