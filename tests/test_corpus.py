@@ -246,6 +246,57 @@ def test_two_shards_of_n_give_every_image_exactly_once(capsys, corpus, tiny_head
     capsys.readouterr()
 
 
+def test_an_input_damaged_after_planning_is_one_line_and_the_finished_shards_stay(capsys, corpus, tiny_head_dir):
+    args = ["table.parquet", "list.txt", "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "3", "-q"]
+    assert main(["score", *args, "--shard", "0/2"]) == 0  # the plan, and the table's shard
+    finished = sorted(p.name for p in (corpus.root / "out").glob("*.parquet"))
+    capsys.readouterr()
+    (corpus.root / "list.txt").unlink()
+    (corpus.root / "list.txt").mkdir()  # replaced by a folder: not a path list any more
+    code, err = score_cli(capsys, *args, "--shard", "1/2")  # the list's shard
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("temu score: error: list.txt: the path list of shard") and "rerun the same command" in err
+    assert sorted(p.name for p in (corpus.root / "out").glob("*.parquet")) == finished
+    capsys.readouterr()
+
+
+def test_an_interrupted_corpus_run_is_one_line_and_the_shell_status(capsys, corpus, tiny_head_dir, monkeypatch):
+    import os
+    import signal
+
+    import temu.corpus.run
+
+    real = temu.corpus.run.score_shards
+
+    def interrupted_after_the_first_shard(todo, folder, scorer, filesystems, on_shard):
+        def stop(*a, **k):
+            on_shard(*a, **k)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        return real(todo, folder, scorer, filesystems, stop)
+
+    monkeypatch.setattr(temu.corpus.run, "score_shards", interrupted_after_the_first_shard)
+    args = ["table.parquet", "list.txt", "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "3", "-q"]
+    code, err = score_cli(capsys, *args)
+    last = err.splitlines()[-1]
+    assert code == 143 and "Traceback" not in err and last.startswith("temu: interrupted by SIGTERM; the finished"), err
+    assert len(list((corpus.root / "out").glob("*.parquet"))) == 1 and not (corpus.root / "out/_SUCCESS").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
+
+
+def test_a_table_damaged_after_planning_is_a_corpus_error_naming_it(tmp_path, photo_files):
+    from temu.errors import CorpusError
+
+    pq.write_table(
+        pa.table({"jpg": pa.array([photo_files["coffee"].read_bytes()], pa.binary())}), tmp_path / "t.parquet"
+    )
+    fs = Filesystems()
+    (shard,) = Planner(OutputFolder(str(tmp_path / "o"), fs), fs, shard_size=10).plan([str(tmp_path / "t.parquet")])
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not a parquet file any more PAR1")
+    with pytest.raises(CorpusError, match="the table of shard .* cannot be read"):
+        list(read_shard(shard, fs))
+
+
 def test_shard_from_torchrun_or_a_slurm_array():
     assert shard_from_environment({"RANK": "3", "WORLD_SIZE": "8"}) == (3, 8, "RANK/WORLD_SIZE")
     slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}

@@ -21,12 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .args import positive_int, usage_error
+from .interrupts import Interrupted, InterruptGuard
+from .writers import OUTPUT_SUFFIXES
 
 PROG = "temu score"
 ENGINES = ("local", "ray")
 DEFAULT_SHARD_SIZE = 10_000
-#: the suffixes of --output files (kept in step with temu.cli.writers.OUTPUT_SUFFIXES)
-_FILE_SUFFIXES = (".csv", ".jsonl", ".json")
+#: what an interrupted or failed corpus run says it kept
+_KEPT = "the finished shards are kept in {}: rerun the same command to score the rest"
 _RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
 _CORPUS_OPTIONS = ("shard_size", "image_column", "id_column")
 
@@ -39,7 +41,7 @@ def output_argument(text: str) -> Path | OutputFolderArg:
     """``--output``: a folder (a URI, a path ending in ``/``, an existing folder without a file
     suffix, or a name without a suffix) becomes an :class:`OutputFolderArg`; anything else a Path."""
     path = Path(text)
-    looks_like_file = path.suffix.lower() in _FILE_SUFFIXES
+    looks_like_file = path.suffix.lower() in OUTPUT_SUFFIXES
     if "://" in text or text.endswith(("/", os.sep)) or not path.suffix or (path.is_dir() and not looks_like_file):
         return OutputFolderArg(text)
     return path
@@ -283,26 +285,33 @@ def run_corpus(args: argparse.Namespace) -> int:
             print(f"temu: shard {args.shard_index}/{args.shard_count} (from {args.shard_origin})", file=sys.stderr)
         report = RunReport(len(todo), done_before=done, show=not args.quiet and sys.stderr.isatty())
         try:
-            if engine == "ray" and todo:
-                cpus = args.cpus_per_worker or _default_cpus(resources, gpus)
-                temu_ray.score_shards(
-                    todo,
-                    folder,
-                    model=model,
-                    batch_size=args.batch_size,
-                    precision=args.precision,
-                    gpus_per_worker=gpus,
-                    cpus_per_worker=cpus,
-                    max_workers=args.max_workers or _default_workers(resources, gpus, cpus),
-                    decode_threads=args.workers or None,
-                    compile=args.compile,
-                    on_shard=report.add,
-                    on_rows=report.rows,
-                )
-            elif todo:
-                code = _score_here(args, model, todo, folder, filesystems, report)
-                if code:
-                    return code
+            with InterruptGuard():
+                if engine == "ray" and todo:
+                    cpus = args.cpus_per_worker or _default_cpus(resources, gpus)
+                    temu_ray.score_shards(
+                        todo,
+                        folder,
+                        model=model,
+                        batch_size=args.batch_size,
+                        precision=args.precision,
+                        gpus_per_worker=gpus,
+                        cpus_per_worker=cpus,
+                        max_workers=args.max_workers or _default_workers(resources, gpus, cpus),
+                        decode_threads=args.workers or None,
+                        compile=args.compile,
+                        on_shard=report.add,
+                        on_rows=report.rows,
+                    )
+                elif todo:
+                    code = _score_here(args, model, todo, folder, filesystems, report)
+                    if code:
+                        return code
+        except Interrupted as stop:  # each shard is written whole or not at all: the finished ones stay
+            print(f"temu: interrupted by {stop.signal_name}; {_KEPT.format(folder.location)}", file=sys.stderr)
+            return stop.exit_status
+        except (CorpusError, OSError) as err:  # an input changed or vanished since planning, a full disk, ...
+            print(f"{PROG}: error: {err}; {_KEPT.format(folder.location)}", file=sys.stderr)
+            return 1
         finally:
             report.close()
     finally:

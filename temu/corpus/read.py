@@ -142,22 +142,25 @@ def _table_rows(shard: Shard, filesystems: Filesystems) -> Iterator[Row]:
     except (OSError, ValueError) as err:
         raise CorpusError(f"{shard.label}: the table of shard {shard.name} cannot be read ({err})") from None
     with stream:
-        table = pq.ParquetFile(stream)
-        groups, first, offset = [], None, 0
-        for g in range(table.num_row_groups):
-            n = table.metadata.row_group(g).num_rows
-            if offset < stop and offset + n > start:
-                groups.append(g)
-                first = offset if first is None else first
-            offset += n
-        columns = [column] + ([id_column] if id_column and id_column != column else [])
-        row = first or 0
-        for batch in table.iter_batches(batch_size=1024, row_groups=groups, columns=columns):
-            lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
-            if hi > lo:
-                part = batch.slice(lo, hi - lo)
-                yield from _table_batch_rows(part, row + lo, shard, column, kind, id_column)
-            row += batch.num_rows
+        try:  # a table changed or damaged since it was planned (pyarrow's ArrowInvalid is a ValueError)
+            table = pq.ParquetFile(stream)
+            groups, first, offset = [], None, 0
+            for g in range(table.num_row_groups):
+                n = table.metadata.row_group(g).num_rows
+                if offset < stop and offset + n > start:
+                    groups.append(g)
+                    first = offset if first is None else first
+                offset += n
+            columns = [column] + ([id_column] if id_column and id_column != column else [])
+            row = first or 0
+            for batch in table.iter_batches(batch_size=1024, row_groups=groups, columns=columns):
+                lo, hi = max(start - row, 0), min(stop - row, batch.num_rows)
+                if hi > lo:
+                    part = batch.slice(lo, hi - lo)
+                    yield from _table_batch_rows(part, row + lo, shard, column, kind, id_column)
+                row += batch.num_rows
+        except (OSError, ValueError) as err:
+            raise CorpusError(f"{shard.label}: the table of shard {shard.name} cannot be read ({err})") from None
 
 
 def _table_batch_rows(
