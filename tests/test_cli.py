@@ -159,3 +159,28 @@ def test_unknown_attribute_is_a_usage_error_before_the_model_loads(capsys, photo
         main(["score", str(photo_files["coffee"]), "--model", str(tmp_path / "none"), "--attributes", "sharpnes"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "Did you mean sharpness" in err
+
+
+def test_number_options_refuse_what_is_not_a_usable_number():
+    import argparse
+
+    from temu.cli.args import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+
+    assert (positive_int("3"), non_negative_int("0"), fraction("0.25")) == (3, 0, 0.25)
+    assert (positive_float("0.5"), non_negative_float("0")) == (0.5, 0.0)
+    cases = [
+        (positive_int, "0", "a positive integer"),
+        (positive_int, "2.5", "a positive integer"),
+        (non_negative_int, "-1", "an integer >= 0"),
+        (fraction, "1", "a fraction between 0 and 1 (exclusive)"),
+        (fraction, "nan", "a fraction between 0 and 1 (exclusive)"),
+        (positive_float, "nan", "a positive number"),
+        (positive_float, "inf", "a positive number"),
+        (positive_float, "x", "a positive number"),
+        (non_negative_float, "inf", "a number >= 0"),
+        (non_negative_float, "-0.5", "a number >= 0"),
+    ]
+    for parse, text, expected in cases:
+        with pytest.raises(argparse.ArgumentTypeError) as info:
+            parse(text)
+        assert str(info.value) == f"expected {expected}, got {text!r}"

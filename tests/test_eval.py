@@ -165,6 +165,7 @@ def test_splits_keep_each_reference_in_one_subset(dataset, tiny_head_dir, tmp_pa
     [
         ("--output is a folder", "is a folder"),
         ("--plot is a folder", "is a folder"),
+        ("--output under a file", "flat.csv is a file, not a folder"),
         ("--group-column without --splits", "--splits"),
         ("--splits subsets of 1 image", "holds 1 image(s)"),
         ("every score the same", "all 40 rows have the same score"),
@@ -180,6 +181,7 @@ def test_eval_refuses_early_in_one_line(case, says, dataset, tiny_head_dir, tmp_
     extra = {
         "--output is a folder": ["--output", str(folder)],
         "--plot is a folder": ["--plot", str(folder)],
+        "--output under a file": ["--output", str(flat / "sub" / "eval.json")],
         "--group-column without --splits": ["--group-column", "ref"],
         "--splits subsets of 1 image": ["--splits", "2", "--split-fraction", "0.03"],
         "every score the same": ["--data", str(flat)],

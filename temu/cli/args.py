@@ -7,9 +7,11 @@ names), so ``--help`` and ``--version`` answer without loading torch.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from ..attributes import DEFAULT_ATTRIBUTES, unknown_attribute_message
 from ..precision import AUTO_RULE, PRECISIONS
@@ -41,35 +43,31 @@ def usage_error(prog: str, message: str) -> int:
     return USAGE_ERROR
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+N = TypeVar("N", int, float)
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+def checked_number(convert: Callable[[str], N], ok: Callable[[N], bool], expected: str) -> Callable[[str], N]:
+    """An argparse ``type``: ``convert(text)`` when it converts and ``ok`` accepts it, else the
+    one-line error "expected <expected>, got '<text>'"."""
+
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def fraction(text: str) -> float:
-    """A number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1 (exclusive), got {text!r}")
-    return value
+positive_int = checked_number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = checked_number(int, lambda v: v >= 0, "an integer >= 0")
+#: A number strictly between 0 and 1.
+fraction = checked_number(float, lambda v: 0.0 < v < 1.0, "a fraction between 0 and 1 (exclusive)")
+positive_float = checked_number(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+non_negative_float = checked_number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 
 
 def parse_layers(text: str | None) -> None | int | list[int]:

@@ -20,6 +20,7 @@ from .args import (
     positive_int,
     usage_error,
 )
+from .writers import file_in_the_way
 
 PROG = "temu eval"
 
@@ -168,6 +169,6 @@ def _check_arguments(args: argparse.Namespace) -> str | None:
             continue
         if path.is_dir():
             return f"{flag} {path} is a folder; give a file name (e.g. {path / ('eval.json' if flag == '--output' else 'eval.png')})"
-        if path.parent.exists() and not path.parent.is_dir():
-            return f"{flag} {path}: {path.parent} is a file, not a folder"
+        if (blocker := file_in_the_way(path)) is not None:
+            return f"{flag} {path}: {blocker} is a file, not a folder"
     return None

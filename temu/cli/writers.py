@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from ..files import place_new
+
 #: --output suffixes and the format each means.
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json")
 #: how --output files and the CSV on stdout are encoded (see the module docstring).
@@ -233,17 +235,7 @@ class OutputFile:
         if self.overwrite:
             os.replace(self.temporary, self.path)
             return self.path
-        try:
-            os.link(self.temporary, self.path)  # atomic: fails if the name exists
-        except FileExistsError:
-            return self.keep_partial()
-        except OSError:  # a file system without hard links
-            if self.path.exists():
-                return self.keep_partial()
-            os.replace(self.temporary, self.path)
-            return self.path
-        self.temporary.unlink()
-        return self.path
+        return self.path if place_new(self.temporary, self.path) else self.keep_partial()
 
     def keep_partial(self) -> Path:
         target = partial_path(self.path)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from .._version import __version__
 from ..errors import CorpusError
+from ..files import place_new
 from .uris import Filesystems, is_uri
 
 #: Version of the plan.json layout.
@@ -239,15 +240,7 @@ class OutputFolder:
         with open(tmp, "wb") as stream:
             stream.write(data)
         try:
-            os.link(tmp, self.path(name))
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links: check, then rename
-            if self.exists(name):
-                return False
-            os.replace(tmp, self.path(name))
-            return True
+            return place_new(tmp, self.path(name))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
