@@ -76,14 +76,43 @@ def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-class CsvWriter:
+class _Writer:
+    """What the three formats share: ``write`` makes the row finite (:func:`finite_row`), has
+    :meth:`_emit` write it, flushes and returns the row's error; ``close`` ends the format."""
+
+    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
+        self.stream = stream
+        self.columns = list(columns)
+        self.with_map = with_map
+
+    def write(
+        self,
+        name: str,
+        score: float | None,
+        error: str | None,
+        extra: Mapping[str, float] | None = None,
+        map_file: str | None = None,
+    ) -> str | None:
+        score, error, values = finite_row(name, score, error, extra)
+        self._emit(name, score, error, values, map_file)
+        self.stream.flush()
+        return error
+
+    def _emit(
+        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
+    ) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class CsvWriter(_Writer):
     def __init__(
         self, stream: IO[str], with_error: bool, columns: Sequence[str] = (), *, with_map: bool = False
     ) -> None:
-        self.stream = stream
+        super().__init__(stream, columns, with_map=with_map)
         self.with_error = with_error
-        self.with_map = with_map
-        self.columns = list(columns)
         self.csv = csv.writer(stream, lineterminator="\n")
         # the csv module quotes a field holding "\n" (the line terminator) but not one holding "\r",
         # which many readers take for a line break: such rows are written with every field quoted
@@ -92,93 +121,48 @@ class CsvWriter:
         self.csv.writerow(header)
         stream.flush()
 
-    def write(
-        self,
-        name: str,
-        score: float | None,
-        error: str | None,
-        extra: Mapping[str, float] | None = None,
-        map_file: str | None = None,
-    ) -> str | None:
-        score, error, values = finite_row(name, score, error, extra)
+    def _emit(
+        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
+    ) -> None:
         if error is not None and not self.with_error:
-            return error
-        row = [name, _number(score), *(_number(values.get(c)) for c in self.columns)]
+            return  # stdout has scores only: the error goes to stderr
+        row = [name, _number(score), *(_number(extra.get(c)) for c in self.columns)]
         if self.with_map:
             row.append(map_file or "")
         if self.with_error:
             row.append(error or "")
         (self.quoted if any("\r" in field for field in row) else self.csv).writerow(row)
-        self.stream.flush()
-        return error
-
-    def close(self) -> None:
-        pass
 
 
-def _json_row(
-    name: str,
-    score: float | None,
-    error: str | None,
-    columns: Sequence[str],
-    extra: Mapping[str, float | None],
-    with_map: bool,
-    map_file: str | None,
-) -> str:
-    row = {"path": name, "score": score, **{c: extra.get(c) for c in columns}}
-    if with_map:
-        row["map"] = map_file
-    row["error"] = error
-    return json.dumps(row, allow_nan=False)  # ensure_ascii (the default): lone surrogates stay \udcXX escapes
+class JsonLinesWriter(_Writer):
+    def _emit(
+        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
+    ) -> None:
+        self.stream.write(self._json(name, score, error, extra, map_file) + "\n")
+
+    def _json(
+        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
+    ) -> str:
+        row = {"path": name, "score": score, **{c: extra.get(c) for c in self.columns}}
+        if self.with_map:
+            row["map"] = map_file
+        row["error"] = error
+        return json.dumps(row, allow_nan=False)  # ensure_ascii (the default): lone surrogates stay \udcXX escapes
 
 
-class JsonLinesWriter:
-    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
-        self.stream = stream
-        self.columns = list(columns)
-        self.with_map = with_map
-
-    def write(
-        self,
-        name: str,
-        score: float | None,
-        error: str | None,
-        extra: Mapping[str, float] | None = None,
-        map_file: str | None = None,
-    ) -> str | None:
-        score, error, values = finite_row(name, score, error, extra)
-        self.stream.write(_json_row(name, score, error, self.columns, values, self.with_map, map_file) + "\n")
-        self.stream.flush()
-        return error
-
-    def close(self) -> None:
-        pass
-
-
-class JsonArrayWriter:
+class JsonArrayWriter(JsonLinesWriter):
     """A JSON array written row by row; :meth:`close` writes the closing bracket (also after an interrupt)."""
 
     def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
-        self.stream = stream
-        self.columns = list(columns)
-        self.with_map = with_map
+        super().__init__(stream, columns, with_map=with_map)
         self.first = True
         stream.write("[")
 
-    def write(
-        self,
-        name: str,
-        score: float | None,
-        error: str | None,
-        extra: Mapping[str, float] | None = None,
-        map_file: str | None = None,
-    ) -> str | None:
-        score, error, values = finite_row(name, score, error, extra)
-        row = _json_row(name, score, error, self.columns, values, self.with_map, map_file)
-        self.stream.write(("\n  " if self.first else ",\n  ") + row)
+    def _emit(
+        self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
+    ) -> None:
+        self.stream.write(("\n  " if self.first else ",\n  ") + self._json(name, score, error, extra, map_file))
         self.first = False
-        self.stream.flush()
-        return error
 
     def close(self) -> None:
         self.stream.write("\n]\n" if not self.first else "]\n")
