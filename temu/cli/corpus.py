@@ -308,8 +308,7 @@ def run_corpus(args: argparse.Namespace) -> int:
         else:
             print("temu: other shards of the plan remain (other --shard processes, or rerun)", file=sys.stderr)
     if args.strict:
-        mine = [s for k, s in enumerate(plan.shards) if k % args.shard_count == args.shard_index]
-        if count_errors(folder, mine):
+        if count_errors(folder, plan.shards_of(args.shard_index, args.shard_count)):
             return 1
     return 0
 

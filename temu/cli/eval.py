@@ -113,8 +113,9 @@ def run(args: argparse.Namespace) -> int:
         records, fmt, bad = prepare_eval_records(options, part=args.part, log=log)
         grouped = reference_groups(options, fmt, records) if args.splits else None
         groups, column = (grouped[1], grouped[0]) if grouped is not None else (None, None)
+        subsets = None
         if args.splits:  # subsets that cannot be scored are refused before the model loads
-            split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
+            subsets = split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
         device = normalise_device(args.device)
         model = load(args.model, device=device)
         scale, source = target_scale(mos_range, model, records, fmt.lower_better)
@@ -131,9 +132,16 @@ def run(args: argparse.Namespace) -> int:
             attribute=args.attribute,
         )
         splits = None
-        if args.splits:
+        if subsets is not None:
             splits = split_metrics(
-                pred, target, args.splits, args.split_fraction, args.seed, groups=groups, group_column=column
+                pred,
+                target,
+                args.splits,
+                args.split_fraction,
+                args.seed,
+                groups=groups,
+                group_column=column,
+                subsets=subsets,
             )
     except (TeMuError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import DataError, NonFiniteLossError, TeMuError
     from ..loading import default_num_workers
     from ..model import TeMuIQA
-    from ..train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from ..train.checkpoint import load_run_checkpoint
     from ..train.config import TrainConfig
     from ..train.distributed import setup, teardown
     from ..train.trainer import Trainer, steps_per_epoch
@@ -252,10 +252,7 @@ def run(args: argparse.Namespace) -> int:
             log(f"{PROG}: --overwrite: deleted {', '.join(p.name for p in old_files)} of the old run in {output}")
         resume_state = None
         if args.resume:  # read before the model is built: an unusable checkpoint fails at once
-            checkpoint = output / CHECKPOINT_NAME
-            if not checkpoint.is_file():
-                raise DataError(f"--resume: no {CHECKPOINT_NAME} in {output}; start without --resume")
-            resume_state = load_checkpoint(checkpoint)
+            resume_state = load_run_checkpoint(output)
         torch.manual_seed(args.seed)  # the head's initialisation
         model = TeMuIQA(
             backbone=args.backbone,

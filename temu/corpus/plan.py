@@ -82,6 +82,10 @@ class Plan:
     options: dict[str, Any]
     shards: list[Shard] = field(default_factory=list)
 
+    def shards_of(self, index: int = 0, count: int = 1) -> list[Shard]:
+        """Shard ``index`` of ``count`` (``--shard I/N``): every count-th shard from the index-th."""
+        return [s for k, s in enumerate(self.shards) if k % count == index]
+
     def to_json(self) -> str:
         body = {
             "format": PLAN_FORMAT,

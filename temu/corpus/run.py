@@ -93,7 +93,7 @@ def pending_shards(plan: Plan, folder: OutputFolder, index: int = 0, count: int 
     """Shard ``index`` of ``count`` of the plan (every count-th shard), less those already written:
     ``(shards to score, shards already done)``. Temporary files a killed run left for them are removed."""
     names = folder.names()
-    mine = [s for k, s in enumerate(plan.shards) if k % count == index]
+    mine = plan.shards_of(index, count)
     todo = [s for s in mine if s.file_name not in names]
     folder.delete(folder.stale_files(todo, names))
     return todo, len(mine) - len(todo)

@@ -40,7 +40,6 @@ __all__ = [
     "BadRow",
     "IQARecord",
     "read_records",
-    "read_column",
     "read_table",
     "reference_columns",
     "resolve_format",
@@ -324,15 +323,3 @@ def read_records(
 def reference_columns(header: Sequence[str]) -> list[str]:
     """The columns of ``header`` whose name is one of :data:`REFERENCE_CANDIDATES`, spelled as in the header."""
     return [name for name in header if norm_header(name) in REFERENCE_CANDIDATES]
-
-
-def read_column(csv_path: str | os.PathLike[str], records: Sequence[IQARecord], column: str) -> list[str] | None:
-    """The cell of ``column`` in each record's CSV row (``""`` where the row has none); None when
-    the header has no such column. Rows are matched by line number, so any subset of the records works."""
-    header, rows = read_table(csv_path)
-    hits = [i for i, name in enumerate(header) if norm_header(name) == norm_header(column)]
-    if not hits:
-        return None
-    col = hits[0]
-    by_line = {line: (cells[col].strip() if col < len(cells) else "") for line, cells in rows}
-    return [by_line.get(r.row, "") for r in records]

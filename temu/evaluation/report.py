@@ -124,12 +124,16 @@ def split_metrics(
     *,
     groups: Sequence[Hashable] | None = None,
     group_column: str | None = None,
+    subsets: Sequence[np.ndarray] | None = None,
 ) -> SplitSummary:
     """Metrics on each of :func:`split_subsets` ``(len(pred), k, fraction, seed, groups=groups)``, with mean and std.
 
-    ``size`` is the first subset's item count (with ``groups`` the subsets' sizes differ).
+    ``subsets``: those subsets when already drawn (``temu eval`` draws them before the model loads,
+    to refuse unusable ones early). ``size`` is the first subset's item count (with ``groups`` the
+    subsets' sizes differ).
     """
-    subsets = split_subsets(len(pred), k, fraction, seed, groups=groups)
+    if subsets is None:
+        subsets = split_subsets(len(pred), k, fraction, seed, groups=groups)
     per = [evaluate_scores(pred[s], target[s]) for s in subsets]
     mean = {m: float(np.mean([p[m] for p in per])) for m in METRICS}
     std = {m: float(np.std([p[m] for p in per])) for m in METRICS}

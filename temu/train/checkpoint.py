@@ -70,6 +70,15 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+def load_run_checkpoint(output: Path) -> dict[str, Any]:
+    """The state of the run in folder ``output`` (its :data:`CHECKPOINT_NAME`, read by :func:`load_checkpoint`);
+    :class:`~temu.DataError` if the folder has none."""
+    path = Path(output) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise DataError(f"--resume: no {CHECKPOINT_NAME} in {output}; start without --resume")
+    return load_checkpoint(path)
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The state in ``path``, read with ``torch.load(weights_only=True)`` (tensors and plain containers only).
 

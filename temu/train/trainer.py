@@ -61,7 +61,7 @@ from .checkpoint import (
     atomic_torch_save,
     cpu_state,
     epoch_seed,
-    load_checkpoint,
+    load_run_checkpoint,
     records_digest,
     rng_state,
     run_differences,
@@ -342,12 +342,7 @@ class Trainer:
     def resume(self, state: dict[str, Any] | None = None) -> None:
         """Continue from ``state`` (:func:`~temu.train.checkpoint.load_checkpoint` of ``checkpoint.pt``), by
         default read here from the output folder (every process reads it)."""
-        if state is None:
-            path = self.checkpoint_path
-            if not path.is_file():
-                raise FileNotFoundError(f"--resume: no {CHECKPOINT_NAME} in {self.output}; start without --resume")
-            state = load_checkpoint(path)
-        self.load_state_dict(state)
+        self.load_state_dict(state if state is not None else load_run_checkpoint(self.output))
 
     # ------------------------------------------------------------------ training
 
