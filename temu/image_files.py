@@ -5,6 +5,8 @@ Imports nothing heavy, so readers of a corpus (Ray's reader tasks) do not load t
 
 from __future__ import annotations
 
+import posixpath
+
 #: File name endings (lower case) treated as images when a folder is expanded. HEIC/HEIF are
 #: listed although Pillow reads them only with a plugin (pillow-heif): a phone's photos are
 #: images, and an error naming the plugin says more than leaving them out.
@@ -14,3 +16,9 @@ IMAGE_EXTENSIONS = frozenset(
         ".ppm", ".pgm", ".pnm", ".ico", ".tga", ".jp2", ".j2k", ".heic", ".heif",
     }
 )  # fmt: skip
+
+
+def is_image_name(name: str) -> bool:
+    """Whether the file name or ``/``-separated path ``name`` ends in one of :data:`IMAGE_EXTENSIONS`,
+    in any case (``.JPG`` too); a dot file's name is not an ending (``.png`` is not an image name)."""
+    return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS

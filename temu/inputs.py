@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .errors import ImageReadError, InvalidInputError, TeMuWarning
-from .image_files import IMAGE_EXTENSIONS
+from .image_files import is_image_name
 
 #: Why a folder entry was not scored (:attr:`SkippedEntry.reason`).
 NOT_AN_IMAGE = "not an image"
@@ -413,10 +413,6 @@ def _missing(path: Path) -> str:
     return "no such file"
 
 
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
 def _is_dir(entry: os.DirEntry) -> bool:
     try:
         return entry.is_dir()  # follows symbolic links
@@ -454,11 +450,11 @@ def _folder_sources(directory: Path, *, recursive: bool, skipped: list[SkippedEn
             elif _is_dir(entry):
                 if recursive:
                     subfolders.append(path)
-                elif _is_image_name(path):  # a folder named like an image: that entry's error
+                elif is_image_name(path.name):  # a folder named like an image: that entry's error
                     found.append(Source(str(path), path=path))
                 else:
                     passed.append(SkippedEntry(str(path), SUBFOLDER))
-            elif _is_image_name(path):  # broken links, pipes, unreadable files: read_image says why
+            elif is_image_name(path.name):  # broken links, pipes, unreadable files: read_image says why
                 found.append(Source(str(path), path=path))
             else:
                 passed.append(SkippedEntry(str(path), NOT_AN_IMAGE))

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import CorpusError
-from ..image_files import IMAGE_EXTENSIONS
+from ..image_files import is_image_name
 from ..inputs import list_images
 from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
 from .plan import LISTS_DIR, OutputFolder, Shard
@@ -180,7 +180,7 @@ class Planner:
                 prefix + info.path
                 for info in infos
                 if info.type == pafs.FileType.File
-                and posixpath.splitext(info.path)[1].lower() in IMAGE_EXTENSIONS
+                and is_image_name(info.path)
                 and not posixpath.basename(info.path).startswith(".")
             )
         else:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 
-from ..image_files import IMAGE_EXTENSIONS
+from ..image_files import is_image_name
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 LIST_SUFFIX = ".txt"
@@ -73,7 +72,7 @@ def input_kind(text: str) -> str | None:
         return "parquet"
     if name.endswith(LIST_SUFFIX):
         return "list"
-    if posixpath.splitext(name)[1] in IMAGE_EXTENSIONS:
+    if is_image_name(name):
         return "image"
     return None
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorpusError
-from ..image_files import IMAGE_EXTENSIONS
+from ..image_files import is_image_name
 from .plan import Shard
 from .uris import Filesystems, is_uri
 
@@ -121,7 +121,7 @@ def _tar_rows(shard: Shard, filesystems: Filesystems) -> Iterator[Row]:
         with stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
                 split = webdataset_key(member.name) if member.isfile() else None
-                if split is None or "." + split[1].rsplit(".", 1)[-1].lower() not in IMAGE_EXTENSIONS:
+                if split is None or not is_image_name(member.name):
                     continue
                 key, ext = split
                 file = tar.extractfile(member)
