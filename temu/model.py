@@ -230,13 +230,18 @@ class TeMuIQA(nn.Module):
         ``check_input=False`` skips the value checks (one host-device sync) for trusted inputs.
         """
         tokens, grid = self._joint_tokens(x, self.head.layer_weights(), check_input)
-        # The head runs in fp32 even under autocast: CLIP's logit scale (100) multiplies the rounding
-        # of bf16 cosine similarities (measured: 10x larger score errors with the head in bf16).
+        quality = self._head_maps(tokens, grid)
+        return quality if return_maps else quality.score
+
+    def _head_maps(self, tokens: torch.Tensor, grid: tuple[int, int]) -> QualityMaps:
+        """The head on joint-space tokens ``[N, 1 + h*w, E]``: the scores and their ``[N, h, w]`` maps.
+
+        The head runs in fp32 even under autocast: CLIP's logit scale (100) multiplies the rounding
+        of bf16 cosine similarities (measured: 10x larger score errors with the head in bf16).
+        """
         with torch.autocast(device_type=tokens.device.type, enabled=False):
             out = self.head(tokens.float(), self.backbone.text_features, self.backbone.logit_scale, self.backbone.text)
-        if not return_maps:
-            return out.score
-        n = x.shape[0]
+        n = tokens.shape[0]
         return QualityMaps(
             out.score, out.token_scores[:, 1:].reshape(n, *grid), out.token_weights[:, 1:].reshape(n, *grid)
         )
@@ -269,16 +274,12 @@ class TeMuIQA(nn.Module):
         weights = self.head.layer_weights()
         plain = torch.full_like(weights, 1.0 / weights.numel())
         tokens, grid = self._joint_tokens(x, torch.stack([weights, plain.detach()]), check_input)
-        with torch.autocast(device_type=tokens.device.type, enabled=False):  # fp32, as in forward
-            out = self.head(
-                tokens[0].float(), self.backbone.text_features, self.backbone.logit_scale, self.backbone.text
-            )
+        quality = self._head_maps(tokens[0], grid)
+        with torch.autocast(device_type=tokens.device.type, enabled=False):  # fp32, as the head
             per_token = zero_shot_token_scores(tokens[1], text, self.backbone.logit_scale)  # [N, T, A]
         n = x.shape[0]
         return AttributeMaps(
-            out.score,
-            out.token_scores[:, 1:].reshape(n, *grid),
-            out.token_weights[:, 1:].reshape(n, *grid),
+            *quality,
             per_token.mean(dim=1),
             per_token[:, 1:].transpose(1, 2).reshape(n, len(pairs), *grid),
             tuple(pairs),
