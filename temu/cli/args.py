@@ -216,14 +216,15 @@ def add_split_file_arguments(p: argparse._ActionsContainer, *, what: str) -> Non
     )
 
 
-def add_runtime_arguments(
-    p: argparse._ActionsContainer, *, workers_help: str = "DataLoader workers decoding images"
-) -> None:
+def add_runtime_arguments(p: argparse._ActionsContainer) -> None:
     """``--batch-size``, ``--device``, ``--workers`` and ``--precision``."""
     p.add_argument("--batch-size", type=positive_int, default=32, help="images per batch (default: 32)")
     p.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument(
-        "--workers", type=non_negative_int, default=None, help=f"{workers_help} (default: 0 on CPU, up to 8 on GPU)"
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="DataLoader workers decoding images (default: 0 on CPU, up to 8 on GPU)",
     )
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"autocast dtype; auto = {AUTO_RULE}")
 
