@@ -24,7 +24,7 @@ def main() -> None:
 
     from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 
-    from temu.backbone import SDPAResidualAttentionBlock
+    from temu.model.blocks import SDPAResidualAttentionBlock
 
     torch.manual_seed(0)
     block = ResidualAttentionBlock(args.width, args.heads, act_layer=QuickGELU, batch_first=True).to(device).eval()

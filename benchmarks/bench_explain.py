@@ -25,7 +25,7 @@ def build(args: argparse.Namespace, device: torch.device):
     import open_clip
 
     from temu import TeMuIQA
-    from temu.backbone import resolve_backbone
+    from temu.model.weights import resolve_backbone
 
     warnings.filterwarnings("ignore", message="TeMuIQA backbone .* has random weights")
     name = args.backbone
@@ -41,7 +41,7 @@ def text_timings(name: str, repeats: int) -> list[list[str]]:
     import torch.nn.functional as F
 
     from temu import DEFAULT_ATTRIBUTES
-    from temu.backbone import encode_prompts
+    from temu.model.text import encode_prompts
 
     clip = open_clip.create_model(name, pretrained=None).eval()
     quality = ["Good photo.", "Bad photo."]
@@ -77,7 +77,8 @@ def panel_seconds(grid: int, repeats: int) -> tuple[float, float]:
 
     import numpy as np
 
-    from temu import DEFAULT_ATTRIBUTES, read_image
+    from temu import DEFAULT_ATTRIBUTES
+    from temu.images.decode import read_image
 
     start = time.perf_counter()
     from temu.cli.panels import draw_panel, thumbnail

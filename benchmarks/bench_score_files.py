@@ -58,7 +58,7 @@ def make_folder(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 def resolve_workers(workers: int | None, images: int, batch: int, device: torch.device) -> int:
     """The DataLoader workers ``temu.iter_scores`` uses for ``workers`` (None: its default)."""
-    from temu.loading import default_num_workers
+    from temu.runtime import default_num_workers
 
     if workers is not None:
         return workers
@@ -71,8 +71,8 @@ def input_only(
     """A function that runs ``temu.iter_scores``' input pipeline over ``paths`` without the model
     (:func:`temu.loading.device_batches`: its DataLoader, the move to the device and, with
     ``resize_on="device"``, the device resize)."""
-    from temu.inputs import Source
-    from temu.loading import device_batches, resizes_on_device
+    from temu.images.loading import device_batches, resizes_on_device
+    from temu.images.sources import Source
 
     device = next(model.parameters()).device
     sources = [Source(str(p), path=p) for p in paths]
@@ -110,7 +110,7 @@ def files_timings(
     import temu
 
     device = next(model.parameters()).device
-    decoded = torch.stack([model.input_size(temu.read_image(p)) for p in paths[:batch]]).to(device)
+    decoded = torch.stack([model.input_size(temu.images.decode.read_image(p)) for p in paths[:batch]]).to(device)
     autocast = autocast_for(device, precision)
     n_workers = resolve_workers(workers, len(paths), batch, device)
 
@@ -161,7 +161,7 @@ FILES_HEADER = ["pipeline", "images/s", "seconds", "ratio to model only"]
 def worker_costs(model: torch.nn.Module, paths: list[Path], *, images: int = 16, repeats: int = 3) -> list[list[str]]:
     """One image's CPU time in one torch thread, as a DataLoader worker spends it: rows
     ``[step, ms/image (median), ratio to decoding alone]``."""
-    from temu.inputs import pixels_to_float, read_image
+    from temu.images.decode import pixels_to_float, read_image
 
     size = model.input_size
     steps = {

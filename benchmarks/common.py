@@ -107,7 +107,7 @@ def quickgelu_name(backbone: str) -> str:
     """The open_clip name of ``backbone`` with the activation OpenAI's weights need (``ViT-L-14`` -> ``ViT-L-14-quickgelu``)."""
     import open_clip
 
-    from temu.backbone import resolve_backbone
+    from temu.model.weights import resolve_backbone
 
     if "openai" not in open_clip.list_pretrained_tags_by_model(backbone):
         return backbone  # not an OpenAI architecture (or already -quickgelu): as it is

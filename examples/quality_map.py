@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import temu
+import temu.images.decode
 from temu.maps import colorize, quality_overlay
 
 
@@ -26,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     model = temu.load(args.model)
-    image = temu.read_image(args.image)  # [3, H, W] floats in [0, 1]
+    image = temu.images.decode.read_image(args.image)  # [3, H, W] floats in [0, 1]
     with torch.inference_mode():
         out = model(image.unsqueeze(0), return_maps=True)
     score_map, weight_map = out.score_map[0].numpy(), out.weight_map[0].numpy()

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--keep-above", type=float, default=None, help="also list the images scoring above this")
     args = parser.parse_args()
 
-    model = temu.load(args.model, device=temu.default_device())
+    model = temu.load(args.model, device=None)
     scored, failed = [], []
     for result in temu.iter_scores(args.folder, model, on_error="report"):
         if result.error:

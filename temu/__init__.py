@@ -2,16 +2,18 @@
 
 >>> import temu
 >>> temu.score("photo.jpg")            # float in [0, 1], higher is better
->>> model = temu.load("temu-iqa-s")    # a TeMuIQA nn.Module
 >>> temu.explain("photo.jpg")          # score + attribute scores (sharpness, noise, ...) + patch maps
+>>> model = temu.load("temu-iqa-s")    # a new TeMuIQA nn.Module (temu.cache.cached_model: the shared one)
 
 The public names below are imported on first use (PEP 562), so ``import temu`` and the ``temu``
-command's ``--version`` and ``--help`` do not load torch.
+command's ``--version`` and ``--help`` do not load torch. Exception classes live in
+:mod:`temu.errors` (``temu.TeMuError`` is the base of them all).
 """
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import _temu_pyiqa_hook
@@ -19,104 +21,91 @@ import _temu_pyiqa_hook
 from ._version import __version__
 
 if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
-    from .api import MODEL_CACHE, ScoreResult, clear_model_cache, default_device, iter_scores, load, score
-    from .attributes import DEFAULT_ATTRIBUTES
-    from .config import HeadConfig, TeMuConfig
-    from .errors import (
-        BackboneError,
-        ConstantInputError,
-        CorpusError,
-        DataError,
-        ImageReadError,
-        InvalidAttributesError,
-        InvalidInputError,
-        NonFiniteLossError,
-        NonFiniteScoreError,
-        NotCachedError,
-        TeMuError,
-        TeMuWarning,
-        WeightsError,
-    )
-    from .explanation import Explanation, explain
-    from .hub import list_presets
-    from .inputs import decode_image, read_image
-    from .model import AttributeMaps, QualityMaps, TeMuIQA
-    from .scale import MOSScale
+    from .api import Explanation, explain, iter_scores, score
+    from .cache import clear_model_cache, load
+    from .errors import TeMuError
+    from .inference import ScoreResult
+    from .model import AttributeMaps, HeadConfig, MOSScale, QualityMaps, TeMuConfig, TeMuIQA
+    from .model.attributes import DEFAULT_ATTRIBUTES
+    from .model.hub import list_presets
 
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
+    "score": "api",
+    "iter_scores": "api",
+    "explain": "api",
+    "Explanation": "api",
+    "ScoreResult": "inference",
+    "load": "cache",
+    "clear_model_cache": "cache",
+    "list_presets": "model.hub",
     "TeMuIQA": "model",
     "QualityMaps": "model",
     "AttributeMaps": "model",
-    "TeMuConfig": "config",
-    "HeadConfig": "config",
-    "MOSScale": "scale",
-    "score": "api",
-    "iter_scores": "api",
-    "ScoreResult": "api",
-    "explain": "explanation",
-    "Explanation": "explanation",
-    "DEFAULT_ATTRIBUTES": "attributes",
-    "load": "api",
-    "default_device": "api",
-    "MODEL_CACHE": "api",
-    "clear_model_cache": "api",
-    "list_presets": "hub",
-    "read_image": "inputs",
-    "decode_image": "inputs",
+    "TeMuConfig": "model",
+    "HeadConfig": "model",
+    "MOSScale": "model",
+    "DEFAULT_ATTRIBUTES": "model.attributes",
     "TeMuError": "errors",
-    "InvalidInputError": "errors",
-    "ImageReadError": "errors",
-    "WeightsError": "errors",
-    "BackboneError": "errors",
-    "NotCachedError": "errors",
-    "DataError": "errors",
-    "ConstantInputError": "errors",
-    "NonFiniteLossError": "errors",
-    "NonFiniteScoreError": "errors",
-    "TeMuWarning": "errors",
-    "InvalidAttributesError": "errors",
-    "CorpusError": "errors",
+}
+
+#: names ``temu`` exported before 0.2, kept for one release with a DeprecationWarning: name -> (module, new home)
+_DEPRECATED = {
+    **{
+        name: ("errors", f"temu.errors.{name}")
+        for name in (
+            "InvalidInputError",
+            "ImageReadError",
+            "WeightsError",
+            "BackboneError",
+            "NotCachedError",
+            "DataError",
+            "ConstantInputError",
+            "NonFiniteLossError",
+            "NonFiniteScoreError",
+            "TeMuWarning",
+            "InvalidAttributesError",
+            "CorpusError",
+        )
+    },  # fmt: skip
+    "MODEL_CACHE": ("cache", "temu.cache.MODEL_CACHE"),
+    "read_image": ("images.decode", "temu.images.decode.read_image"),
+    "decode_image": ("images.decode", "temu.images.decode.decode_image"),
 }
 
 __all__ = [
     "__version__",
+    "score",
+    "iter_scores",
+    "explain",
+    "Explanation",
+    "ScoreResult",
+    "load",
+    "clear_model_cache",
+    "list_presets",
     "TeMuIQA",
     "QualityMaps",
     "AttributeMaps",
     "TeMuConfig",
     "HeadConfig",
     "MOSScale",
-    "score",
-    "iter_scores",
-    "ScoreResult",
-    "explain",
-    "Explanation",
     "DEFAULT_ATTRIBUTES",
-    "load",
-    "default_device",
-    "MODEL_CACHE",
-    "clear_model_cache",
-    "list_presets",
-    "read_image",
-    "decode_image",
     "TeMuError",
-    "InvalidInputError",
-    "ImageReadError",
-    "WeightsError",
-    "BackboneError",
-    "NotCachedError",
-    "DataError",
-    "ConstantInputError",
-    "NonFiniteLossError",
-    "NonFiniteScoreError",
-    "TeMuWarning",
-    "InvalidAttributesError",
-    "CorpusError",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "default_device":
+        warnings.warn(
+            "temu.default_device is deprecated; use temu.runtime.resolve_device(None)", DeprecationWarning, stacklevel=2
+        )
+        from .runtime import resolve_device
+
+        return lambda: resolve_device(None)
+    if name in _DEPRECATED:
+        module, new = _DEPRECATED[name]
+        warnings.warn(f"temu.{name} is deprecated and will be removed; use {new}", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(f".{module}", __name__), name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'temu' has no attribute {name!r}")

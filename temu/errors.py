@@ -69,6 +69,10 @@ def non_finite_score(name: str, value: float) -> NonFiniteScoreError | None:
     )
 
 
+class DeviceError(TeMuError, ValueError):
+    """A device was asked for that this machine does not have or that cannot be used."""
+
+
 class TeMuWarning(UserWarning):
     """Something temu handled that the user should know about: an image scored with its orientation
     as stored because its EXIF could not be read, an image downscaled to ``max_pixels``."""

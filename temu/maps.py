@@ -58,13 +58,13 @@ def read_preview(path: str | os.PathLike[str], max_side: int = PREVIEW_MAX_SIDE)
     from PIL import Image
 
     from .errors import ImageReadError, InvalidInputError
-    from .inputs import apply_exif_orientation, pil_to_tensor
+    from .images.decode import exif_transpose, pil_to_tensor
 
     name = os.fspath(path)
     try:
         with Image.open(path) as img:
             img.thumbnail((max_side, max_side), Image.BICUBIC)  # draft() first for JPEG, then resize
-            return pil_to_tensor(apply_exif_orientation(img, name))
+            return pil_to_tensor(exif_transpose(img, name))
     except InvalidInputError as err:
         raise ImageReadError(name, str(err)) from None
     except Exception as err:  # noqa: BLE001 (one image's map must not end a run: its error names the file)

@@ -77,9 +77,26 @@ class TeMuIQAMetric(nn.Module):
         self.model = TeMuIQA.from_pretrained(head, **overrides).eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 3, H, W]`` (or ``[N, 1, H, W]``) in [0, 1] -> ``[N, 1]`` scores.
+
+        pyiqa reads a path into floats ``k / 255``; such 8-bit pixels are given to the model as uint8,
+        so they are resized as :func:`temu.score` resizes the file (pyiqa's reader applies no EXIF
+        orientation). Other floats, and inputs that need gradients (``as_loss``), are used as they are.
+        """
         if x.dim() == 4 and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
+        if not x.requires_grad and is_8bit(x):
+            x = x.mul(255).round_().to(torch.uint8)
         # as a loss (x requires grad) pyiqa skips its range check, and so do we
         with autocast_context(x.device, self.precision):
             scores = self.model(x, check_input=not x.requires_grad)
         return scores.float().unsqueeze(1)
+
+
+def is_8bit(x: torch.Tensor) -> bool:
+    """Whether the float tensor ``x`` holds 8-bit pixels exactly: every value is ``k / 255`` for an int k in 0..255."""
+    if not x.is_floating_point() or x.numel() == 0:
+        return False
+    with torch.no_grad():
+        levels = x.float().mul(255).round_()
+        return bool(((levels >= 0) & (levels <= 255) & (levels.div(255) == x.float())).all())

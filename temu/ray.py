@@ -25,13 +25,14 @@ import pyarrow.compute as pc
 import ray
 import torch
 
-from .api import get_model
+from .cache import cached_model
 from .corpus.plan import OutputFolder, Shard
 from .corpus.read import read_shard_rows
 from .corpus.run import ShardResult, shard_output
 from .corpus.scorer import BatchScorer
 from .errors import InvalidInputError, TeMuError
 from .precision import Precision, check_precision
+from .runtime import resolve_device
 
 #: Columns TeMuScorer adds to the id column (and the kept columns) of every batch.
 SCORE_FIELDS = [pa.field("score", pa.float32()), pa.field("error", pa.string())]
@@ -42,7 +43,7 @@ def choose_device(device: str | torch.device | None, gpu_ids: Sequence[Any], cud
     ``CUDA_VISIBLE_DEVICES``, so that GPU is ``cuda:0``); else the CPU. A GPU from Ray that torch
     cannot see (a CPU-only torch, a broken driver) is an error, not a silent fall back to the CPU."""
     if device is not None:
-        return torch.device(device)
+        return resolve_device(device)
     if gpu_ids:
         if not cuda_available:
             raise TeMuError(
@@ -104,7 +105,7 @@ class TeMuScorer:
         cpus = self._assigned_cpus()
         if self.device.type == "cpu" and _in_ray_worker():
             torch.set_num_threads(cpus)  # this actor's share of the node, not every core
-        net = get_model(model, self.device, compile=compile)
+        net = cached_model(model, self.device, compile=compile)
         self.scorer = BatchScorer(
             net, batch_size=batch_size, precision=precision, threads=decode_threads or max(2, cpus)
         )
@@ -135,8 +136,8 @@ class TeMuScorer:
         results = list(self.scorer.score(zip(images, names)))
         columns = [
             table.column(self.id_column),
-            pa.array([s for s, _ in results], pa.float32()),
-            pa.array([e for _, e in results], pa.string()),
+            pa.array([r.score for r in results], pa.float32()),
+            pa.array([r.error for r in results], pa.string()),
             *(table.column(c) for c in self.keep_columns),
         ]
         fields = [

@@ -10,7 +10,10 @@ import torch
 from PIL import Image
 
 import temu
-from temu import ImageReadError, NotCachedError
+import temu.cache
+import temu.errors
+import temu.images.decode
+from temu.errors import ImageReadError, NotCachedError
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +30,26 @@ def test_one_image_gives_a_float_and_many_give_a_list(model, photo_files):
     assert temu.score([], model=model) == []
 
 
-def test_every_input_kind_gives_the_same_score(model, photos, photo_files):
+def test_every_8_bit_input_kind_gives_the_same_score_and_floats_a_close_one(model, photos, photo_files):
+    """A file, a PIL image, a uint8 array and uint8 tensors go through the same uint8 pipeline: the same
+    score to 1e-6, and the nn.Module on the uint8 tensor the same. Float inputs are resized as floats (no
+    rounding to 0-255): within 5e-3. fp32 throughout (``auto`` may be bf16 on this CPU)."""
     arr = photos["coffee"]
-    expected = temu.score(photo_files["coffee"], model=model)
-    tensor = torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
-    kinds = [
-        str(photo_files["coffee"]),
-        Image.fromarray(arr),
-        arr,
-        arr.astype(np.float32) / 255,
-        tensor,
-    ]
-    for kind in kinds:
-        assert temu.score(kind, model=model) == pytest.approx(expected, abs=1e-5)
-    batch = temu.score(tensor.unsqueeze(0).repeat(2, 1, 1, 1), model=model)
-    assert batch == pytest.approx([expected, expected], abs=1e-5)
+    expected = temu.score(photo_files["coffee"], model=model, precision="fp32")
+    pixels = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    for kind in (str(photo_files["coffee"]), Image.fromarray(arr), arr, pixels):
+        assert temu.score(kind, model=model, precision="fp32") == pytest.approx(expected, abs=1e-6)
+    assert temu.score(pixels.unsqueeze(0).repeat(2, 1, 1, 1), model=model, precision="fp32") == pytest.approx(
+        [expected] * 2, abs=1e-6
+    )
+    assert temu.explain(pixels, model=model, precision="fp32").score == pytest.approx(expected, abs=1e-6)
+    assert float(model(pixels.unsqueeze(0)).detach()) == pytest.approx(
+        expected, abs=1e-6
+    )  # the nn.Module takes uint8 too
+    floats = pixels.float() / 255
+    for kind in (arr.astype(np.float32) / 255, floats, floats.unsqueeze(0)):
+        score = temu.score(kind, model=model, precision="fp32")
+        assert (score[0] if isinstance(score, list) else score) == pytest.approx(expected, abs=5e-3)
 
 
 def test_directory_scores_every_image_in_sorted_order(model, photo_files):
@@ -112,12 +120,12 @@ def test_a_bad_precision_is_refused_before_the_model_loads(photos, tmp_path):
 def test_model_given_by_directory_is_built_once_and_cached(tiny_head_dir, photo_files):
     temu.clear_model_cache()
     first = temu.score(photo_files["rocket"], model=tiny_head_dir, device="cpu")
-    assert len(temu.MODEL_CACHE) == 1
-    (cached,) = temu.MODEL_CACHE.values()
+    assert len(temu.cache.MODEL_CACHE) == 1
+    (cached,) = temu.cache.MODEL_CACHE.values()
     second = temu.score(photo_files["rocket"], model=str(tiny_head_dir), device="cpu")
-    assert first == second and list(temu.MODEL_CACHE.values()) == [cached]
+    assert first == second and list(temu.cache.MODEL_CACHE.values()) == [cached]
     temu.clear_model_cache()
-    assert temu.MODEL_CACHE == {}
+    assert temu.cache.MODEL_CACHE == {}
 
 
 def test_cache_key_is_what_the_model_is(tiny_head_dir, tmp_path, monkeypatch):
@@ -125,28 +133,28 @@ def test_cache_key_is_what_the_model_is(tiny_head_dir, tmp_path, monkeypatch):
     import shutil
     import threading
 
-    from temu.api import get_model
+    from temu.cache import cached_model
 
     temu.clear_model_cache()
     run = tmp_path / "runs" / "x"
     shutil.copytree(tiny_head_dir, run)
     monkeypatch.chdir(tmp_path)
     spellings = ["runs/x", "runs/x/", "./runs/x", str(run), run]
-    models = {id(get_model(s, "cpu")) for s in spellings}
-    assert len(models) == 1 and len(temu.MODEL_CACHE) == 1
+    models = {id(cached_model(s, "cpu")) for s in spellings}
+    assert len(models) == 1 and len(temu.cache.MODEL_CACHE) == 1
 
     # a relative path means another folder after chdir: another entry
     other = tmp_path / "elsewhere" / "runs" / "x"
     shutil.copytree(tiny_head_dir, other)
     os.chdir(tmp_path / "elsewhere")
-    assert get_model("runs/x", "cpu") is not get_model(str(run), "cpu")
-    assert len(temu.MODEL_CACHE) == 2
+    assert cached_model("runs/x", "cpu") is not cached_model(str(run), "cpu")
+    assert len(temu.cache.MODEL_CACHE) == 2
 
     # a head retrained in place (new modification time) is loaded again
-    before = get_model(str(run), "cpu")
+    before = cached_model(str(run), "cpu")
     stamp = (run / "model.safetensors").stat().st_mtime_ns + 10**9
     os.utime(run / "model.safetensors", ns=(stamp, stamp))
-    assert get_model(str(run), "cpu") is not before
+    assert cached_model(str(run), "cpu") is not before
 
     # concurrent first calls for one model build it once
     temu.clear_model_cache()
@@ -154,28 +162,28 @@ def test_cache_key_is_what_the_model_is(tiny_head_dir, tmp_path, monkeypatch):
 
     def build():
         barrier.wait()
-        results.append(get_model(str(other), "cpu"))
+        results.append(cached_model(str(other), "cpu"))
 
     threads = [threading.Thread(target=build) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len({id(m) for m in results}) == 1 and len(temu.MODEL_CACHE) == 1
+    assert len({id(m) for m in results}) == 1 and len(temu.cache.MODEL_CACHE) == 1
     temu.clear_model_cache()
 
 
 def test_compile_never_compiles_the_shared_cached_model(tiny_head_dir, monkeypatch):
     from temu import TeMuIQA
-    from temu.api import get_model
+    from temu.cache import cached_model
 
     compiled = []
     monkeypatch.setattr(TeMuIQA, "compile_backbone", lambda self, **kw: compiled.append(self) or self)
     temu.clear_model_cache()
-    plain = get_model(tiny_head_dir, "cpu")
-    fast = get_model(tiny_head_dir, "cpu", compile=True)
+    plain = cached_model(tiny_head_dir, "cpu")
+    fast = cached_model(tiny_head_dir, "cpu", compile=True)
     assert fast is not plain and compiled == [fast]
-    assert get_model(tiny_head_dir, "cpu", compile=True) is fast and get_model(tiny_head_dir, "cpu") is plain
+    assert cached_model(tiny_head_dir, "cpu", compile=True) is fast and cached_model(tiny_head_dir, "cpu") is plain
     temu.clear_model_cache()
 
 
@@ -198,7 +206,7 @@ def test_default_model_offline_without_backbone_fails_fast_and_says_how_to_fix(h
     assert "ViT-L-14" in message and str(hub_cache) in message
     assert "hf download timm/vit_large_patch14_clip_224.openai" in message and "HF_HUB_OFFLINE" in message
     assert calls and all(calls)  # never asked the network: local_files_only on every call
-    assert temu.MODEL_CACHE == {}
+    assert temu.cache.MODEL_CACHE == {}
 
 
 # ---------------------------------------------------------------- reliability: one input never ends a run
@@ -237,12 +245,12 @@ def test_a_malformed_exif_jpeg_is_scored_in_dataloader_workers(model, photos, tm
     Image.fromarray(arr).save(tmp_path / "b.jpg", exif=exif_bytes([ORIENTATION_6, FLOAT_RESOLUTION_UNIT]), quality=95)
     results = list(temu.iter_scores(tmp_path, model=model, on_error="report", batch_size=1, num_workers=1))
     assert [r.error for r in results] == [None, None]
-    upright = temu.read_image(tmp_path / "a.jpg").rot90(-1, dims=(1, 2))  # same JPEG pixels, turned
+    upright = temu.images.decode.read_pixels(tmp_path / "a.jpg").rot90(-1, dims=(1, 2))  # same JPEG pixels, turned
     assert results[1].score == pytest.approx(temu.score(upright, model=model), abs=1e-6)
 
 
 def test_an_unexpected_exception_for_one_input_is_its_error_in_workers_too(model, photo_files, monkeypatch):
-    from temu.transforms import InputSize
+    from temu.images.transforms import InputSize
 
     odd = photo_files["coffee"].parent / "odd.png"
     Image.new("RGB", (17, 13)).save(odd)
@@ -254,13 +262,9 @@ def test_an_unexpected_exception_for_one_input_is_its_error_in_workers_too(model
         return real(self, x, *args, **kwargs)
 
     monkeypatch.setattr(InputSize, "__call__", flaky)
-    for workers, resize_on in [(0, "loader"), (1, "loader"), (1, "device")]:
+    for workers in (0, 1):
         inputs = [photo_files["coffee"], odd, photo_files["rocket"]]
-        results = list(
-            temu.iter_scores(
-                inputs, model=model, on_error="report", num_workers=workers, batch_size=2, resize_on=resize_on
-            )
-        )
+        results = list(temu.iter_scores(inputs, model=model, on_error="report", num_workers=workers, batch_size=2))
         assert [r.error is None for r in results] == [True, False, True]
         assert "odd.png" in results[1].error and "RuntimeError: something nobody expected" in results[1].error
 
@@ -268,9 +272,9 @@ def test_an_unexpected_exception_for_one_input_is_its_error_in_workers_too(model
 def test_an_empty_path_is_an_error_raised_before_the_model_loads(hub_cache, photo_files, monkeypatch):
     monkeypatch.chdir(photo_files["coffee"].parent)  # a folder of images: "" must not mean this folder
     temu.clear_model_cache()
-    with pytest.raises(temu.InvalidInputError, match="empty path"):
+    with pytest.raises(temu.errors.InvalidInputError, match="empty path"):
         temu.score("")  # the default model is not cached: loading it would fail with NotCachedError
-    assert temu.MODEL_CACHE == {}
+    assert temu.cache.MODEL_CACHE == {}
 
 
 def test_pil_images_are_scored_upright_like_their_files(model, photos, tmp_path):
@@ -299,12 +303,12 @@ def test_a_non_finite_score_is_that_images_error(model, photos):
     results = list(temu.iter_scores([photos["coffee"], photos["rocket"]], model=broken, on_error="report"))
     assert [r.score for r in results] == [None, None]
     assert all("non-finite score (nan): the head weights may be corrupt" in r.error for r in results)
-    with pytest.raises(temu.NonFiniteScoreError, match="<ndarray 0>: non-finite score"):
+    with pytest.raises(temu.errors.NonFiniteScoreError, match="<ndarray 0>: non-finite score"):
         temu.score([photos["coffee"]], model=broken)
 
 
 def test_each_result_comes_out_before_the_next_input_is_read(model, photos, monkeypatch):
-    from temu.inputs import Source
+    from temu.images.sources import Source
 
     loaded = []
     real = Source.load
@@ -318,7 +322,7 @@ def test_each_result_comes_out_before_the_next_input_is_read(model, photos, monk
 
 
 def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
-    from temu.inputs import NOT_AN_IMAGE, describe_skipped
+    from temu.images.folders import NOT_AN_IMAGE, describe_skipped
 
     folder = photo_files["coffee"].parent
     (folder / "notes.txt").write_text("x")
@@ -328,60 +332,48 @@ def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
     assert describe_skipped(skipped) == ["skipped 1 file without an image extension: notes.txt"]
 
 
-def spy_on_device_resizing(monkeypatch) -> list[torch.dtype]:
-    """The dtypes of the pixel groups :func:`temu.iter_scores` hands to ``resize_on_device`` (none: the loader resized)."""
-    import temu.loading
+def spy_on_batches(monkeypatch) -> list[torch.dtype]:
+    """The dtypes of the pixel groups the model receives from :func:`temu.iter_scores`."""
+    from temu.inference import Predictor
 
     seen: list[torch.dtype] = []
-    real = temu.loading.resize_on_device
+    real = Predictor.forward
 
-    def spy(groups, *args, **kwargs):
-        groups = list(groups)
-        seen.extend(x.dtype for _, x in groups)
-        return real(groups, *args, **kwargs)
+    def spy(self, x):
+        seen.append(x.dtype)
+        return real(self, x)
 
-    monkeypatch.setattr(temu.loading, "resize_on_device", spy)
+    monkeypatch.setattr(Predictor, "forward", spy)
     return seen
 
 
-def test_resizing_on_the_device_scores_as_resizing_in_the_loader(model, photos, photo_files, tmp_path, monkeypatch):
+def test_8_bit_files_reach_the_model_as_uint8_and_16_bit_ones_as_floats(
+    model, photos, photo_files, tmp_path, monkeypatch
+):
     Image.fromarray(photos["coffee"][:, :, 0]).save(tmp_path / "gray.png")
     Image.fromarray(photos["rocket"][:, :, 1].astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit
     Image.fromarray(photos["chelsea"]).save(tmp_path / "c.jpg", quality=90)
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     inputs = [*photo_files.values(), tmp_path / "gray.png", tmp_path / "deep.png", tmp_path / "bad.jpg"]
     inputs += [tmp_path / "c.jpg", photo_files["coffee"]]
-    seen = spy_on_device_resizing(monkeypatch)
-    loader = list(temu.iter_scores(inputs, model=model, batch_size=4, on_error="report", resize_on="loader"))
-    auto = list(temu.iter_scores(inputs, model=model, batch_size=4, on_error="report"))  # CPU: the loader
-    assert seen == [] and [r.score for r in auto] == [r.score for r in loader]
+    one_by_one = [r.score for r in temu.iter_scores(inputs, model=model, batch_size=1, on_error="report")]
+    seen = spy_on_batches(monkeypatch)
     for workers in (0, 1):
-        device = list(
-            temu.iter_scores(
-                inputs, model=model, batch_size=4, on_error="report", num_workers=workers, resize_on="device"
-            )
-        )
-        assert [r.error for r in device] == [r.error for r in loader]
-        assert loader[6].error.startswith(str(tmp_path / "bad.jpg"))  # a bad file is still its own error
-        good = [i for i, r in enumerate(loader) if r.error is None]
-        assert [device[i].score for i in good] == pytest.approx([loader[i].score for i in good], abs=1e-5)
-    assert set(seen) == {torch.uint8, torch.float32}  # 8-bit files reach it undivided; 16-bit ones as floats
-    with pytest.raises(ValueError, match="resize_on"):
-        temu.score(inputs[:1], model=model, resize_on="gpu")
+        results = list(temu.iter_scores(inputs, model=model, batch_size=4, on_error="report", num_workers=workers))
+        assert results[6].error.startswith(str(tmp_path / "bad.jpg"))  # a bad file is its own error
+        assert [r.score for r in results] == pytest.approx(one_by_one, abs=1e-6)
+    assert set(seen) == {torch.uint8, torch.float32}  # 8-bit files undivided; the 16-bit one as floats
 
 
-def test_native_size_resizing_on_the_device_matches_the_loader(tiny_kwargs, photos, photo_files, tmp_path):
-    from temu import TeMuWarning
+def test_native_size_caps_large_images_with_one_warning_each(tiny_kwargs, photos, photo_files, tmp_path):
+    from temu.errors import TeMuWarning
 
     model = temu.TeMuIQA(**{**tiny_kwargs, "image_size": None, "max_pixels": 12_000}).eval()
     Image.fromarray(photos["astronaut"]).save(tmp_path / "astronaut2.png")  # 128x128: over the cap, like astronaut
     Image.fromarray(photos["chelsea"][:50, :70]).save(tmp_path / "small.png")
     inputs = [*photo_files.values(), tmp_path / "small.png", tmp_path / "astronaut2.png"]
-    runs = {}
-    for resize_on in ("loader", "device"):
-        with pytest.warns(TeMuWarning, match="exceed max_pixels") as record:
-            runs[resize_on] = temu.score(inputs, model=model, batch_size=8, num_workers=0, resize_on=resize_on)
-        named = sorted(Path(str(w.message).split(":")[0]).name for w in record if "max_pixels" in str(w.message))
-        assert named == ["astronaut.png", "astronaut2.png"]  # one warning per capped image, naming it
-    assert runs["device"] == pytest.approx(runs["loader"], abs=1e-5)
-    assert runs["device"][0] == pytest.approx(runs["device"][5], abs=1e-6)  # the same pixels score the same
+    with pytest.warns(TeMuWarning, match="exceed max_pixels") as record:
+        scores = temu.score(inputs, model=model, batch_size=8, num_workers=0)
+    named = sorted(Path(str(w.message).split(":")[0]).name for w in record if "max_pixels" in str(w.message))
+    assert named == ["astronaut.png", "astronaut2.png"]  # one warning per capped image, naming it
+    assert scores[0] == pytest.approx(scores[5], abs=1e-6)  # the same pixels score the same

@@ -1,6 +1,7 @@
-"""The package's layout holds: no import cycles, the scoring core never reaches up into data,
-train, evaluation or cli, scoring loads no plotting/statistics/pyiqa code, and the command
-line answers --version and --help without torch."""
+"""The package's layout holds: no import cycles, arrows point down only (cli -> train -> evaluation
+-> data -> core; corpus -> core; integrations at the edge), inside the core the model and image
+input do not know the inference layer above them, scoring loads no plotting/statistics/pyiqa
+code, and the command line answers --version and --help without torch."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "temu"
 UPPER = ("temu.data", "temu.train", "temu.evaluation", "temu.cli")
+#: the integrations at the edge: each the only importer of its library
+EDGE = ("temu.pyiqa_plugin", "temu.ray", "temu.demo")
 
 
 def module_name(path: Path) -> str:
@@ -55,9 +58,32 @@ def import_graph() -> dict[str, set[str]]:
     graph = {name: imported_modules(name) for name in MODULES}
     # temu/__init__ imports its public names lazily (importlib, by name): count those edges too
     import temu
+    import temu.model
 
     graph["temu"] |= {f"temu.{module}" for module in temu._EXPORTS.values()}
+    graph["temu"] |= {f"temu.{module}" for module, _ in temu._DEPRECATED.values()}
+    graph["temu.model"] |= {f"temu.model.{module}" for module in temu.model._EXPORTS.values()}
     return graph
+
+
+def layer(name: str) -> str:
+    """The layer of a temu module: core, data, evaluation, train, corpus, cli or edge."""
+    for prefix in ("temu.data", "temu.evaluation", "temu.train", "temu.corpus", "temu.cli"):
+        if name == prefix or name.startswith(prefix + "."):
+            return prefix.split(".")[1]
+    return "edge" if name.startswith(EDGE) else "core"
+
+
+#: what each layer may import
+ALLOWED = {
+    "core": {"core"},
+    "data": {"core", "data"},
+    "evaluation": {"core", "data", "evaluation"},
+    "train": {"core", "data", "evaluation", "train"},
+    "corpus": {"core", "corpus"},
+    "cli": {"core", "data", "evaluation", "train", "corpus", "cli", "edge"},
+    "edge": {"core", "corpus", "edge"},
+}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -85,8 +111,9 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_graph_walker_sees_imports_inside_functions():
     graph = import_graph()
     assert "temu.model" in graph["temu.api"]  # a module-level import
-    assert "temu.train.plots" in graph["temu.train.trainer"]  # an import inside a method
+    assert "temu.plots" in graph["temu.train.trainer"]  # an import inside a method
     assert "temu.model" in graph["temu"]  # a lazy public name
+    assert "temu.model.temuiqa" in graph["temu.model"]  # a lazy name of a sub-package
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
@@ -102,12 +129,23 @@ def test_no_import_cycles_counting_imports_inside_functions():
     assert find_cycle(import_graph()) is None
 
 
-def test_the_scoring_core_never_imports_data_train_evaluation_or_cli():
+def test_arrows_point_down_only():
     graph = import_graph()
-    core = [name for name in graph if name.count(".") <= 1 and not name.startswith(UPPER)]
-    assert "temu.model" in core and "temu.api" in core and "temu.pyiqa_plugin" in core
-    offences = {name: sorted(m for m in graph[name] if m.startswith(UPPER)) for name in core}
+    assert layer("temu.model.backbone") == "core" and layer("temu.cli.score") == "cli" and layer("temu.ray") == "edge"
+    offences = {name: sorted(m for m in deps if layer(m) not in ALLOWED[layer(name)]) for name, deps in graph.items()}
     assert {k: v for k, v in offences.items() if v} == {}
+
+
+def test_inside_the_core_the_model_and_image_input_do_not_know_the_layers_above_them():
+    """model/ and images/ are the bottom of the core: they never import the inference core, the API or
+    the cache; images/ never imports the model."""
+    graph = import_graph()
+    above = ("temu.inference", "temu.api", "temu.cache", "temu.plots")
+    for name, deps in graph.items():
+        if name.startswith(("temu.model.", "temu.images")):
+            assert not [m for m in deps if m.startswith(above)], name
+        if name.startswith("temu.images"):
+            assert not [m for m in deps if m.startswith("temu.model")], name
 
 
 def test_no_module_imports_the_temu_package_itself():
@@ -168,17 +206,11 @@ def test_only_the_ray_integration_imports_ray():
     assert sorted(name for name in MODULES if "ray" in external_imports(name)) == ["temu.ray"]
 
 
-def test_the_corpus_layer_sits_between_the_core_and_the_engines():
-    """The core never imports temu.corpus or temu.ray; temu.corpus imports only the core (no cli, no ray)."""
-    graph = import_graph()
-    edge = ("temu.ray", "temu.pyiqa_plugin")
-    core = [n for n in graph if n.count(".") <= 1 and not n.startswith((*UPPER, "temu.corpus")) and n not in edge]
-    reaching_up = {n: sorted(m for m in graph[n] if m.startswith(("temu.corpus", "temu.ray"))) for n in core}
-    assert {k: v for k, v in reaching_up.items() if v} == {}
-    corpus = [n for n in graph if n.startswith("temu.corpus")]
-    assert "temu.corpus.listing" in corpus
-    offences = {n: sorted(m for m in graph[n] if m.startswith((*UPPER, "temu.ray"))) for n in corpus}
-    assert {k: v for k, v in offences.items() if v} == {}
+def test_only_the_model_imports_open_clip_and_only_plots_import_matplotlib():
+    assert {name for name in MODULES if "open_clip" in external_imports(name)} <= {
+        n for n in MODULES if n.startswith("temu.model.")
+    }
+    assert sorted(name for name in MODULES if "matplotlib" in external_imports(name)) == ["temu.plots"]
 
 
 def test_ray_reader_tasks_load_no_torch():

@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 
 import temu
+import temu.errors
+import temu.images.decode
 from temu.cli import main
 
 
@@ -122,7 +124,8 @@ def test_line_breaks_in_names_do_not_split_csv_rows_and_formula_names_stay_as_th
 def test_an_unreadable_folder_is_an_error_row_naming_it_and_the_rest_is_scored(
     capsys, photo_files, tiny_head_dir, tmp_path, monkeypatch
 ):
-    import temu.inputs
+    import temu.images.folders
+    import temu.images.sources
 
     root = photo_files["coffee"].parent
     (root / "locked").mkdir()
@@ -134,7 +137,7 @@ def test_an_unreadable_folder_is_an_error_row_naming_it_and_the_rest_is_scored(
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(temu.inputs.os, "scandir", scandir)
+    monkeypatch.setattr(temu.images.folders.os, "scandir", scandir)
     for args, locked in (
         ([str(root / "locked"), str(root)], ["locked"]),
         ([str(root), "-r"], ["locked", "locked-too"]),
@@ -199,11 +202,11 @@ def test_the_writers_never_write_nan_or_infinity(capsys, photo_files, tiny_head_
 def test_an_out_of_range_value_is_shown_with_the_digits_that_put_it_out(capsys):
     x = torch.full((1, 3, 8, 8), 0.5)
     x[0, 0, 0, 0] = 1.0000001
-    with pytest.raises(temu.InvalidInputError, match=r"found min 0\.5 and max 1\.0000001\b"):
-        temu.inputs.check_batch(x)
+    with pytest.raises(temu.errors.InvalidInputError, match=r"found min 0\.5 and max 1\.0000001\b"):
+        temu.images.sources.check_batch(x)
     x[0, 0, 0, 0] = -1e-7
-    with pytest.raises(temu.InvalidInputError, match=r"min -1e-07 and max 0\.5"):
-        temu.inputs.check_batch(x)
+    with pytest.raises(temu.errors.InvalidInputError, match=r"min -1e-07 and max 0\.5"):
+        temu.images.sources.check_batch(x)
 
 
 # ---------------------------------------------------------------- the output file
@@ -412,13 +415,13 @@ def test_a_preview_is_bounded_upright_and_its_errors_name_the_file(photos, tmp_p
     upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
     preview = read_preview(path, max_side=200)
     assert preview.shape == (3, 150, 200) and preview.dtype == torch.float32
-    full = temu.read_image(path)
+    full = temu.images.decode.read_image(path)
     assert full.shape == (3, 300, 400)
     small = torch.nn.functional.interpolate(full[None], size=(150, 200), mode="bicubic", antialias=True)[0]
     assert (preview - small.clamp(0, 1)).abs().mean() < 0.03  # the same picture, the same way up
     assert read_preview(path, max_side=1024).shape == (3, 300, 400)  # small images keep their size
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(temu.ImageReadError, match="bad.jpg"):
+    with pytest.raises(temu.errors.ImageReadError, match="bad.jpg"):
         read_preview(tmp_path / "bad.jpg")
 
 
@@ -426,17 +429,19 @@ def test_a_preview_is_bounded_upright_and_its_errors_name_the_file(photos, tmp_p
 
 
 def test_a_local_looking_model_path_that_does_not_exist_is_no_such_folder(tmp_path, monkeypatch):
-    import temu.hub
+    import temu.model.hub
 
     calls = []
-    monkeypatch.setattr(temu.hub, "download", lambda repo, *a, **k: calls.append(repo) or tmp_path / "config.json")
+    monkeypatch.setattr(
+        temu.model.hub, "download", lambda repo, *a, **k: calls.append(repo) or tmp_path / "config.json"
+    )
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     for typo in ("runs/koniq", "./koniq", "runs/koniq/best", "~/koniq-head"):
-        with pytest.raises(temu.WeightsError, match="no such folder"):
-            temu.hub.resolve_head_dir(typo)
+        with pytest.raises(temu.errors.WeightsError, match="no such folder"):
+            temu.model.hub.resolve_head_dir(typo)
     assert calls == []
-    temu.hub.resolve_head_dir("someone/temu-koniq")  # org/name with no local 'someone': the Hub
+    temu.model.hub.resolve_head_dir("someone/temu-koniq")  # org/name with no local 'someone': the Hub
     assert calls == ["someone/temu-koniq", "someone/temu-koniq"]
 
 

@@ -14,15 +14,16 @@ import pyarrow.parquet as pq  # noqa: E402
 from corpus_testing import add_member, make_corpus, read_outputs, run_cli_killed_at  # noqa: E402
 
 import temu  # noqa: E402
+import temu.errors  # noqa: E402
 from temu.cli import main  # noqa: E402
-from temu.cli.corpus import shard_from_environment  # noqa: E402
 from temu.corpus.listing import Planner, list_ranges  # noqa: E402
 from temu.corpus.names import expand_braces  # noqa: E402
 from temu.corpus.plan import OutputFolder  # noqa: E402
 from temu.corpus.read import read_shard  # noqa: E402
 from temu.corpus.scorer import BatchScorer  # noqa: E402
 from temu.corpus.uris import Filesystems  # noqa: E402
-from temu.inputs import decode_image, read_image  # noqa: E402
+from temu.images.decode import decode_image, read_image  # noqa: E402
+from temu.runtime import Launch, launch_from_environment  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -75,9 +76,9 @@ def test_decode_image_equals_read_image_for_the_same_file(tmp_path, photos):
     for name in ("r.jpg", "p.png"):
         path = tmp_path / name
         assert (decode_image(path.read_bytes(), name) == read_image(path)).all()
-    with pytest.raises(temu.ImageReadError, match="x.jpg: the image data is empty"):
+    with pytest.raises(temu.errors.ImageReadError, match="x.jpg: the image data is empty"):
         decode_image(b"", "x.jpg")
-    with pytest.raises(temu.ImageReadError, match="x.jpg: not an image file"):
+    with pytest.raises(temu.errors.ImageReadError, match="x.jpg: not an image file"):
         decode_image(b"GIF89 nope", "x.jpg")
 
 
@@ -127,7 +128,7 @@ def test_planning_problems_are_usage_errors_before_the_model_loads(
 ):
     (corpus.root / "notes.csv").write_text("a,b\n")
     pq.write_table(pa.table({"n": [1, 2]}), corpus.root / "bad.parquet")
-    monkeypatch.setattr(temu.api, "get_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(temu.api, "cached_model", lambda *a, **k: pytest.fail("the model was loaded"))
     code, err = score_cli(capsys, *inputs, "--model", str(tiny_head_dir), "--output", "out/", "-q")
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
@@ -148,20 +149,18 @@ def test_a_tar_that_breaks_off_keeps_its_good_members_and_reports_the_rest(tmp_p
 # ---------------------------------------------------------------- scoring
 
 
-@pytest.mark.parametrize("resize_on", ["loader", "device"])
-def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_head_dir, photo_files, resize_on):
+def test_batch_scorer_matches_temu_score_and_turns_bad_images_into_errors(tiny_head_dir, photo_files):
     model = temu.load(tiny_head_dir)
     files = [photo_files[n] for n in sorted(photo_files)]
     expected = temu.score(files, model=model)
-    scorer = BatchScorer(model, batch_size=3, threads=2, resize_on=resize_on)
-    assert scorer.on_device == (resize_on == "device")
+    scorer = BatchScorer(model, batch_size=3, threads=2)
     items = [(files[0].read_bytes(), "a"), (str(files[1]), "b"), (None, "c"), (b"junk", "d"), (str(files[2]), "e")]
     items += [(files[3].read_bytes(), "f"), ("/no/such.png", "g")]
-    results = list(scorer.score(items))
+    results = [(r.score, r.error) for r in scorer.score(items)]
     scorer.close()
-    assert [s for s, _ in results][:2] == pytest.approx(expected[:2], abs=1e-5)
-    assert results[4][0] == pytest.approx(expected[2], abs=1e-5) and results[5][0] == pytest.approx(
-        expected[3], abs=1e-5
+    assert [s for s, _ in results][:2] == pytest.approx(expected[:2], abs=1e-6)
+    assert results[4][0] == pytest.approx(expected[2], abs=1e-6) and results[5][0] == pytest.approx(
+        expected[3], abs=1e-6
     )
     assert results[2] == (None, "c: no image (null)")
     assert results[3][0] is None and results[3][1].startswith("d: not an image file")
@@ -173,7 +172,9 @@ def test_a_non_finite_score_is_that_images_error_not_a_score(tiny_head_dir, phot
     with torch.no_grad():
         model.head.patch_weight.bias.fill_(float("nan"))
     scorer = BatchScorer(model, batch_size=2, threads=1)
-    results = list(scorer.score([(str(photo_files["coffee"]), "a"), (str(photo_files["rocket"]), "b")]))
+    results = [
+        (r.score, r.error) for r in scorer.score([(str(photo_files["coffee"]), "a"), (str(photo_files["rocket"]), "b")])
+    ]
     scorer.close()
     assert [s for s, _ in results] == [None, None]
     assert [e.split(":")[0] for _, e in results] == ["a", "b"]
@@ -191,7 +192,9 @@ def test_a_fault_while_one_image_is_resized_is_that_images_error(tiny_head_dir, 
 
     monkeypatch.setattr(type(model.input_size), "__call__", fails_on_rocket)
     scorer = BatchScorer(model, batch_size=3, threads=1)
-    results = list(scorer.score([(str(photo_files[n]), n) for n in ("coffee", "rocket", "chelsea")]))
+    results = [
+        (r.score, r.error) for r in scorer.score([(str(photo_files[n]), n) for n in ("coffee", "rocket", "chelsea")])
+    ]
     scorer.close()
     assert results[0][0] is not None and results[2][0] is not None
     assert results[1][0] is None and results[1][1].startswith("rocket: cannot be read (unexpected RuntimeError")
@@ -204,7 +207,7 @@ def test_a_fault_that_is_not_a_bad_image_is_raised(tiny_head_dir, photo_files):
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    scorer.model.forward = broken
+    scorer.predictor.model.forward = broken
     with pytest.raises(RuntimeError, match="out of memory"):
         list(scorer.score([(str(photo_files["coffee"]), "a")]))
     scorer.close()
@@ -298,12 +301,16 @@ def test_a_table_damaged_after_planning_is_a_corpus_error_naming_it(tmp_path, ph
 
 
 def test_shard_from_torchrun_or_a_slurm_array():
-    assert shard_from_environment({"RANK": "3", "WORLD_SIZE": "8"}) == (3, 8, "RANK/WORLD_SIZE")
+    torchrun = launch_from_environment({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"})
+    assert torchrun == Launch(3, 8, 1, "RANK/WORLD_SIZE") and torchrun.torchrun
     slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
-    assert shard_from_environment({**slurm, "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_MAX": "7"})[:2] == (3, 4)
+    array = launch_from_environment({**slurm, "SLURM_ARRAY_TASK_STEP": "2", "SLURM_ARRAY_TASK_MAX": "7"})
+    assert (array.rank, array.world_size, array.torchrun) == (3, 4, False)
     with pytest.raises(ValueError, match="not evenly spaced"):
-        shard_from_environment({**slurm, "SLURM_ARRAY_TASK_MAX": "9"})
-    assert shard_from_environment({}) is None
+        launch_from_environment({**slurm, "SLURM_ARRAY_TASK_MAX": "9"})
+    with pytest.raises(ValueError, match="rank 8 of 8 .* out of range"):
+        launch_from_environment({"RANK": "8", "WORLD_SIZE": "8"})
+    assert launch_from_environment({}) is None
 
 
 def test_a_run_killed_while_writing_resumes_with_every_image_once(capsys, corpus, tiny_head_dir):

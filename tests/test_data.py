@@ -608,7 +608,7 @@ def test_dataset_items_and_batches():
 def test_dataset_never_holds_decoded_images(tmp_path):
     """Each access decodes again, and what DataLoader workers receive (the pickled dataset) stays as
     small as the records after every image was read: no decoded image is kept."""
-    from temu.transforms import InputSize
+    from temu.images.transforms import InputSize
 
     records = [IQARecord(make_image(tmp_path / f"{i}.png", 40 * i), float(i), i + 2) for i in range(4)]
     load = CountingLoader()
@@ -649,7 +649,7 @@ def _float_tiff(path: Path) -> Path:
 
 def test_checks_refuse_every_image_the_loader_refuses(tmp_path):
     from temu.errors import ImageReadError
-    from temu.inputs import read_image
+    from temu.images.decode import read_image
 
     cut = tmp_path / "cut.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(cut)

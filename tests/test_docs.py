@@ -28,7 +28,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 def test_readme_head_parameter_counts_match_the_presets():
     import json
 
-    from temu.hub import preset_root
+    from temu.model.hub import preset_root
 
     for name, count in (("temu-iqa-s", "99,929"), ("temu-iqa-i", "176,009")):
         config = json.loads((preset_root() / name / "config.json").read_text())
@@ -198,8 +198,8 @@ def test_readme_ray_snippet_runs(tiny_head_dir, photos, tmp_path):
 
 def test_install_instructions_name_the_distribution_temu_iqa():
     """`temu` on the package index is someone else's: every doc, message and model card says temu-iqa."""
-    from temu.card import model_card
-    from temu.config import TeMuConfig
+    from temu.model.card import model_card
+    from temu.model.config import TeMuConfig
 
     card = model_card(TeMuConfig(), head_parameters=1)
     texts = {str(p.relative_to(REPO)): p.read_text(encoding="utf-8") for p in _user_facing_files()}
@@ -303,10 +303,10 @@ def readme_world(tmp_path, monkeypatch, hub_cache, tiny_head_dir, tiny_kwargs, p
     from temu_testing import TINY_CONFIG
 
     import temu
-    import temu.api
+    import temu.cache
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(temu.api, "DEFAULT_MODEL", str(tiny_head_dir))  # temu.score() without model=
+    monkeypatch.setattr(temu.cache, "DEFAULT_MODEL", str(tiny_head_dir))  # temu.score() without model=
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     FakeHfApi.uploads.clear()
     arrays = list(photos.values())

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from temu_testing import TINY_CONFIG, perturb_head
 
 import temu
-from temu import DEFAULT_ATTRIBUTES, BackboneError, InvalidAttributesError, TeMuIQA
+from temu import DEFAULT_ATTRIBUTES, TeMuIQA
+from temu.errors import BackboneError, InvalidAttributesError
 
 MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073)).reshape(1, 3, 1, 1)
 STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).reshape(1, 3, 1, 1)
@@ -116,12 +117,12 @@ def test_untrained_quality_score_is_the_good_bad_photo_attribute(tiny_checkpoint
 
 @pytest.mark.parametrize("variant", ["S", "I"])
 def test_custom_attribute_dict_is_encoded_once_and_cached(tiny_clip, tiny_checkpoint, batch, monkeypatch, variant):
-    import temu.backbone
+    import temu.model.backbone
 
     model = tiny_model(tiny_checkpoint, trained=True, variant=variant)
     builds = []
-    real_create = temu.backbone.create_clip
-    monkeypatch.setattr(temu.backbone, "create_clip", lambda source: builds.append(source) or real_create(source))
+    real_create = temu.model.backbone.create_clip
+    monkeypatch.setattr(temu.model.backbone, "create_clip", lambda source: builds.append(source) or real_create(source))
     pairs = {"cat": ("A photo of a cat.", "A photo of a dog."), "sharpness": ("Sharp photo.", "Blurry photo.")}
     with torch.no_grad():
         first = model.explain(batch, pairs)

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from synthetic_iqa import mos_of
 
 import temu
+import temu.errors
 from temu import TeMuIQA
 from temu.cli.args import parse_layers
 from temu.cli.finetune import main
@@ -476,7 +477,7 @@ def test_variant_i_with_chosen_layers_trains_and_loads(base_args, tmp_path):
     assert run([*base_args, "--epochs", "1", "--variant", "i", "--layers", "1-2", "--output", str(out)]) == 0
     model = temu.load(out)
     assert model.config.variant == "I" and model.config.layers == (1, 2) and model.mos_scale is not None
-    with pytest.raises(temu.WeightsError, match="unexpected keys"):  # the prompt learner was saved with the head
+    with pytest.raises(temu.errors.WeightsError, match="unexpected keys"):  # the prompt learner was saved with the head
         TeMuIQA.from_pretrained(out, variant="S")
 
 

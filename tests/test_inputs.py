@@ -11,19 +11,10 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from temu import ImageReadError, InvalidInputError, TeMuWarning
-from temu.inputs import (
-    HIDDEN,
-    NOT_AN_IMAGE,
-    REVISITED,
-    SUBFOLDER,
-    describe_skipped,
-    expand_sources,
-    is_single_image,
-    list_images,
-    read_image,
-    to_image_tensor,
-)
+from temu.errors import ImageReadError, InvalidInputError, TeMuWarning
+from temu.images.decode import decode_pixels, pixels_to_float, read_image, read_pixels
+from temu.images.folders import HIDDEN, NOT_AN_IMAGE, REVISITED, SUBFOLDER, describe_skipped, list_images
+from temu.images.sources import expand_sources, is_single_image, to_pixels
 
 
 @pytest.fixture
@@ -33,6 +24,11 @@ def rgb() -> np.ndarray:
 
 def as_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a).permute(2, 0, 1).float() / 255
+
+
+def to_image_tensor(obj, **kwargs) -> torch.Tensor:
+    """In-memory image -> float32 in [0, 1], as the model sees it."""
+    return pixels_to_float(to_pixels(obj, **kwargs))
 
 
 # ---------------------------------------------------------------- conversions
@@ -84,22 +80,43 @@ def test_16_bit_grayscale_keeps_its_full_range(tmp_path):
     torch.testing.assert_close(t[0, 0], torch.tensor([0.0, 1000 / 65535, 1.0]))  # not clipped at 255
 
 
-def test_kept_uint8_pixels_become_exactly_the_float_image(tmp_path, rgb):
-    from temu.inputs import decode_image, pixels_to_float
-
+def test_8_bit_files_decode_to_uint8_pixels_and_deeper_ones_to_floats(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "a.png")
     Image.fromarray(rgb[:, :, 0], mode="L").save(tmp_path / "g.png")
     Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
     Image.fromarray(rgb).save(tmp_path / "r.jpg", exif=exif_bytes([ORIENTATION_6]), quality=90)
+    Image.fromarray(np.dstack([rgb[:, :, 0], rgb[:, :, 1]]), mode="LA").save(tmp_path / "la.png")
     Image.fromarray(rgb[:, :, 1].astype(np.uint16) * 257).save(tmp_path / "d.png")
-    for name, dtype in [("a.png", torch.uint8), ("g.png", torch.uint8), ("p.png", torch.uint8), ("r.jpg", torch.uint8)]:
-        pixels = read_image(tmp_path / name, keep_uint8=True)
-        assert pixels.dtype == dtype and pixels.shape == read_image(tmp_path / name).shape
+    for name in ("a.png", "g.png", "p.png", "r.jpg", "la.png"):
+        pixels = read_pixels(tmp_path / name)
+        assert pixels.dtype == torch.uint8 and pixels.shape == read_image(tmp_path / name).shape
         assert torch.equal(pixels_to_float(pixels), read_image(tmp_path / name))  # bit for bit
-    deep = read_image(tmp_path / "d.png", keep_uint8=True)  # 16 bits do not fit uint8: floats, full range kept
+    la = read_pixels(tmp_path / "la.png")  # LA: the luminance in three channels, alpha dropped
+    assert torch.equal(la[0], torch.from_numpy(rgb[:, :, 0])) and torch.equal(la[0], la[2])
+    deep = read_pixels(tmp_path / "d.png")  # 16 bits do not fit uint8: floats, full range kept
     assert deep.dtype == torch.float32 and torch.equal(deep, read_image(tmp_path / "d.png"))
     data = (tmp_path / "r.jpg").read_bytes()
-    assert torch.equal(decode_image(data, "r.jpg", keep_uint8=True), read_image(tmp_path / "r.jpg", keep_uint8=True))
+    assert torch.equal(decode_pixels(data, "r.jpg"), read_pixels(tmp_path / "r.jpg"))
+
+
+@pytest.mark.parametrize("mode, kwargs", [("RGB", {}), ("RGB", {"progressive": True}), ("L", {}), ("CMYK", {})])
+def test_jpegs_decode_to_exactly_pillows_pixels(tmp_path, photos, mode, kwargs):
+    """torchvision decodes RGB and grayscale JPEGs (Pillow the rest): the pixels must be Pillow's."""
+    Image.fromarray(photos["astronaut"]).convert(mode).save(tmp_path / "a.jpg", quality=87, **kwargs)
+    with Image.open(tmp_path / "a.jpg") as img:
+        expected = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1)
+    assert torch.equal(read_pixels(tmp_path / "a.jpg"), expected)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_each_exif_orientation_turns_the_pixels_as_pillow_does(tmp_path, rgb, orientation):
+    entry = (0x0112, 3, struct.pack("<H", orientation))
+    Image.fromarray(rgb).save(tmp_path / "o.png", exif=exif_bytes([entry]))
+    Image.fromarray(rgb).save(tmp_path / "o.jpg", exif=exif_bytes([entry]), quality=95)
+    for name in ("o.png", "o.jpg"):  # Pillow's decoder and torchvision's
+        with Image.open(tmp_path / name) as img:
+            expected = torch.from_numpy(np.asarray(ImageOps.exif_transpose(img).convert("RGB")).copy())
+        assert torch.equal(read_pixels(tmp_path / name), expected.permute(2, 0, 1)), (name, orientation)
 
 
 def test_exif_orientation_is_applied(tmp_path, rgb):
@@ -146,10 +163,10 @@ def test_unreadable_exif_scores_the_image_as_stored_with_a_warning(tmp_path, rgb
 
 
 def test_an_unexpected_decoder_exception_is_that_files_error(tmp_path, rgb, monkeypatch):
-    import temu.inputs
+    import temu.images.decode
 
     Image.fromarray(rgb).save(tmp_path / "a.png")
-    monkeypatch.setattr(temu.inputs, "pil_to_pixels", lambda img: 1 / 0)
+    monkeypatch.setattr(temu.images.decode, "pil_to_pixels", lambda img: 1 / 0)
     with pytest.raises(ImageReadError, match=r"a\.png: cannot be decoded \(ZeroDivisionError: division by zero\)"):
         read_image(tmp_path / "a.png")
 
@@ -157,10 +174,12 @@ def test_an_unexpected_decoder_exception_is_that_files_error(tmp_path, rgb, monk
 def test_permission_denied_is_said_as_such(tmp_path, rgb, monkeypatch):
     Image.fromarray(rgb).save(tmp_path / "a.png")
 
+    import temu.images.decode
+
     def denied(fp, *args, **kwargs):  # as opening a file without read permission does (except for root)
         raise PermissionError(13, "Permission denied", str(fp))
 
-    monkeypatch.setattr(Image, "open", denied)
+    monkeypatch.setattr(temu.images.decode, "open", denied, raising=False)
     with pytest.raises(ImageReadError, match=r"a\.png: permission denied"):
         read_image(tmp_path / "a.png")
 
@@ -179,6 +198,37 @@ def test_float_tensors_of_any_precision_become_their_float32_value(dtype):
     out = to_image_tensor(x)
     assert out.dtype == torch.float32
     assert torch.equal(out, x.float())
+
+
+def test_uint8_tensors_and_arrays_stay_uint8_and_score_as_x_over_255(rgb):
+    x = torch.from_numpy(rgb).permute(2, 0, 1)
+    assert to_pixels(x).dtype == torch.uint8 and torch.equal(to_pixels(x), x)
+    assert to_pixels(rgb).dtype == torch.uint8 and torch.equal(to_pixels(rgb), x)
+    assert torch.equal(to_image_tensor(x), x.float() / 255)
+    (a, b) = expand_sources(torch.stack([x, x.flip(-1)]))  # [N, 3, H, W] uint8, as torchvision decodes
+    assert torch.equal(a.load(), x) and torch.equal(b.load(), x.flip(-1))
+
+
+@pytest.mark.parametrize("dtype", [torch.int16, torch.int32, torch.int64, torch.bool])
+def test_other_integer_tensors_are_refused_with_how_to_convert(dtype):
+    with pytest.raises(InvalidInputError, match=rf"dtype {dtype}; .*x\.to\(torch\.uint8\)"):
+        to_pixels(torch.zeros(3, 4, 4, dtype=dtype))
+    (source,) = expand_sources(torch.zeros(1, 3, 4, 4, dtype=dtype))  # a batch gets the same hint
+    with pytest.raises(
+        InvalidInputError, match=r"<tensor 0>: expected floats in \[0, 1\] or uint8 .*x\.to\(torch\.uint8\)"
+    ):
+        source.load()
+
+
+def test_open_files_and_text_streams_are_one_bad_input_not_iterated(tmp_path):
+    import io
+
+    (tmp_path / "list.txt").write_text("a.jpg\nb.jpg\n")
+    with open(tmp_path / "list.txt") as f:
+        for stream in (f, io.StringIO("a.jpg\nb.jpg\n")):
+            (source,) = expand_sources([stream])
+            with pytest.raises(InvalidInputError, match="open file object is not an image; pass its path"):
+                source.load()
 
 
 def test_numpy_arrays_of_each_dtype(rgb):
@@ -239,7 +289,7 @@ def test_directory_is_not_an_image_file(tmp_path):
         (torch.rand(2, 20, 20), r"\[3, H, W\]"),
         (torch.rand(3, 20, 20) * 2, r"values must lie in \[0, 1\], found min .* max"),
         (torch.full((3, 4, 4), float("inf")), "NaN or Inf"),
-        (torch.full((3, 4, 4), 3, dtype=torch.uint8), r"divide by 255"),
+        (torch.full((3, 4, 4), 3, dtype=torch.int64), r"divide by 255"),
         (np.full((4, 4, 3), 1.5, np.float32), r"\[0, 1\]"),
         (np.zeros((4, 4, 2), np.uint8), "1, 3 or 4 channels"),
         (np.zeros((4, 4, 3), np.int64), "dtype int64"),
@@ -253,7 +303,7 @@ def test_directory_is_not_an_image_file(tmp_path):
 )
 def test_bad_in_memory_images(bad, message):
     with pytest.raises(InvalidInputError, match=message):
-        to_image_tensor(bad)
+        to_pixels(bad)
 
 
 def test_closed_pil_image_is_an_error_naming_it(rgb):
@@ -366,7 +416,7 @@ def test_recursive_follows_symlinked_folders_once_and_survives_loops(tmp_path, r
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path, rgb, monkeypatch):
-    import temu.inputs
+    import temu.images.folders
 
     (tmp_path / "locked").mkdir()
     (tmp_path / "open" / "locked-too").mkdir(parents=True)
@@ -378,7 +428,7 @@ def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(tmp_path, rgb, mon
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(temu.inputs.os, "scandir", scandir)
+    monkeypatch.setattr(temu.images.folders.os, "scandir", scandir)
     sources = expand_sources([tmp_path / "locked", tmp_path / "open"], recursive=True)
     assert [Path(s.name).name for s in sources] == ["locked", "a.png", "locked-too"]
     assert sources[1].error is None

@@ -8,9 +8,10 @@ import pytest
 import torch
 from temu_testing import ASSETS, perturb_head
 
-from temu import BackboneError, HeadConfig, InvalidInputError, TeMuConfig, TeMuIQA
-from temu.backbone import resolve_backbone
-from temu.transforms import InputSize
+from temu import HeadConfig, TeMuConfig, TeMuIQA
+from temu.errors import BackboneError, InvalidInputError
+from temu.images.transforms import InputSize
+from temu.model.weights import resolve_backbone
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_variant_i_needs_prompts_sharing_words(tiny_kwargs):
         (torch.rand(2, 1, 32, 32), "3 \\(RGB\\) channels"),
         (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
         (torch.full((1, 3, 32, 32), 2.0), "\\[0, 1\\]"),
-        (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8), "255"),
+        (torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.int64), "divide by 255"),
     ],
 )
 def test_model_refuses_bad_tensors(model, bad, message):
@@ -245,7 +246,7 @@ def test_any_float_dtype_scores_like_its_float32_value_at_every_size(model, dtyp
 def test_native_size_inputs_above_max_pixels_are_downscaled_with_a_warning(tiny_kwargs):
     import torch.nn.functional as F
 
-    from temu import TeMuWarning
+    from temu.errors import TeMuWarning
 
     model = TeMuIQA(**{**tiny_kwargs, "image_size": None, "max_pixels": 64 * 48}).eval()
     assert model.config.max_pixels == 3072

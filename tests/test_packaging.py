@@ -190,8 +190,8 @@ def test_installed_copy_finds_presets_and_registers_with_pyiqa_without_import_te
         "start = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pyiqa', 'temu')); "
         "import pyiqa; listed = [m for m in pyiqa.list_models() if m.startswith('temu')]; "
         "loaded_by_pyiqa = 'temu' in sys.modules; "
-        "import temu, temu.hub; "
-        "print(start, listed, loaded_by_pyiqa, temu.__file__, temu.list_presets(), temu.hub.resolve_head_dir('temu-iqa-s'), sep='\\n')"
+        "import temu, temu.model.hub; "
+        "print(start, listed, loaded_by_pyiqa, temu.__file__, temu.list_presets(), temu.model.hub.resolve_head_dir('temu-iqa-s'), sep='\\n')"
     )
     out = run([python, "-c", code], cwd=tmp_path, env=clean_env()).stdout
     start, listed, loaded_by_pyiqa, file, presets, head_dir = out.strip().splitlines()

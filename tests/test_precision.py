@@ -112,13 +112,14 @@ def test_score_with_auto_follows_the_rule(model, photo_crops, monkeypatch):
 def test_pyiqa_metric_defaults_to_auto_and_takes_fp32(tiny_head_dir, photo_crops, monkeypatch):
     from temu.pyiqa_plugin import TeMuIQAMetric
 
-    x = torch.from_numpy(np.stack(photo_crops[:6])).permute(0, 3, 1, 2).float() / 255
+    pixels = torch.from_numpy(np.stack(photo_crops[:6])).permute(0, 3, 1, 2)
+    x = pixels.float() / 255  # what pyiqa reads from 8-bit files: the metric resizes them as uint8, as temu.score does
     auto, full = TeMuIQAMetric(head=str(tiny_head_dir)), TeMuIQAMetric(head=str(tiny_head_dir), precision="fp32")
     assert auto.precision == "auto"
     with torch.inference_mode():
-        expected_fp32 = full.model(x)
+        expected_fp32 = full.model(pixels)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            expected_bf16 = full.model(x)
+            expected_bf16 = full.model(pixels)
         monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
         assert torch.equal(auto(x)[:, 0], expected_bf16) and torch.equal(full(x)[:, 0], expected_fp32)
         monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)

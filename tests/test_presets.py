@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 import temu
 from temu.cli.presets import write_untrained_preset
-from temu.hub import preset_root
-from temu.presets import PRESETS
+from temu.model.hub import preset_root
+from temu.model.presets import PRESETS
 
 
 def test_presets_are_listed():

@@ -13,6 +13,7 @@ import pyarrow as pa  # noqa: E402
 from corpus_testing import add_member, make_corpus, read_outputs, run_cli_killed_at  # noqa: E402
 
 import temu  # noqa: E402
+import temu.errors  # noqa: E402
 from temu.cli import main  # noqa: E402
 from temu.ray import TeMuScorer, choose_device  # noqa: E402
 
@@ -79,7 +80,7 @@ def test_scorer_schema_is_the_same_with_and_without_errors_and_scores_equal_temu
     out_paths = scorer(paths).to_pylist()
     assert out_paths[0]["score"] == pytest.approx(expected[names[0]], abs=1e-5)
     assert out_paths[1]["error"] == "missing: no such file"
-    with pytest.raises(temu.InvalidInputError, match="no column"):
+    with pytest.raises(temu.errors.InvalidInputError, match="no column"):
         scorer(pa.table({"jpg": [b""]}))
 
 

@@ -10,7 +10,8 @@ import torch
 from temu_testing import TINY_CONFIG, perturb_head, write_hub_cache
 
 import temu
-from temu import NotCachedError, TeMuIQA, WeightsError
+from temu import TeMuIQA
+from temu.errors import NotCachedError, WeightsError
 
 
 def images(n: int = 3) -> torch.Tensor:
@@ -190,7 +191,7 @@ def test_a_head_with_non_finite_weights_is_refused_naming_file_and_tensor(tiny_h
 
 
 def test_max_pixels_is_saved_only_when_changed_and_can_be_overridden(tiny_head_dir, tmp_path):
-    from temu.config import DEFAULT_MAX_PIXELS
+    from temu.model.config import DEFAULT_MAX_PIXELS
 
     assert "max_pixels" not in json.loads((tiny_head_dir / "config.json").read_text())["model"]  # older temu reads it
     model = TeMuIQA.from_pretrained(tiny_head_dir)

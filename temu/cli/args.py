@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from ..attributes import DEFAULT_ATTRIBUTES, unknown_attribute_message
+from ..model.attributes import DEFAULT_ATTRIBUTES, unknown_attribute_message
 from ..precision import AUTO_RULE, PRECISIONS
 
 #: Exit status of a usage error (bad option, unusable file), as argparse uses it.

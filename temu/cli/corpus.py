@@ -120,24 +120,6 @@ def is_corpus_mode(args: argparse.Namespace) -> bool:
     return isinstance(args.output, OutputFolderArg) or args.engine is not None or args.shard is not None
 
 
-def shard_from_environment(env: Mapping[str, str]) -> tuple[int, int, str] | None:
-    """``(I, N, where from)`` under torchrun (``RANK``/``WORLD_SIZE``) or in a Slurm array, else None.
-    A ValueError for a Slurm array whose task ids are not evenly spaced."""
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return int(env["RANK"]), int(env["WORLD_SIZE"]), "RANK/WORLD_SIZE"
-    if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env["SLURM_ARRAY_TASK_COUNT"])
-        low = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        high = int(env.get("SLURM_ARRAY_TASK_MAX", str(low + count - 1)))
-        step = int(env.get("SLURM_ARRAY_TASK_STEP", "1"))
-        if step < 1 or (high - low) // step + 1 != count or (task - low) % step:
-            raise ValueError(
-                f"the Slurm array ({count} tasks, ids {low}..{high}) is not evenly spaced; pass --shard I/N"
-            )
-        return (task - low) // step, count, "the Slurm array index"
-    return None
-
-
 def check_corpus_arguments(args: argparse.Namespace) -> str | None:
     """The first usage problem of a corpus-mode run, seen before Ray starts or the model loads; None if fine.
     Fills ``args.shard_index`` and ``args.shard_count``."""
@@ -168,13 +150,16 @@ def check_corpus_arguments(args: argparse.Namespace) -> str | None:
         args.shard_index, args.shard_count = args.shard
         args.shard_origin = "--shard"
     elif engine == "local":
+        from ..errors import DeviceError
+        from ..runtime import launch_from_environment
+
         try:
-            found = shard_from_environment(os.environ)
-        except ValueError as err:
+            launch = launch_from_environment()
+        except DeviceError as err:
             return str(err)
-        if found is not None and not 0 <= found[0] < found[1]:
-            return f"shard {found[0]}/{found[1]} from {found[2]} is out of range"
-        args.shard_index, args.shard_count, args.shard_origin = found or (0, 1, "")
+        args.launch = launch
+        args.shard_index, args.shard_count = (launch.rank, launch.world_size) if launch else (0, 1)
+        args.shard_origin = launch.origin if launch else ""
     else:
         args.shard_index, args.shard_count, args.shard_origin = 0, 1, ""
     if args.overwrite and args.shard_count > 1:
@@ -231,10 +216,8 @@ def run_corpus(args: argparse.Namespace) -> int:
             gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if resources.get("GPU") else 0.0)
             device_type = "cuda" if gpus else "cpu"
         else:
-            from ..api import normalise_device
-
             args.device = _process_device(args)
-            device_type = normalise_device(args.device).type
+            device_type = args.device.type
         try:
             settings = model_settings(model, precision=args.precision, device_type=device_type)
         except (TeMuError, OSError) as err:
@@ -313,23 +296,23 @@ def run_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _process_device(args: argparse.Namespace) -> str | None:
+def _process_device(args: argparse.Namespace):
     """Under torchrun each process takes its own GPU, ``cuda:LOCAL_RANK``, unless ``--device`` names one."""
-    if args.shard_origin != "RANK/WORLD_SIZE" or args.device not in (None, "cuda") or "LOCAL_RANK" not in os.environ:
-        return args.device
-    import torch
+    from ..runtime import resolve_device
 
-    return f"cuda:{int(os.environ['LOCAL_RANK'])}" if torch.cuda.is_available() else args.device
+    launch = getattr(args, "launch", None)
+    local_rank = launch.local_rank if launch is not None and launch.torchrun else None
+    return resolve_device(args.device, local_rank=local_rank)
 
 
 def _score_here(args, model: str, todo, folder, filesystems, report) -> int:
-    from ..api import get_model
+    from ..cache import cached_model
     from ..corpus.run import score_shards
     from ..corpus.scorer import BatchScorer
     from ..errors import TeMuError
 
     try:
-        net = get_model(model, args.device, compile=args.compile)
+        net = cached_model(model, args.device, compile=args.compile)
     except (TeMuError, OSError) as err:
         print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
         return 2

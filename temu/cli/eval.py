@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..attributes import DEFAULT_ATTRIBUTES
 from ..errors import TeMuError
 from ..files import atomic_write
+from ..model.attributes import DEFAULT_ATTRIBUTES
 from .args import (
     add_data_arguments,
     add_group_arguments,
@@ -90,11 +90,11 @@ def run(args: argparse.Namespace) -> int:
     """``temu eval`` with parsed arguments; returns the exit status."""
     import torch
 
-    from ..api import load, normalise_device
+    from ..cache import load
     from ..data.prepare import DataOptions, prepare_eval_records, reference_groups
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import EvalReport, format_report, split_metrics, split_subsets, target_scale
-    from ..loading import default_num_workers
+    from ..runtime import default_num_workers, resolve_device
 
     def log(msg: str) -> None:
         print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         subsets = None
         if args.splits:  # subsets that cannot be scored are refused before the model loads
             subsets = split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
-        device = normalise_device(args.device)
+        device = resolve_device(args.device)
         model = load(args.model, device=device)
         scale, source = target_scale(mos_range, model, records, fmt.lower_better)
         workers = args.workers if args.workers is not None else default_num_workers(torch.device(device))
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         if args.output is not None:
             atomic_write(args.output, (json.dumps(report.to_dict(), indent=2) + "\n").encode("utf-8"))
         if args.plot is not None:
-            from ..train.plots import plot_scatter
+            from ..plots import plot_scatter
 
             plot_scatter(
                 pred,

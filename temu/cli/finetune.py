@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.prepare import DataOptions, prepare_training_data
     from ..errors import DataError, NonFiniteLossError, TeMuError
-    from ..loading import default_num_workers
     from ..model import TeMuIQA
+    from ..runtime import default_num_workers
     from ..train.checkpoint import load_run_checkpoint
     from ..train.config import TrainConfig
     from ..train.distributed import setup, teardown
@@ -314,7 +314,7 @@ def _old_run_files(output: Path, *, resume: bool, overwrite: bool) -> list[Path]
     in the folder are never touched. With ``--resume`` nothing is deleted.
     """
     from ..errors import DataError
-    from ..hub import CONFIG_NAME, WEIGHTS_NAME
+    from ..model.hub import CONFIG_NAME, WEIGHTS_NAME
     from ..train.trainer import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
 
     if output.exists() and not output.is_dir():

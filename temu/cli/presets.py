@@ -29,7 +29,7 @@ def write_untrained_preset(name: str, directory: str | Path, *, load_backbone_we
     meta-net's first layers, multiplied by zeros) come from the presets' fixed seed.
     """
     from ..model import untrained_model
-    from ..presets import PRESETS, preset_card
+    from ..model.presets import PRESETS, preset_card
 
     directory = Path(directory)
     if directory.exists():
@@ -42,12 +42,12 @@ def write_untrained_preset(name: str, directory: str | Path, *, load_backbone_we
 
 def run(args: argparse.Namespace) -> int:
     if args.write is not None:
-        from ..presets import PRESETS
+        from ..model.presets import PRESETS
 
         for name in PRESETS:
             print(write_untrained_preset(name, args.write / name))
         return 0
-    from ..hub import list_presets, preset_root
+    from ..model.hub import list_presets, preset_root
 
     for name in list_presets():
         print(f"{name}\t{preset_root() / name}")

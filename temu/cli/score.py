@@ -106,7 +106,7 @@ def _write_map(result, path: Path, with_attributes: bool) -> None:
     from ..maps import quality_overlay, read_preview
 
     if with_attributes:
-        from .panels import MAX_SIDE, draw_panel, thumbnail
+        from ..plots import MAX_SIDE, draw_panel, thumbnail
 
         maps = {"quality": (result.score, result.score_map)}
         maps.update((name, (value, result.attribute_maps[name])) for name, value in result.attributes.items())
@@ -208,7 +208,7 @@ class _FileRun:
         if not args.quiet:
             maps = f"; {self.map_failures} map(s) could not be written" if self.map_failures else ""
             print(f"temu: scored {self.scored} image(s), {self.failed} could not be read{maps}", file=sys.stderr)
-            from ..inputs import describe_skipped
+            from ..images.folders import describe_skipped
 
             for line in describe_skipped(self.skipped):
                 print(f"temu: {line}", file=sys.stderr)
@@ -217,11 +217,12 @@ class _FileRun:
         return 0
 
     def _score(self) -> int:
-        from ..api import get_model, iter_scores
+        from ..api import iter_scores
+        from ..cache import cached_model
 
         args = self.args
         try:
-            model = get_model(args.model, args.device, compile=args.compile)
+            model = cached_model(args.model, args.device, compile=args.compile)
         except (TeMuError, OSError) as err:
             print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
             return 2

@@ -30,8 +30,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..errors import CorpusError
-from ..image_files import is_image_name
-from ..inputs import list_images
+from ..images.folders import list_images
+from ..images.names import is_image_name
 from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
 from .plan import LISTS_DIR, OutputFolder, Shard
 from .uris import Filesystems

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..image_files import is_image_name
+from ..images.names import is_image_name
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 LIST_SUFFIX = ".txt"

@@ -159,8 +159,8 @@ def model_settings(model: str, *, precision: str, device_type: str) -> dict[str,
     """The settings a resumed run must share: the model's config (backbone, weights, variant,
     layers, image size, prompts, head, normalisation), a hash of its head weights, and the
     effective precision. Reads the head's two files only; the model is not built."""
-    from ..config import read_config_file
-    from ..hub import CONFIG_NAME, WEIGHTS_NAME, resolve_head_dir
+    from ..model.config import read_config_file
+    from ..model.hub import CONFIG_NAME, WEIGHTS_NAME, resolve_head_dir
 
     directory = resolve_head_dir(model)
     config, _ = read_config_file(directory / CONFIG_NAME)

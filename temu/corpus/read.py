@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorpusError
-from ..image_files import is_image_name
+from ..images.names import is_image_name
 from .plan import Shard
 from .uris import Filesystems, is_uri
 

@@ -72,7 +72,7 @@ def score_shard(shard: Shard, scorer: BatchScorer, filesystems: Filesystems) -> 
                 yield (image if image is not None else path), key
 
     results = list(scorer.score(items()))
-    return shard_output(shard, ids, [s for s, _ in results], [e for _, e in results], read_errors)
+    return shard_output(shard, ids, [r.score for r in results], [r.error for r in results], read_errors)
 
 
 def score_shards(

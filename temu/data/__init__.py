@@ -8,7 +8,7 @@
 ``prepare``   the steps ``temu-finetune`` and ``temu eval`` share
 """
 
-from ..scale import MOSScale
+from ..model.scale import MOSScale
 from .checks import check_records, find_bad_records
 from .dataset import IQADataset, collate_by_size, collate_same_size, make_loader
 from .formats import DATASET_FORMATS, DatasetFormat, generic_format, get_format

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import ImageReadError
-from ..inputs import pil_to_tensor, read_image
+from ..images.decode import pil_to_tensor, read_image
 from .records import BadRow, IQARecord
 
 __all__ = ["check_records", "find_bad_records"]

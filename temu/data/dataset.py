@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..errors import DataError
-from ..loading import ImageLoader, group_by_size
-from ..scale import MOSScale
-from ..transforms import InputSize
+from ..images.loading import ImageLoader, group_by_size
+from ..images.transforms import InputSize
+from ..model.scale import MOSScale
 from .records import IQARecord
 
 __all__ = ["IQADataset", "collate_by_size", "collate_same_size", "make_loader"]

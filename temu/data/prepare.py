@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from ..scale import MOSScale
+from ..model.scale import MOSScale
 from .checks import find_bad_records
 from .formats import DatasetFormat
 from .records import (

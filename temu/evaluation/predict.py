@@ -11,9 +11,12 @@ from torch.utils.data import DataLoader
 
 from ..data.dataset import IQADataset, make_loader
 from ..data.records import IQARecord
+from ..errors import NonFiniteScoreError
+from ..images.loading import Batch
+from ..inference import Predictor
 from ..model import TeMuIQA
-from ..precision import autocast_context
-from ..scale import MOSScale
+from ..model.attributes import resolve_attributes
+from ..model.scale import MOSScale
 from .report import evaluate_scores
 
 __all__ = ["evaluate_model", "predict"]
@@ -21,7 +24,6 @@ __all__ = ["evaluate_model", "predict"]
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
 
-@torch.inference_mode()
 def predict(
     model: TeMuIQA,
     loader: DataLoader,
@@ -36,37 +38,49 @@ def predict(
 ) -> np.ndarray:
     """Scores ``[size]`` (float64 in [0, 1]) of every item of ``loader.dataset``, in dataset order.
 
-    ``attribute``: a default attribute's name (:data:`temu.DEFAULT_ATTRIBUTES`) to predict that
-    attribute's zero-shot score (:meth:`TeMuIQA.explain`) instead of the quality score.
+    Runs through the inference core (:class:`temu.inference.Predictor`), as :func:`temu.score` does.
 
-    The loader is made by :func:`temu.data.make_loader` with ``by_size=True``. In a multi-process
-    run each process scores its shard and ``gather`` (concatenate a tensor over the processes,
-    e.g. :func:`temu.train.distributed.gather_cat`) gives every process the full result. Items
-    that the sampler repeated to pad the shards are written twice with the same score.
+    Args:
+        model: the model, on ``device``.
+        loader: made by :func:`temu.data.make_loader` with ``by_size=True`` over an :class:`IQADataset`.
+        size: the number of items in the dataset.
+        device: where the batches go.
+        precision: the backbone's autocast (:mod:`temu.precision`).
+        gather: in a multi-process run, concatenates a tensor over the processes (e.g.
+            :func:`temu.train.distributed.gather_cat`), so every process gets the full result. Items the
+            sampler repeated to pad the shards are written twice with the same score.
+        progress: a progress bar on stderr; desc: its label.
+        attribute: a default attribute's name (:data:`temu.DEFAULT_ATTRIBUTES`) to predict that attribute's
+            zero-shot score instead of the quality score.
+
+    Raises:
+        NonFiniteScoreError: an image scored NaN or infinite (its path is named).
     """
     from tqdm.auto import tqdm
 
+    records = loader.dataset.records
+    pairs = None if attribute is None else resolve_attributes([attribute])
     was_training = model.training
     model.eval()
-    scores: list[torch.Tensor] = []
-    indices: list[torch.Tensor] = []
-    with autocast_context(device, precision):
+    predictor = Predictor(model, precision=precision, attributes=pairs)
+    scores: list[float] = []
+    indices: list[int] = []
+    try:
         for groups in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, file=sys.stderr):
-            for images, _, idx in groups:
-                images = images.to(device, non_blocking=True)
-                if attribute is None:
-                    out = model(images, check_input=False)
-                else:
-                    out = model.explain(images, [attribute], check_input=False).attributes[:, 0]
-                scores.append(out.float())
-                indices.append(idx.to(device, non_blocking=True))
-    model.train(was_training)
-    local_scores = torch.cat(scores) if scores else torch.zeros(0, device=device)
-    local_idx = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long, device=device)
+            batch = Batch([(idx.tolist(), images) for images, _, idx in groups]).to(device)
+            for result in predictor.results(batch, lambda i: str(records[i].path)):
+                if result.error is not None:
+                    raise NonFiniteScoreError(result.error)
+                scores.append(result.score if attribute is None else result.attributes[attribute])
+                indices.append(result.index)
+    finally:
+        model.train(was_training)
+    local_scores = torch.tensor(scores, dtype=torch.float64, device=device)
+    local_idx = torch.tensor(indices, dtype=torch.long, device=device)
     if gather is not None:
         local_scores, local_idx = gather(local_scores), gather(local_idx)
     result = np.full(size, np.nan)
-    result[local_idx.cpu().numpy()] = local_scores.double().cpu().numpy()
+    result[local_idx.cpu().numpy()] = local_scores.cpu().numpy()
     missing = np.flatnonzero(np.isnan(result))
     if missing.size:
         raise RuntimeError(

@@ -18,7 +18,7 @@ from ..data.records import IQARecord
 from ..data.splits import random_split
 from ..errors import ConstantInputError, DataError
 from ..model import TeMuIQA
-from ..scale import MOSScale
+from ..model.scale import MOSScale
 from .metrics import evaluate as metric_values
 from .metrics import rmse
 

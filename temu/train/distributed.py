@@ -8,12 +8,14 @@ and never touches ``torch.distributed``. Every helper below is a no-op for a wor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+
+from ..errors import DeviceError
+from ..runtime import launch_from_environment, resolve_device
 
 __all__ = [
     "DistInfo",
@@ -52,32 +54,27 @@ class DistInfo:
         return dist.is_available() and dist.is_initialized()
 
 
-def _launched_by_torchrun() -> bool:
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def setup(device: str | torch.device | None = None) -> DistInfo:
     """Join the process group when launched by torchrun (or when one is initialised already).
 
     device: ``None`` = CUDA when available, else CPU. Under torchrun with CUDA each process
-    takes ``cuda:LOCAL_RANK`` (a ``--device cuda:K`` is then an error, since torchrun assigns
-    the devices); ``--device cpu`` runs every process on the CPU with the gloo backend.
+    takes ``cuda:LOCAL_RANK`` (a device with an index is then an error, since torchrun assigns
+    the devices); ``device="cpu"`` runs every process on the CPU with the gloo backend.
+    Raises :class:`~temu.errors.DeviceError` for a device this machine cannot use.
     """
-    wanted = torch.device(device) if device is not None else None
-    if not (dist.is_available() and (dist.is_initialized() or _launched_by_torchrun())):
-        if wanted is None:
-            wanted = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        _check_device(wanted)
-        return DistInfo(device=wanted)
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and (wanted is None or wanted.type == "cuda")
-    if use_cuda and wanted is not None and wanted.index is not None:
-        raise ValueError(
-            f"--device {wanted} under torchrun: each process uses cuda:LOCAL_RANK; pass --device cuda "
-            "(or none) and choose GPUs with CUDA_VISIBLE_DEVICES"
+    launch = launch_from_environment()
+    torchrun = launch is not None and launch.torchrun
+    if not (dist.is_available() and (dist.is_initialized() or torchrun)):
+        return DistInfo(device=resolve_device(device))
+    requested = resolve_device(device) if device is not None else None  # checks the name and CUDA's presence
+    if requested is not None and requested.type == "cuda" and torch.device(device).index is not None:
+        raise DeviceError(
+            f"device={str(device)!r} under torchrun: each process uses cuda:LOCAL_RANK; pass device='cuda' "
+            "(or None) and choose GPUs with CUDA_VISIBLE_DEVICES"
         )
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    local_rank = launch.local_rank if launch is not None and launch.local_rank is not None else 0
+    use_cuda = torch.cuda.is_available() and (requested is None or requested.type == "cuda")
+    dev = resolve_device("cuda", local_rank=local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
     owns = False
@@ -85,11 +82,6 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
         owns = True
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev, owns)
-
-
-def _check_device(device: torch.device) -> None:
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
 
 
 def teardown(info: DistInfo) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from ..inputs import check_batch
+from ..images.sources import check_batch
 from .cwssim import cw_ssim
 
 __all__ = ["ldg_fidelity", "ldg_targets", "local_distortion", "sample_boxes"]
@@ -101,7 +101,7 @@ def local_distortion(
         box bit-identical to ``images``; boxes int64 [N, 4] (top, left, h, w) on the
         images' device).
     """
-    check_batch(images, name="images", values=False)
+    check_batch(images, name="images", values=False, allow_uint8=False)
     if num_ops < 0 or num_bins < 2 or not 0 <= magnitude < num_bins:
         raise ValueError(
             f"Need num_ops >= 0, num_bins >= 2 and 0 <= magnitude < num_bins, got {num_ops}, {num_bins} and {magnitude}"
@@ -126,8 +126,8 @@ def ldg_fidelity(images: Tensor, distorted: Tensor) -> Tensor:
 
     Both [N, 3, H, W] floats in [0, 1] with min(H, W) >= 64 (see :func:`temu.train.cwssim.cw_ssim`).
     """
-    check_batch(images, name="images", values=False)
-    check_batch(distorted, name="distorted", values=False)
+    check_batch(images, name="images", values=False, allow_uint8=False)
+    check_batch(distorted, name="distorted", values=False, allow_uint8=False)
     return cw_ssim(distorted, images).clamp(0.0, 1.0).to(images.dtype)
 
 

@@ -32,11 +32,13 @@ distorted copies, fidelities and targets, the forward batch size and the loss pa
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -51,9 +53,11 @@ from ..data.records import IQARecord
 from ..errors import DataError, NonFiniteLossError
 from ..evaluation.predict import predict
 from ..evaluation.report import evaluate_scores
+from ..files import atomic_write
+from ..images.decode import pixels_to_float
 from ..model import TeMuIQA
+from ..model.scale import MOSScale
 from ..precision import autocast_context
-from ..scale import MOSScale
 from . import ldg as ldg_ops
 from .checkpoint import (
     CHECKPOINT_FORMAT,
@@ -90,6 +94,28 @@ METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_mse", "train_plcc", "train_ldg",
     "val_srcc", "val_plcc", "val_krcc", "val_rmse", "seconds",
 )  # fmt: skip
+
+
+def write_metrics_csv(
+    history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], columns: Sequence[str]
+) -> Path:
+    """One row per epoch with ``columns`` (floats with 6 significant decimals), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow([_fmt(row.get(c)) for c in columns])
+    path = Path(path)
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def steps_per_epoch(train_size: int, batch_size: int, world_size: int = 1) -> int:
@@ -140,8 +166,8 @@ class StepInfo:
 
     epoch, step: 1-based, as in ``metrics.csv`` and the trainer's messages; ``steps_per_epoch`` steps per epoch.
     paths: the ``N`` image files, in batch order.
-    images: ``[N, 3, H, W]`` floats, the originals as the model gets them: read, resized (bicubic, so values
-        may overshoot [0, 1] a little at sharp edges).
+    images: ``[N, 3, H, W]`` floats in [0, 1], the originals as the model gets them: read, resized
+        (8-bit images as uint8, bicubic) and divided by 255.
     targets: ``[N]`` their MOS normalised to [0, 1] (1 = best).
     distorted: ``[N, 3, H, W]`` LDG's locally distorted copies; None without LDG.
     fidelity: ``[N]`` CW-SSIM fidelity f of each copy, in [0, 1]; None without LDG.
@@ -406,7 +432,7 @@ class Trainer:
             self.model.head.load_state_dict(current)
 
     def _write_reports(self) -> None:
-        from .plots import plot_curves, write_metrics_csv  # matplotlib only when a report is written
+        from ..plots import plot_curves  # matplotlib only when a report is written
 
         write_metrics_csv(self.history, self.output / METRICS_NAME, METRIC_COLUMNS)
         plot_curves(self.history, self.output / CURVES_NAME, best_epoch=self.best_epoch)
@@ -442,7 +468,7 @@ class Trainer:
         )  # fmt: skip
         try:
             for step, (images, targets, indices) in enumerate(self.train_loader):
-                images = images.to(device, non_blocking=True)
+                images = pixels_to_float(images.to(device, non_blocking=True))  # uint8 from the loader
                 targets = targets.to(device, non_blocking=True)
                 window[step] = indices
                 parts, seen = self._step(images, targets, generator, autocast)

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-from ._version import __version__
-from .errors import NotCachedError, WeightsError
+from .._version import __version__
+from ..errors import NotCachedError, WeightsError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -103,7 +103,7 @@ def preset_root() -> Path:
     try:
         return Path(str(resources.files("temu.weights")))
     except ModuleNotFoundError:
-        checkout = Path(__file__).resolve().parent.parent / "weights"
+        checkout = Path(__file__).resolve().parents[2] / "weights"
         if (checkout / "__init__.py").is_file():
             return checkout
         raise WeightsError(

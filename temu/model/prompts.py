@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .backbone import TextTower
+from .text import TextTower
 
 
 def shared_suffix_length(ids: torch.Tensor, eot: torch.Tensor) -> int:

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import TextTower
 from .config import HeadConfig
-from .text import CoCoOpPrompts
+from .prompts import CoCoOpPrompts
+from .text import TextTower
 
 
 class Adapter(nn.Module):

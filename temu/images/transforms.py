@@ -1,7 +1,9 @@
 """The one rule that brings an image to the model's input size, shared by the model and the loaders.
 
 Run in DataLoader workers or in the model's forward, the same function gives the same pixels,
-so an image scores the same whether it was resized by the loader or by the model.
+so an image scores the same whether it was resized by the loader or by the model. uint8 pixels
+are resized as uint8 (torchvision's bicubic antialiased kernel, rounded to 0-255 as Pillow's
+uint8 resize is); float pixels as float32 (``F.interpolate``, no clamping).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import TeMuWarning
+from ..errors import TeMuWarning
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,11 @@ class InputSize:
         return max(ph, height // ph * ph), max(pw, width // pw * pw)
 
     def __call__(self, x: torch.Tensor, *, name: str | None = None) -> torch.Tensor:
-        """``[3, H, W]`` or ``[N, 3, H, W]`` floats in [0, 1] -> the same at :meth:`target` size.
+        """``[3, H, W]`` or ``[N, 3, H, W]`` pixels (uint8, or floats in [0, 1]) -> the same at :meth:`target` size.
 
-        An input already at the target size is returned as it is (no resampling). ``name`` labels
-        the warning given when ``max_pixels`` downscales the input.
+        uint8 stays uint8, floats become float32. An input already at the target size is returned
+        as it is (no resampling; a centre crop is a view). ``name`` labels the warning given when
+        ``max_pixels`` downscales the input.
         """
         height, width = x.shape[-2:]
         th, tw = self.target(height, width)
@@ -74,7 +77,11 @@ class InputSize:
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bicubic, antialiased; float32 out."""
+    """Bicubic, antialiased; uint8 in -> uint8 out, anything else -> float32."""
+    if x.dtype == torch.uint8:
+        from torchvision.transforms.v2.functional import InterpolationMode, resize
+
+        return resize(x, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
     batched = x if x.dim() == 4 else x.unsqueeze(0)
     out = F.interpolate(batched.float(), size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     return out if x.dim() == 4 else out.squeeze(0)

@@ -15,7 +15,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from .errors import InvalidAttributesError
+from ..errors import InvalidAttributesError
 
 #: name -> (positive prompt, negative prompt); the set ``temu.explain`` uses by default.
 DEFAULT_ATTRIBUTES: Mapping[str, tuple[str, str]] = MappingProxyType(

@@ -14,20 +14,30 @@ from typing import Any, Literal, NamedTuple, cast, overload
 import torch
 from torch import nn
 
-from ._version import __version__
+from .._version import __version__
+from ..errors import WeightsError
+from ..files import atomic_write
+from ..images.decode import pixels_to_float
+from ..images.sources import check_batch
+from ..images.transforms import InputSize
 from .attributes import DEFAULT_ATTRIBUTES, AttributeSpec, resolve_attributes
-from .backbone import CLIPBackbone, TextTower, build_backbone, resolve_layers
+from .backbone import CLIPBackbone, build_backbone
 from .card import model_card
-from .config import CONFIG_FORMAT, DEFAULT_MAX_PIXELS, HeadConfig, LayerSpec, TeMuConfig, read_config_file
-from .errors import WeightsError
-from .files import atomic_write
+from .config import (
+    CONFIG_FORMAT,
+    DEFAULT_MAX_PIXELS,
+    HeadConfig,
+    LayerSpec,
+    TeMuConfig,
+    read_config_file,
+    resolve_layers,
+)
 from .head import TeMuHead, zero_shot_token_scores
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
-from .inputs import check_batch
 from .presets import PRESET_SEED, PRESETS
+from .prompts import CoCoOpPrompts
 from .scale import MOSScale
-from .text import CoCoOpPrompts
-from .transforms import InputSize
+from .text import TextTower
 
 #: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
 _ARCHITECTURE_FIELDS = frozenset({"backbone", "variant", "layers", "prompts", "head"})
@@ -62,7 +72,9 @@ class AttributeMaps(NamedTuple):
 
 
 class TeMuIQA(nn.Module):
-    """TeMu-IQA no-reference quality model: ``model(x)`` maps ``[N, 3, H, W]`` floats in [0, 1] to ``[N]`` scores in [0, 1].
+    """TeMu-IQA no-reference quality model: ``model(x)`` maps ``[N, 3, H, W]`` images to ``[N]`` scores in [0, 1].
+
+    Images are floats in [0, 1] or uint8 pixels (0-255); higher scores are better.
 
     Args:
         backbone: open_clip model name, path of an open_clip model-config JSON, or ``"hf-hub:org/repo"``.
@@ -204,10 +216,10 @@ class TeMuIQA(nn.Module):
     # ------------------------------------------------------------------ forward
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, H, W]`` in [0, 1] -> normalised pixels at the model's input size, in the model's
-        dtype (float32 unless the model was converted): fp16, bf16 and fp64 inputs score as their
-        float32 value."""
-        x = self.input_size(x).to(self.pixel_mean.dtype)
+        """``[N, 3, H, W]`` pixels (uint8 0-255, or floats in [0, 1]) -> normalised pixels at the model's
+        input size, in the model's dtype (float32 unless the model was converted). uint8 pixels are
+        resized as uint8 and converted once, here; fp16, bf16 and fp64 inputs score as their float32 value."""
+        x = pixels_to_float(self.input_size(x)).to(self.pixel_mean.dtype)
         return (x - self.pixel_mean) / self.pixel_std
 
     @overload
@@ -223,7 +235,8 @@ class TeMuIQA(nn.Module):
     ) -> torch.Tensor | QualityMaps:
         """Score a batch.
 
-        x: ``[N, 3, H, W]`` floats in [0, 1] (any H, W; see ``image_size``; any float dtype).
+        x: ``[N, 3, H, W]`` floats in [0, 1] of any float dtype, or uint8 pixels (0-255, scored as
+        ``x / 255``); any H, W (see ``image_size``).
         Returns ``[N]`` scores in [0, 1] (higher is better), or with ``return_maps=True`` a
         :class:`QualityMaps` with the patch-score and patch-weight maps ``[N, h, w]``.
         Gradients flow to ``x`` when it requires grad; the backbone's weights never change.

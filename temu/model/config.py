@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from .errors import WeightsError
+from ..errors import WeightsError
 from .scale import MOSScale
 
 #: Version of the ``config.json`` layout written by :meth:`TeMuConfig.to_dict`.
@@ -188,3 +188,33 @@ def read_config_file(path: str | Path) -> tuple[TeMuConfig, dict[str, Any]]:
         raise WeightsError(f"{path}: config format {fmt!r} is not supported; this temu reads format {CONFIG_FORMAT}.")
     meta = {k: v for k, v in raw.items() if k != "model"}
     return TeMuConfig.from_dict(raw["model"], source=str(path)), meta
+
+
+def resolve_layers(layers: None | int | Sequence[int], depth: int) -> list[int]:
+    """METHOD.md step 3: the chosen layers as sorted 0-based block indices.
+
+    ``None`` = all ``depth`` layers; an int k = layers 1..k; a list = those layers, numbered
+    from 1 as in the paper (layer 1 is the output of the first transformer block).
+    """
+    if layers is None:
+        return list(range(depth))
+    if isinstance(layers, bool):
+        raise ValueError(f"layers must be None, an int or a list of ints, got {layers!r}")
+    if isinstance(layers, int):
+        if not 1 <= layers <= depth:
+            raise ValueError(
+                f"layers={layers}: the backbone has {depth} layers; pass 1..{depth} (the first k layers) or None for all"
+            )
+        return list(range(layers))
+    chosen = list(layers)
+    if not chosen or not all(isinstance(v, int) and not isinstance(v, bool) for v in chosen):
+        raise ValueError(f"layers must be a non-empty list of ints numbered 1..{depth}, got {layers!r}")
+    bad = [v for v in chosen if not 1 <= v <= depth]
+    if bad:
+        raise ValueError(
+            f"layers {bad} do not exist: the backbone has layers 1..{depth}, numbered from 1 as in the paper "
+            "(layer 1 = the output of the first transformer block)"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"layers lists a layer twice: {layers!r}")
+    return sorted(v - 1 for v in chosen)
