@@ -1,17 +1,21 @@
-"""Start-up hook that makes ``import pyiqa`` know temu's metrics, without ``import temu``.
+"""Start-up hook that makes ``import pyiqa`` list temu's metrics, without ``import temu``.
 
-``temu-pyiqa-hook.pth`` (installed at the top of site-packages) imports this module when the
-interpreter starts. It is stdlib-only and imports nothing else; torch, pyiqa and temu are not
-loaded. It puts one finder at the front of ``sys.meta_path``, which watches for two pyiqa
-modules and otherwise returns None at once:
+pyiqa finds architectures through its own plugin mechanism, the ``pyiqa.archs`` entry-point group
+(temu registers ``TeMuIQAMetric`` there, in setup.cfg). Metric *names* have no such mechanism:
+``pyiqa.create_metric`` and ``pyiqa.list_models`` read the dict
+``pyiqa.default_model_configs.DEFAULT_CONFIGS``. So ``temu-pyiqa-hook.pth`` (installed at the top of
+site-packages) imports this stdlib-only module at start-up, and it does one narrow thing:
 
-- after ``pyiqa.default_model_configs`` runs, temu's metric configs are added to ``DEFAULT_CONFIGS``;
-- after ``pyiqa.utils.registry`` runs, ``ARCH_REGISTRY.register_lazy`` names temu's arch.
-  The arch's module, and with it torch and temu, is imported only when a metric is built.
+- if pyiqa is not installed, nothing at all;
+- otherwise one finder at the front of ``sys.meta_path`` answers only for the module
+  ``pyiqa.default_model_configs``: it takes the spec the other finders give and runs that module's
+  own loader unchanged, then adds temu's metric configs to ``DEFAULT_CONFIGS``. Every other import
+  gets None at once, and no loader object is modified.
 
-Both steps are dict updates and cannot break ``import pyiqa``. A failure becomes a
-RuntimeWarning. ``import temu`` calls :func:`activate` too (for installs where no .pth ran).
-Set ``TEMU_PYIQA_HOOK=0`` to turn it off.
+A failure becomes a RuntimeWarning, never a broken ``import pyiqa``. ``import temu`` calls
+:func:`activate` too (for installs where no .pth ran); where entry points are not available either
+(a zipapp without package metadata), call ``temu.pyiqa_plugin.register()`` after importing pyiqa.
+Set ``TEMU_PYIQA_HOOK=0`` to turn the hook off.
 """
 
 import os
@@ -30,8 +34,8 @@ METRIC_CONFIGS = {
 ARCH_NAME = "TeMuIQAMetric"
 ARCH_PATH = "temu.pyiqa_plugin:TeMuIQAMetric"
 
-_CONFIGS_MODULE = "pyiqa.default_model_configs"
-_REGISTRY_MODULE = "pyiqa.utils.registry"
+CONFIGS_MODULE = "pyiqa.default_model_configs"
+REGISTRY_MODULE = "pyiqa.utils.registry"
 
 
 def add_configs(module):
@@ -51,9 +55,6 @@ def add_arch(module):
         pass
 
 
-_ACTIONS = {_CONFIGS_MODULE: add_configs, _REGISTRY_MODULE: add_arch}
-
-
 def _run(action, module):
     try:
         action(module)
@@ -68,13 +69,29 @@ def _run(action, module):
         )
 
 
+class _ConfigsLoader:
+    """Runs the loader the import system found for ``pyiqa.default_model_configs``, then adds the configs."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        _run(add_configs, module)
+
+    def __getattr__(self, name):  # everything else (get_source, resource readers, ...) is the real loader's
+        return getattr(self.loader, name)
+
+
 class _Finder:
-    """Finds nothing itself: for the two watched modules it asks the other finders and wraps the loader."""
+    """Finds nothing itself; for ``pyiqa.default_model_configs`` it asks the finders after it."""
 
     @classmethod
     def find_spec(cls, fullname, path=None, target=None):
-        action = _ACTIONS.get(fullname)
-        if action is None:
+        if fullname != CONFIGS_MODULE:
             return None
         for finder in sys.meta_path:
             if finder is cls or not hasattr(finder, "find_spec"):
@@ -84,29 +101,29 @@ class _Finder:
                 break
         else:
             return None
-        loader = spec.loader
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        original = loader.exec_module
-
-        def exec_module(module):
-            original(module)
-            _run(action, module)
-
-        loader.exec_module = exec_module  # this loader instance serves this one module
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _ConfigsLoader(spec.loader)  # this spec object is new and ours; the loader is untouched
         return spec
 
 
+def _pyiqa_installed():
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("pyiqa") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def activate():
-    """Install the finder, or act at once on watched modules already imported. Idempotent."""
+    """Add the configs now if pyiqa is imported already, else install the finder if pyiqa is installed. Idempotent."""
     if os.environ.get("TEMU_PYIQA_HOOK", "1") == "0":
         return
-    pending = False
-    for name, action in _ACTIONS.items():
-        module = sys.modules.get(name)
-        if module is not None:
-            _run(action, module)
-        else:
-            pending = True
-    if pending and _Finder not in sys.meta_path:
+    configs = sys.modules.get(CONFIGS_MODULE)
+    if configs is not None:
+        _run(add_configs, configs)
+        registry = sys.modules.get(REGISTRY_MODULE)
+        if registry is not None:  # pyiqa imported before temu, where entry points may not have run yet
+            _run(add_arch, registry)
+    elif _Finder not in sys.meta_path and _pyiqa_installed():
         sys.meta_path.insert(0, _Finder)

@@ -153,3 +153,38 @@ def test_pyiqa_command_line_reaches_the_metric(tmp_path, photos):
     assert proc.returncode != 0
     assert "NotCachedError" in proc.stderr and "ViT-L-14" in proc.stderr  # temu's own, actionable error
     assert "not implemented" not in proc.stderr
+
+
+def test_the_hook_touches_nothing_but_pyiqas_config_module():
+    """The finder answers only for pyiqa.default_model_configs and never modifies a loader; where pyiqa is
+    not installed it is not even installed."""
+    import sysconfig
+
+    code = textwrap.dedent(
+        f"""
+        import sys, warnings
+        warnings.filterwarnings("ignore")
+        sys.path.append({str(REPO)!r})
+        import _temu_pyiqa_hook as hook
+        hook.activate()
+        without = hook._Finder in sys.meta_path  # pyiqa is not on this path
+        sys.path.append({sysconfig.get_paths()["purelib"]!r})
+        hook.activate()
+        hook.activate()  # idempotent
+        installed = sys.meta_path.count(hook._Finder)
+        import email.mime.text, json, xml.dom.minidom, csv, zipfile, sqlite3, decimal, fractions
+        others = [m for m in list(sys.modules.values()) if getattr(getattr(m, "__spec__", None), "loader", None) is not None]
+        touched = [m.__name__ for m in others
+                   if isinstance(m.__spec__.loader, hook._ConfigsLoader)
+                   or (not isinstance(m.__spec__.loader, type) and "exec_module" in vars(m.__spec__.loader))]
+        print("RESULT", without, installed, touched, "pyiqa" in sys.modules)
+        import pyiqa.default_model_configs as configs
+        loader = configs.__spec__.loader
+        print("RESULT2", type(loader).__name__, type(loader.loader).__name__, "exec_module" in vars(loader.loader),
+              "temu_iqa" in configs.DEFAULT_CONFIGS)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=REPO / "tests")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RESULT False 1 [] False" in proc.stdout
+    assert "RESULT2 _ConfigsLoader SourceFileLoader False True" in proc.stdout
