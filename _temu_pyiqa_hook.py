@@ -107,12 +107,17 @@ class _Finder:
 
 
 def _pyiqa_installed():
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("pyiqa") is not None
-    except (ImportError, ValueError):
-        return False
+    """Whether an import of pyiqa would find it (asks the finders, as importlib.util.find_spec would, without importing it)."""
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        if finder is _Finder or find_spec is None:
+            continue
+        try:
+            if find_spec("pyiqa", None) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
 
 
 def activate():
