@@ -69,6 +69,10 @@ def non_finite_score(name: str, value: float) -> NonFiniteScoreError | None:
     )
 
 
+class MissingExtraError(TeMuError, ImportError):
+    """An optional dependency is not installed; the message names the ``pip install "temu-iqa[extra]"`` that adds it."""
+
+
 class DeviceError(TeMuError, ValueError):
     """A device was asked for that this machine does not have or that cannot be used."""
 

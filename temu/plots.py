@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .extras import import_extra
 from .files import atomic_write
 from .maps import colorize
 
@@ -57,6 +58,7 @@ def draw_panel(
     (nearest neighbour) over the photo with opacity ``alpha``. Tiles are placed at fixed pixel
     positions (one photo pixel = one panel pixel), which is several times faster than a layout engine.
     """
+    _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
@@ -114,7 +116,12 @@ def _shorten(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else "..." + text[-(limit - 3) :]
 
 
+def _matplotlib() -> None:
+    import_extra("matplotlib", "plots", "drawing panels and plots")
+
+
 def _figure(width: float, height: float):
+    _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -88,6 +88,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``temu eval`` with parsed arguments; returns the exit status."""
+    from ..errors import MissingExtraError
+    from ..extras import import_extra
+
+    try:
+        import_extra("scipy.stats", "train", "temu eval")
+    except MissingExtraError as err:
+        return usage_error(PROG, str(err))
     import torch
 
     from ..cache import load

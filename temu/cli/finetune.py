@@ -191,6 +191,13 @@ def _train_config(config_class: Any, args: argparse.Namespace, workers: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``temu-finetune`` with parsed arguments; returns the exit status."""
+    from ..errors import MissingExtraError
+    from ..extras import import_extra
+
+    try:
+        import_extra("scipy.stats", "train", "temu-finetune")
+    except MissingExtraError as err:
+        return usage_error(PROG, str(err))
     import torch
 
     from ..data.prepare import DataOptions, prepare_training_data

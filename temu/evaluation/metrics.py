@@ -25,11 +25,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats
-
 from ..errors import ConstantInputError
+from ..extras import import_extra
 
 __all__ = ["evaluate", "krcc", "plcc", "rmse", "srcc"]
+
+
+def _stats():
+    """scipy.stats (extra ``temu-iqa[train]``), imported on first use."""
+    return import_extra("scipy.stats", "train", "computing SRCC, PLCC and KRCC")
 
 
 def _as_vector(values: Any, name: str) -> np.ndarray:
@@ -89,21 +93,21 @@ def srcc(pred: Any, target: Any) -> float:
     """Spearman rank correlation in [-1, 1]; ties get average ranks (``scipy.stats.spearmanr``)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    return _clip(stats.spearmanr(x, y).statistic)
+    return _clip(_stats().spearmanr(x, y).statistic)
 
 
 def plcc(pred: Any, target: Any) -> float:
     """Pearson linear correlation in [-1, 1], no logistic mapping (``scipy.stats.pearsonr``)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    return _clip(stats.pearsonr(x, y).statistic)
+    return _clip(_stats().pearsonr(x, y).statistic)
 
 
 def krcc(pred: Any, target: Any) -> float:
     """Kendall rank correlation tau-b in [-1, 1] (``scipy.stats.kendalltau``, its default variant)."""
     x, y = _check_pair(pred, target)
     _check_not_constant(x, y)
-    return _clip(stats.kendalltau(x, y).statistic)
+    return _clip(_stats().kendalltau(x, y).statistic)
 
 
 def rmse(pred: Any, target: Any) -> float:
