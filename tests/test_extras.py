@@ -10,9 +10,22 @@ from temu.errors import MissingExtraError
 from temu.extras import import_extra
 
 
+def uninstall(monkeypatch, package: str) -> None:
+    """Make ``package`` look not installed for the rest of the test: forgotten, and refused by a finder."""
+
+    class Refuse:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name == package or name.startswith(package + "."):
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [Refuse, *sys.meta_path])
+
+
 def test_a_missing_extra_names_the_pip_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "scipy", None)  # as if scipy were not installed
-    monkeypatch.delitem(sys.modules, "scipy.stats", raising=False)
+    uninstall(monkeypatch, "scipy")
     with pytest.raises(
         MissingExtraError, match=r'temu eval needs scipy, which is not installed: pip install "temu-iqa\[train\]"'
     ):
@@ -26,8 +39,7 @@ def test_a_missing_extra_names_the_pip_install(monkeypatch):
 def test_temu_eval_without_scipy_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
     from temu.cli import main
 
-    monkeypatch.setitem(sys.modules, "scipy", None)
-    monkeypatch.delitem(sys.modules, "scipy.stats", raising=False)
+    uninstall(monkeypatch, "scipy")
     (tmp_path / "labels.csv").write_text("image,mos\na.png,1\n")
     code = main(["eval", "--data", str(tmp_path / "labels.csv"), "--image-root", str(tmp_path)])
     err = capsys.readouterr().err
@@ -41,7 +53,7 @@ def test_panels_without_matplotlib_name_the_plots_extra(monkeypatch, tmp_path):
 
     from temu.plots import draw_panel
 
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    uninstall(monkeypatch, "matplotlib")
     with pytest.raises(MissingExtraError, match=r'pip install "temu-iqa\[plots\]"'):
         draw_panel(np.zeros((8, 8, 3), np.uint8), "x", {"quality": (0.5, np.zeros((2, 2)))}, tmp_path / "p.png")
 

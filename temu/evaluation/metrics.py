@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from ..errors import ConstantInputError
 from ..extras import import_extra
 
