@@ -129,7 +129,7 @@ import sys, torch, temu
 model = temu.TeMuIQA(**{tiny_kwargs!r})
 temu.score([torch.rand(3, 64, 64), torch.rand(3, 80, 96)], model=model)
 temu.explain([torch.rand(3, 64, 64)], model=model)  # attributes and maps: no plotting either
-heavy = ("matplotlib", "scipy", "pyiqa", "temu.data", "temu.train", "temu.evaluation", "temu.cli")
+heavy = ("matplotlib", "scipy", "pyiqa", "gradio", "temu.data", "temu.train", "temu.evaluation", "temu.cli", "temu.demo")
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy)))
 """
     assert run_python(code) == "[]"
@@ -166,6 +166,13 @@ def external_imports(name: str) -> set[str]:
 
 def test_only_the_ray_integration_imports_ray():
     assert sorted(name for name in MODULES if "ray" in external_imports(name)) == ["temu.ray"]
+
+
+def test_only_the_demo_page_imports_gradio_and_only_the_demo_command_imports_it():
+    assert sorted(name for name in MODULES if "gradio" in external_imports(name)) == ["temu.demo.app"]
+    graph = import_graph()
+    users = sorted(n for n, deps in graph.items() if any(d.startswith("temu.demo") for d in deps))
+    assert [n for n in users if not n.startswith("temu.demo")] == ["temu.cli.demo"]
 
 
 def test_the_corpus_layer_sits_between_the_core_and_the_engines():
