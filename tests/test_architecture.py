@@ -139,7 +139,7 @@ def test_version_and_help_answer_without_torch():
     code = """
 import contextlib, io, sys
 from temu.cli import main
-for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"]):
+for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"], ["demo", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
             main(argv)
@@ -148,9 +148,9 @@ for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"])
     assert out.getvalue().strip(), argv
 from temu.cli.finetune import build_parser
 build_parser()
-print("torch" in sys.modules, "numpy" in sys.modules)
+print("torch" in sys.modules, "numpy" in sys.modules, "gradio" in sys.modules)
 """
-    assert run_python(code) == "False False"
+    assert run_python(code) == "False False False"
 
 
 def external_imports(name: str) -> set[str]:
