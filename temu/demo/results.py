@@ -109,7 +109,7 @@ def describe_model(name: str, model: TeMuIQA) -> str:
 class ScoredImage:
     """One scored image and what the page draws from it.
 
-    Args:
+    Attributes:
         name: the file's name as uploaded (no folder).
         score: the quality score in [0, 1], as :func:`temu.score` gives it.
         attributes: attribute name -> score in [0, 1].
