@@ -77,6 +77,10 @@ class DeviceError(TeMuError, ValueError):
     """A device was asked for that this machine does not have or that cannot be used."""
 
 
+class DemoError(TeMuError, ValueError):
+    """The demo page cannot be built as asked: no model, a model named twice, an unknown model name or device."""
+
+
 class TeMuWarning(UserWarning):
     """Something temu handled that the user should know about: an image scored with its orientation
     as stored because its EXIF could not be read, an image downscaled to ``max_pixels``."""

@@ -167,7 +167,7 @@ import sys, torch, temu
 model = temu.TeMuIQA(**{tiny_kwargs!r})
 temu.score([torch.rand(3, 64, 64), torch.rand(3, 80, 96)], model=model)
 temu.explain([torch.rand(3, 64, 64)], model=model)  # attributes and maps: no plotting either
-heavy = ("matplotlib", "scipy", "pyiqa", "temu.data", "temu.train", "temu.evaluation", "temu.cli")
+heavy = ("matplotlib", "scipy", "pyiqa", "gradio", "temu.data", "temu.train", "temu.evaluation", "temu.cli", "temu.demo")
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(heavy)))
 """
     assert run_python(code) == "[]"
@@ -177,7 +177,7 @@ def test_version_and_help_answer_without_torch():
     code = """
 import contextlib, io, sys
 from temu.cli import main
-for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"]):
+for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"], ["demo", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         try:
             main(argv)
@@ -186,9 +186,9 @@ for argv in (["--version"], ["--help"], ["score", "--help"], ["eval", "--help"])
     assert out.getvalue().strip(), argv
 from temu.cli.finetune import build_parser
 build_parser()
-print("torch" in sys.modules, "numpy" in sys.modules)
+print("torch" in sys.modules, "numpy" in sys.modules, "gradio" in sys.modules)
 """
-    assert run_python(code) == "False False"
+    assert run_python(code) == "False False False"
 
 
 def external_imports(name: str) -> set[str]:
@@ -211,6 +211,13 @@ def test_only_the_model_imports_open_clip_and_only_plots_import_matplotlib():
         n for n in MODULES if n.startswith("temu.model.")
     }
     assert sorted(name for name in MODULES if "matplotlib" in external_imports(name)) == ["temu.plots"]
+
+
+def test_only_the_demo_page_imports_gradio_and_only_the_demo_command_imports_it():
+    assert sorted(name for name in MODULES if "gradio" in external_imports(name)) == ["temu.demo.app"]
+    graph = import_graph()
+    users = sorted(n for n, deps in graph.items() if any(d.startswith("temu.demo") for d in deps))
+    assert [n for n in users if not n.startswith("temu.demo")] == ["temu.cli.demo"]
 
 
 def test_ray_reader_tasks_load_no_torch():
