@@ -1,6 +1,6 @@
 """temu.explain / TeMuIQA.explain: attribute scores and maps, checked against the zero-shot rule itself.
 
-The reference is written from METHOD.md step 9 with open_clip's own APIs (``forward_intermediates``,
+The reference is written from docs/method.md ("Attributes") with open_clip's own APIs (``forward_intermediates``,
 ``ln_post``, ``proj``, ``encode_text``), not with temu's code, as in test_zero_shot.py.
 """
 

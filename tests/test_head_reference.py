@@ -4,7 +4,7 @@ The reference is built here from open_clip and the README's equations, not from 
 
 * the open_clip model is created at the input's size (``force_image_size``), so open_clip's own
   checkpoint loader resizes the positional embeddings (bicubic on the 2-D grid, [cls] position
-  kept: METHOD.md step 2);
+  kept: docs/method.md, "Other resolutions");
 * ``forward_intermediates`` gives each chosen block's tokens; ``ln_post`` and ``proj`` take them
   into the joint space;
 * the head's equations are written out with the head's weights as saved in ``model.safetensors``;

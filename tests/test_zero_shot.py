@@ -1,4 +1,4 @@
-"""The untrained model is exactly the zero-shot rule of METHOD.md step 9.
+"""The untrained model is exactly the zero-shot rule of docs/method.md ("The zero-shot scorer").
 
 The reference below is written from the rule itself, with open_clip's own APIs
 (``forward_intermediates``, ``ln_post``, ``proj``, ``encode_text``). It does not use temu's code.
@@ -24,7 +24,7 @@ STD = torch.tensor((0.26862954, 0.26130258, 0.27577711)).reshape(1, 3, 1, 1)
 def zero_shot_reference(
     clip, x01: torch.Tensor, layers_1based: list[int], prompts=("Good photo.", "Bad photo.")
 ) -> torch.Tensor:
-    """METHOD.md step 9, literally: e_l = ln_post(X_l) @ proj per layer and token; p = normalize(mean_l e_l);
+    """docs/method.md, "The zero-shot scorer", literally: e_l = ln_post(X_l) @ proj per layer and token; p = normalize(mean_l e_l);
     s = softmax(logit_scale.exp() * [p.t_good, p.t_bad])[0]; score = plain mean of s over [cls] + patches."""
     import open_clip
 
@@ -78,7 +78,7 @@ def test_zero_shot_rule_differs_from_last_layer_clip_iqa(tiny_clip, tiny_checkpo
 
 
 def test_resized_positional_embeddings_are_cached_per_grid(tiny_checkpoint):
-    """METHOD.md step 2 keeps one resized table per grid (their values: tests/test_head_reference.py)."""
+    """docs/method.md ("Other resolutions") keeps one resized table per grid (their values: tests/test_head_reference.py)."""
     model = TeMuIQA(backbone=TINY, pretrained=str(tiny_checkpoint), image_size=64)
     table = model.backbone.positional_embedding((8, 8))
     assert table.shape == (1 + 8 * 8, 64)

@@ -1,7 +1,7 @@
 """Quality attributes: named pairs of antonym prompts, judged zero-shot by CLIP on every token.
 
 The default set below is part of the API (names and prompts; README "Explain a score"). An
-attribute's score is METHOD.md step 9's zero-shot rule with its own prompts: each token's
+attribute's score is the zero-shot rule (docs/method.md, "Attributes") with its own prompts: each token's
 ``softmax(logit_scale * [p.t_pos, p.t_neg])[pos]``, averaged over the [cls] and patch tokens,
 with ``p`` the plain mean over the chosen layers. So it is in [0, 1], higher = more of the
 positive prompt, and it does not depend on a trained head.

@@ -44,7 +44,7 @@ class CLIPBackbone(nn.Module):
     """Frozen CLIP image tower (+ text tower for variant I) with streamed multi-level features.
 
     It keeps an internal cache of positional-embedding tables resized to other patch grids
-    (METHOD.md step 2), keyed by grid, device and dtype; moving the module clears it.
+    (docs/method.md, "Other resolutions"), keyed by grid, device and dtype; moving the module clears it.
     ``prompt_features`` caches the text vectors of further prompts (quality attributes), encoded
     at build (``extra_prompts``) or on first use (:meth:`encode`).
     """

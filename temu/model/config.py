@@ -28,7 +28,7 @@ LayerSpec = Union[None, int, Sequence[int]]  # noqa: UP007 (a runtime alias: `|`
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """Hyper-parameters of the trainable head (METHOD.md steps 5, 7 and 8; all marked "ours" there).
+    """Hyper-parameters of the trainable head (docs/method.md: the adapter, the layer weights and variant I; all "ours").
 
     adapter_dim: bottleneck width of the zero-initialised residual adapter in the joint
         image-text space; 0 disables it.
@@ -191,7 +191,7 @@ def read_config_file(path: str | Path) -> tuple[TeMuConfig, dict[str, Any]]:
 
 
 def resolve_layers(layers: None | int | Sequence[int], depth: int) -> list[int]:
-    """METHOD.md step 3: the chosen layers as sorted 0-based block indices.
+    """The chosen layers as sorted 0-based block indices (docs/method.md, "Tokens of every layer").
 
     ``None`` = all ``depth`` layers; an int k = layers 1..k; a list = those layers, numbered
     from 1 as in the paper (layer 1 is the output of the first transformer block).

@@ -1,6 +1,6 @@
 """The trainable head of TeMu-IQA: every parameter that fine-tuning changes, nothing else.
 
-Initialised so that the untrained model is exactly the zero-shot scorer of METHOD.md step 9:
+Initialised so that the untrained model is exactly the zero-shot scorer (docs/method.md, "The zero-shot scorer"):
 uniform layer weights, a zero-initialised adapter, and equal patch weights.
 """
 
@@ -95,7 +95,7 @@ class TeMuHead(nn.Module):
 
 
 def zero_shot_token_scores(tokens: torch.Tensor, text_pairs: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """METHOD.md step 9's token score for several prompt pairs at once; no trainable parameter involved.
+    """The zero-shot token score (docs/method.md) for several prompt pairs at once; no trainable parameter involved.
 
     tokens: ``[N, T, E]`` aggregated, projected tokens (unnormalised); text_pairs: ``[A, 2, E]``
     normalised (positive, negative) text vectors; logit_scale: CLIP's exponentiated scale.

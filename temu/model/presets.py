@@ -1,7 +1,7 @@
 """The presets shipped in ``weights/``: their defining configs, their seed and their model cards.
 
 Both presets hold an *untrained* head on OpenAI CLIP ViT-L/14 at 448x448. Untrained, TeMu-IQA
-is the zero-shot scorer of METHOD.md step 9, so the presets score images without any training.
+is the zero-shot scorer of docs/method.md, so the presets score images without any training.
 Regenerate them with ``temu presets --write weights/``. A test checks that the shipped files
 are what that command writes.
 """

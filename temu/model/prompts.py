@@ -1,4 +1,4 @@
-"""Prompts for text-guided patch scoring (METHOD.md steps 6 and 8).
+"""Prompts for text-guided patch scoring (docs/method.md, "Text-guided patch scoring" and "Variants").
 
 Variant S uses static prompts: their text vectors are computed once by the backbone
 (:attr:`CLIPBackbone.text_features`). Variant I learns them per image with CoCoOp:

@@ -89,7 +89,7 @@ class TeMuIQA(nn.Module):
             pixels first (with a warning); None = no cap. See :attr:`TeMuConfig.max_pixels`.
 
     The backbone is frozen and always in eval mode; :attr:`head` holds every trainable
-    parameter. Untrained, the model is the zero-shot scorer of METHOD.md step 9.
+    parameter. Untrained, the model is the zero-shot scorer of docs/method.md.
     """
 
     config: TeMuConfig
@@ -277,7 +277,7 @@ class TeMuIQA(nn.Module):
         x: ``[N, 3, H, W]`` floats in [0, 1]. attributes: None (the default set,
         :data:`temu.DEFAULT_ATTRIBUTES`), a list of its names, or a dict name -> (positive prompt,
         negative prompt). The score and maps are :meth:`forward`'s with ``return_maps=True``. Each
-        attribute is METHOD.md step 9's zero-shot rule with its prompts: the token's softmax over
+        attribute is the zero-shot rule (docs/method.md, "Attributes") with its prompts: the token's softmax over
         the pair with CLIP's logit scale, on the plain mean over the chosen layers (not the head's
         learned layer weights, adapter or patch weights), averaged over the [cls] and patch tokens.
         Both layer averages are summed in the same pass over the blocks.

@@ -1,4 +1,4 @@
-"""Hyper-parameters of a fine-tuning run (METHOD.md sections 2-3), as one typed, validated dataclass."""
+"""Hyper-parameters of a fine-tuning run (docs/method.md, "Training"), as one typed, validated dataclass."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ __all__ = ["TrainConfig"]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one fine-tuning run. Defaults are the paper's (METHOD.md sections 2-3).
+    """Hyper-parameters of one fine-tuning run. Defaults are the paper's (docs/method.md, "Training").
 
     epochs: passes over the training set (paper: 30; 5 for FLIVE and AVA).
     batch_size: images per optimisation step over all processes (paper: 32). Under torchrun each

@@ -1,4 +1,4 @@
-"""The training loss: ``mse_weight * MSE + plcc_weight * (1 - PLCC)`` plus LDG's MSE (METHOD.md sections 2-3)."""
+"""The training loss: ``mse_weight * MSE + plcc_weight * (1 - PLCC)`` plus LDG's MSE (docs/method.md, "Loss" and "Local Distortion Guidance")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The fine-tuning loop: loss, Local Distortion Guidance, validation, checkpoints, exact resume.
 
-METHOD.md section 2 (paper): Adam, lr 2e-3, cosine annealing, batch 32, 30 epochs, the epoch
+docs/method.md, "Training" (paper): Adam, lr 2e-3, cosine annealing, batch 32, 30 epochs, the epoch
 with the best validation SRCC + PLCC kept. Loss (ours, after IQA-PyTorch's CLIP-IQA+ recipe):
 ``mse_weight * MSE(q, y) + plcc_weight * (1 - PLCC(q, y))`` on the batch. Section 3 (LDG):
 each training image also gets a locally distorted copy whose target is ``f * y`` (f = CW-SSIM
