@@ -354,3 +354,31 @@ def test_readme_python_block_runs(line, code, readme_world):
         ) from error
     if "push_to_hub(" in code:
         assert FakeHfApi.uploads and {"config.json", "model.safetensors"} <= set(FakeHfApi.uploads[-1][1])
+
+
+def test_every_temu_name_the_docs_mention_exists():
+    """Dotted names such as `temu.images.names.IMAGE_EXTENSIONS` in README.md and docs/ resolve: a module
+    path that moved, or a name that was renamed, fails here (the changelog may name what used to be)."""
+    import importlib
+
+    texts = {"README.md": README}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "docs").glob("*.md")}
+    missing = []
+    for where, text in texts.items():
+        for span in inline_code(text):
+            match = re.match(r"(temu(?:\.[A-Za-z_]\w*)+)", span)
+            if match is None:
+                continue
+            parts = match.group(1).split(".")
+            for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+                try:
+                    obj = importlib.import_module(".".join(parts[:cut]))
+                except ImportError:
+                    continue
+                try:
+                    for attr in parts[cut:]:
+                        obj = getattr(obj, attr)
+                except AttributeError:
+                    missing.append(f"{where}: {match.group(1)}")
+                break
+    assert missing == []
