@@ -1,6 +1,6 @@
 """Every GPU row of benchmarks/RESULTS.md in one command, with random weights (they time the same as trained ones).
 
-    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (budgets: 435 s in all)
+    python benchmarks/gpu_suite.py OUTDIR                          # every section, on CUDA (budgets: 615 s in all)
     python benchmarks/gpu_suite.py OUTDIR --sections overhead pyiqa
     python benchmarks/gpu_suite.py OUTDIR --tiny                   # tiny backbone, CPU, tiny sizes (tests run this)
     bash benchmarks/gpu_suite.sh OUTDIR                            # a bare GPU machine: venv, install, then the suite
@@ -16,7 +16,7 @@ missing GPU is a failure. To add a section, write a function and append a ``Sect
 ``SECTIONS``.
 
 Sizes (``FULL``): ViT-L/14 (QuickGELU) at 448x448, bf16 autocast, batch 64; fine-tuning at
-batch 32; 512 JPEGs with 16 decoding workers; agreement over the test suite's 48 photo crops.
+batch 32; 512 JPEGs with 8 decoding workers; agreement over the test suite's 48 photo crops.
 MFU counts 2 FLOP per multiply-add of the transformer blocks (:func:`vit_flops`, 0.72 TFLOP per
 image for ViT-L/14 at 448) against the device's dense bf16 peak (:data:`PEAK_FLOPS` or
 ``--peak-tflops``).
@@ -79,7 +79,7 @@ FULL = dict(
     precision="bf16",
     repeats=10,
     files=512,
-    file_workers=16,
+    file_workers=8,
     finetune_batch=32,
     agreement_crops=48,
     cpu_batches=(1, 4),
@@ -349,8 +349,86 @@ def section_cpu_precision(s: Settings) -> str:
     )
 
 
+def section_model_side(s: Settings) -> str:
+    """Model-only throughput of variant S against its choices: batch size, channels-last input, the SDPA
+    backend, and ``torch.compile`` of the blocks with and without CUDA graphs (goal: toward 50% MFU)."""
+    import contextlib
+
+    from common import time_interleaved
+
+    flops = model_flops(temu_models(s.backbone, s.image_size, ["S"], s.device)["S"], s.image_size)
+
+    def runner(model: torch.nn.Module, x: torch.Tensor, sdpa=None) -> Callable[[], object]:
+        autocast = torch.autocast(s.device.type, dtype=torch.bfloat16)
+
+        def run():
+            with torch.inference_mode(), autocast, sdpa() if sdpa else contextlib.nullcontext():
+                return model(x, check_input=False)
+
+        return run
+
+    def pixels(batch: int, channels_last: bool = False) -> torch.Tensor:
+        x = torch.randint(0, 256, (batch, 3, s.image_size, s.image_size), dtype=torch.uint8, device=s.device)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    rows = []
+
+    def measure(name: str, fn: Callable[[], object], batch: int) -> None:
+        t = time_interleaved({name: fn}, device=s.device, items=batch, repeats=max(3, s.repeats // 2), warmup=2)[name]
+        mfu = f"{flops * t.per_second / s.peak_flops:.1%}" if s.peak_flops else "n/a"
+        mem = f"{t.peak_bytes / 2**20:,.0f}" if t.peak_bytes else "n/a"
+        rows.append([name, str(batch), f"{t.per_second:,.1f}", f"{1e3 * t.median:,.1f}", mem, mfu])
+
+    base = temu_models(s.backbone, s.image_size, ["S"], s.device)["S"]
+    for batch in (s.batch, 2 * s.batch, 4 * s.batch):
+        measure("eager, uint8 pixels", runner(base, pixels(batch)), batch)
+    measure("eager, channels-last uint8 pixels", runner(base, pixels(s.batch, True)), s.batch)
+    if s.device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION):
+            name = f"eager, SDPA {backend.name.lower()} only"
+            try:
+                measure(name, runner(base, pixels(s.batch), lambda b=backend: sdpa_kernel([b])), s.batch)
+            except RuntimeError as err:  # a backend this GPU or build lacks
+                rows.append([name, str(s.batch), f"n/a ({str(err).splitlines()[0][:60]})", "", "", ""])
+    del base
+    _free()
+    compile_note = "torch.compile rows run on CUDA only (their compile time on a CPU would dominate --tiny)"
+    if s.device.type == "cuda":
+        compile_note = (
+            "torch.compile of each block (TeMuIQA.compile_backbone); the first calls compile and are not timed"
+        )
+        for label, kwargs in (
+            ("torch.compile", {}),
+            ("torch.compile + CUDA graphs (reduce-overhead)", {"mode": "reduce-overhead"}),
+        ):
+            model = temu_models(s.backbone, s.image_size, ["S"], s.device)["S"].compile_backbone(**kwargs)
+            measure(label, runner(model, pixels(s.batch)), s.batch)
+            del model
+            _free()
+    peak = f"{s.peak_flops / 1e12:,.0f} TFLOP/s" if s.peak_flops else "unknown peak"
+    return "\n".join(
+        [
+            _header(
+                s,
+                "model_side",
+                f"# {s.backbone} @ {s.image_size}, variant S, bf16 autocast, model only on uint8 pixels",
+                f"# MFU: {flops / 1e12:.3f} TFLOP/image x images/s / {peak}; goal: toward 50% | {compile_note}",
+            ),
+            table(rows, ["choice", "batch", "images/s", "ms/batch (median)", "peak MiB", "MFU"]),
+        ]
+    )
+
+
 SECTIONS: list[Section] = [
     Section("overhead", "temu S and I vs open_clip encode_image (images/s, MFU)", 50, section_overhead),
+    Section(
+        "model_side",
+        "model only: batch, channels-last, SDPA backends, torch.compile, CUDA graphs",
+        180,
+        section_model_side,
+    ),
     Section("layer_sweep", "layer sweep: peak memory against the number of layers", 40, section_layer_sweep),
     Section("pyiqa", "temu_iqa vs pyiqa clipiqa+_vitL14_512 through create_metric", 90, section_pyiqa),
     Section("score_files", "temu.iter_scores from JPEG files vs model only", 80, section_score_files),
