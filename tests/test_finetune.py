@@ -198,7 +198,7 @@ def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
     out = tmp_path / "other"
     shutil.copytree(half_run, out)
     assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--resume", "--ldg-weight", "0.5"]) == 2
-    assert "ldg_weight: checkpoint 1.0, now 0.5" in capsys.readouterr().err
+    assert "--ldg-weight: checkpoint 1.0, now 0.5" in capsys.readouterr().err  # the CLI names its flag
     assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(tmp_path / "empty"), "--resume"]) == 2
     assert "no checkpoint.pt" in capsys.readouterr().err
 

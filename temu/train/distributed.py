@@ -60,8 +60,8 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
     """Join the process group when launched by torchrun (or when one is initialised already).
 
     device: ``None`` = CUDA when available, else CPU. Under torchrun with CUDA each process
-    takes ``cuda:LOCAL_RANK`` (a ``--device cuda:K`` is then an error, since torchrun assigns
-    the devices); ``--device cpu`` runs every process on the CPU with the gloo backend.
+    takes ``cuda:LOCAL_RANK`` (a ``device="cuda:K"`` is then an error, since torchrun assigns
+    the devices); ``device="cpu"`` runs every process on the CPU with the gloo backend.
     """
     wanted = torch.device(device) if device is not None else None
     if not (dist.is_available() and (dist.is_initialized() or _launched_by_torchrun())):
@@ -74,8 +74,8 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
     use_cuda = torch.cuda.is_available() and (wanted is None or wanted.type == "cuda")
     if use_cuda and wanted is not None and wanted.index is not None:
         raise ValueError(
-            f"--device {wanted} under torchrun: each process uses cuda:LOCAL_RANK; pass --device cuda "
-            "(or none) and choose GPUs with CUDA_VISIBLE_DEVICES"
+            f"device='{wanted}' under torchrun: each process uses cuda:LOCAL_RANK; pass device='cuda' "
+            "(or None) and choose GPUs with CUDA_VISIBLE_DEVICES"
         )
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
@@ -89,7 +89,7 @@ def setup(device: str | torch.device | None = None) -> DistInfo:
 
 def _check_device(device: torch.device) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+        raise ValueError(f"device='{device}': CUDA is not available here; use device='cpu'")
 
 
 def teardown(info: DistInfo) -> None:
