@@ -293,3 +293,26 @@ def test_two_processes_run_the_protocol(base_args, tmp_path):
     summary = read_summary(out / "summary.csv")
     assert [r.split for r in summary] == [1, 2]
     assert all(json.loads((out / f"split-{k}" / "run.json").read_text())["world_size"] == 2 for k in (1, 2))
+
+
+def test_one_progress_bar_over_all_splits_with_the_time_left(fr_dataset, tiny_kwargs, tmp_path):
+    import contextlib
+    import io
+
+    csv_path, root = fr_dataset
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        result = run_splits(
+            DataOptions(csv=csv_path, image_root=root),
+            TrainConfig(epochs=1, batch_size=8, ldg=False),
+            lambda: TeMuIQA(**tiny_kwargs),
+            tmp_path / "bar",
+            splits=2,
+            val_fraction=0.25,
+            progress=True,
+            log=lambda msg: None,
+        )
+    assert result.finished
+    states = [line for line in stderr.getvalue().replace("\r", "\n").splitlines() if "step" in line]
+    assert states and all("/6 [" in line for line in states)  # one bar: 2 splits x 1 epoch x 3 steps, no per-epoch bars
+    assert "split 2/2 epoch 1/1: 100%" in states[-1] and "<00:00" in states[-1]  # elapsed<left, as tqdm writes it

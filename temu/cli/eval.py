@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..api import load, normalise_device
     from ..data.prepare import prepare_eval_records, reference_groups
+    from ..errors import DataError
     from ..evaluation.predict import evaluate_model
     from ..evaluation.report import EvalReport, split_metrics, split_subsets, target_scale
     from ..loading import default_num_workers
@@ -198,12 +199,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         prepared = []  # every dataset is read and checked before a model loads
         for ds in datasets:
-            records, fmt, bad = prepare_eval_records(ds.options, part=ds.part, log=log)
-            grouped = reference_groups(ds.options, fmt, records) if args.splits else None
-            groups, column = (grouped[1], grouped[0]) if grouped is not None else (None, None)
-            subsets = None
-            if args.splits:  # subsets that cannot be scored are refused before the model loads
-                subsets = split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
+            try:
+                records, fmt, bad = prepare_eval_records(ds.options, part=ds.part, log=log)
+                grouped = reference_groups(ds.options, fmt, records) if args.splits else None
+                groups, column = (grouped[1], grouped[0]) if grouped is not None else (None, None)
+                subsets = None
+                if args.splits:  # subsets that cannot be scored are refused before the model loads
+                    subsets = split_subsets(len(records), args.splits, args.split_fraction, args.seed, groups=groups)
+            except TeMuError as err:
+                if len(datasets) == 1:
+                    raise
+                raise DataError(f"--data {ds.options.csv}: {err}") from None  # which of the datasets
             prepared.append((ds, records, fmt, bad, groups, column, subsets))
         device = normalise_device(args.device)
         workers = args.workers if args.workers is not None else default_num_workers(torch.device(device))

@@ -402,7 +402,7 @@ def _run_splits(args: argparse.Namespace, options: Any, config: Any, info: Any, 
     from ..train.trainer import steps_per_epoch
 
     if args.dry_run:  # refuses what the run would refuse
-        old_run_files(args.output, splits=args.splits, resume=args.resume, overwrite=args.overwrite)
+        old_run_files(args.output, protocol=True, resume=args.resume, overwrite=args.overwrite)
         datas = prepare_split_data(
             options, splits=args.splits, seed=args.seed, val_fraction=args.val_fraction, val_part=args.val_part, log=log
         )

@@ -245,7 +245,7 @@ def run_splits(
         config: the recipe, the same for every split (its ``seed`` is the first split's).
         build_model: makes the model to train; called once per split, after ``torch.manual_seed``.
         output: the protocol's folder.
-        splits: how many splits (>= 1).
+        splits: how many splits (>= 1; 1 still writes ``split-1`` and a summary, unlike a single run).
         val_fraction: share of the rows (or reference images) held out at random (default 0.2).
         val_part: the part of a split file / column validated on.
         resume: keep the finished splits and continue the rest; overwrite: delete an earlier run's files.
@@ -271,7 +271,7 @@ def run_splits(
         if main:
             (log or (lambda m: print(m, file=sys.stderr, flush=True)))(msg)
 
-    old = old_run_files(output, splits=splits, resume=resume, overwrite=overwrite)
+    old = old_run_files(output, protocol=True, resume=resume, overwrite=overwrite)
     bad_file = output / BAD_ROWS_NAME if main else None
     if old and main:  # the data check below writes the new run's list of bad rows
         (output / BAD_ROWS_NAME).unlink(missing_ok=True)
@@ -291,7 +291,8 @@ def run_splits(
     seeds = [config.seed + k for k in range(splits)]
     if main:
         output.mkdir(parents=True, exist_ok=True)
-        _write_protocol_file(output, options, config, datas, seeds, dict(run_info or {}), info.world_size)
+        if not resume:  # a resumed protocol's file is rewritten once its splits have been checked (below)
+            _write_protocol_file(output, options, config, datas, seeds, dict(run_info or {}), info.world_size)
     barrier(info)
     for k, data in enumerate(datas):
         say(
@@ -379,6 +380,7 @@ def run_splits(
         statistics = summarise(results)
         if main:
             write_summary(results, output, about=_about(datas, seeds, options))
+            _write_protocol_file(output, options, config, datas, seeds, dict(run_info or {}), info.world_size)
         barrier(info)
         say(
             f"{splits} splits done; median "

@@ -66,12 +66,13 @@ def _split_folders(output: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def old_run_files(output: Path, *, splits: int = 1, resume: bool = False, overwrite: bool = False) -> list[Path]:
+def old_run_files(output: Path, *, protocol: bool = False, resume: bool = False, overwrite: bool = False) -> list[Path]:
     """The files of an earlier run (or a saved head) in ``output`` that ``overwrite=True`` would delete.
 
     Args:
         output: the run folder.
-        splits: 1 for a single run (its files in ``output``), more for a run over several splits.
+        protocol: False for a single run (its files in ``output``), True for a run over splits
+            (:func:`temu.train.protocol.run_splits`).
         resume: the new run continues the one in ``output``: nothing is deleted.
         overwrite: the new run may delete the earlier run's files.
 
@@ -89,22 +90,22 @@ def old_run_files(output: Path, *, splits: int = 1, resume: bool = False, overwr
     if resume and overwrite:
         raise DataError("resume=True continues the run in output and overwrite=True deletes it; give one of them")
     top = _present(output, RUN_FILE_NAMES)
-    protocol = _present(output, (PROTOCOL_NAME, SUMMARY_CSV_NAME, SUMMARY_MD_NAME))
+    summaries = _present(output, (PROTOCOL_NAME, SUMMARY_CSV_NAME, SUMMARY_MD_NAME))
     in_splits = [path for folder in _split_folders(output) for path in _present(folder, RUN_FILE_NAMES)]
     if resume:
-        if splits > 1 and (output / CHECKPOINT_NAME).is_file():
+        if protocol and (output / CHECKPOINT_NAME).is_file():
             raise DataError(
-                f"output={output} holds a single run ({CHECKPOINT_NAME}), not a run over splits; resume it with "
-                "splits=1, or choose another output"
+                f"output={output} holds a single run ({CHECKPOINT_NAME}), not a run over splits; resume it as a "
+                "single run, or choose another output"
             )
-        if splits > 1 and not (output / PROTOCOL_NAME).is_file():
+        if protocol and not (output / PROTOCOL_NAME).is_file():
             raise DataError(
                 f"no {PROTOCOL_NAME} in {output}: no run over splits to resume; start the run without resume=True"
             )
         return []
-    found = [*top, *protocol, *in_splits]
+    found = [*top, *summaries, *in_splits]
     if found and not overwrite:
-        if (output / CHECKPOINT_NAME).exists() or protocol or in_splits:
+        if (output / CHECKPOINT_NAME).exists() or summaries or in_splits:
             what = "a run"
         else:
             what = "a head or a run's files"
