@@ -368,7 +368,7 @@ def test_generic_ambiguous_columns(tmp_path):
 
 def test_generic_refuses_to_guess_dmos_direction(tmp_path):
     fr = write_csv(tmp_path / "fr.csv", ["ref_name", "dist_name", "mos"], [["r.bmp", "d.bmp", 30]])
-    with pytest.raises(ValueError, match="full-reference meta-info.*--format"):
+    with pytest.raises(ValueError, match="full-reference meta-info.*format=NAME"):
         read_records(fr, tmp_path)
     dmos = write_csv(tmp_path / "d.csv", ["image", "dmos"], [["d.bmp", 30]])
     with pytest.raises(ValueError, match="'dmos' is lower-is-better differs"):
@@ -771,5 +771,5 @@ def test_reference_column_keeps_each_reference_on_one_side(tmp_path):
 
     two = tmp_path / "two.csv"
     two.write_text(csv_path.read_text().replace("dis_type", "ref_name", 1))
-    with pytest.raises(DataError, match=r"2 columns could name each row's reference image.*--group-column"):
+    with pytest.raises(DataError, match=r"2 columns could name each row's reference image.*group_column=NAME"):
         prepare_training_data(DataOptions(csv=two, image_root=tmp_path), seed=0, log=print)

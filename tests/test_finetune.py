@@ -199,7 +199,7 @@ def test_resume_refuses_a_different_run(half_run, base_args, tmp_path, capsys):
     out = tmp_path / "other"
     shutil.copytree(half_run, out)
     assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(out), "--resume", "--ldg-weight", "0.5"]) == 2
-    assert "ldg_weight: checkpoint 1.0, now 0.5" in capsys.readouterr().err
+    assert "--ldg-weight: checkpoint 1.0, now 0.5" in capsys.readouterr().err  # the CLI names its flag
     assert run([*base_args, "--epochs", str(EPOCHS), "--output", str(tmp_path / "empty"), "--resume"]) == 2
     assert "no checkpoint.pt" in capsys.readouterr().err
 
@@ -436,7 +436,7 @@ def test_two_processes_match_one_on_the_same_global_batches(base_args, tmp_path)
     env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    args = [*base_args, "--epochs", "2", "--plcc-weight", "0", "--no-ldg", "--device", "cpu"]
+    args = [*base_args, "--epochs", "2", "--plcc-weight", "0", "--no-ldg", "--device", "cpu", "--precision", "fp32"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -7,6 +7,7 @@ temu's correlations call scipy.stats; the references here are written from the d
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -53,6 +54,41 @@ def kendall_tau_b_reference(x, y) -> float:
     n0 = len(i)
     n1, n2 = int((sx == 0).sum()), int((sy == 0).sum())
     return float((sx * sy).sum()) / math.sqrt((n0 - n1) * (n0 - n2))
+
+
+def fitted_plcc_reference(x, y) -> float:
+    """PLCC after the VQEG 4-parameter logistic, fitted the textbook way: scipy's curve_fit (Levenberg-Marquardt,
+    no bounds) on the raw data from b1 = max y, b2 = min y, b3 = mean x, b4 = std x, then pearsonr.
+
+    temu's convention: the map runs in the direction of SRCC's sign and the result carries that sign. When
+    the free fit runs the other way (an almost uncorrelated x), the reference is the best map in SRCC's
+    direction, ``y = low + span * sigmoid((x - b3) / b4)`` with ``span`` of SRCC's sign, fitted on the raw data.
+    """
+    from scipy import optimize, stats
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    increasing = stats.spearmanr(x, y).statistic >= 0
+
+    def logistic(v, b1, b2, b3, b4):
+        return (b1 - b2) / (1 + np.exp(-(v - b3) / np.abs(b4))) + b2
+
+    with np.errstate(over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        params, _ = optimize.curve_fit(logistic, x, y, p0=[y.max(), y.min(), x.mean(), x.std()], maxfev=100_000)
+        mapped = logistic(x, *params)
+        if (params[0] >= params[1]) != increasing:
+
+            def directed(v, low, span, b3, b4):
+                return low + span / (1 + np.exp(-(v - b3) / b4))
+
+            ry, rx = np.ptp(y), np.ptp(x)
+            span = (0, np.inf) if increasing else (-np.inf, 0)
+            lower, upper = [-np.inf, span[0], -np.inf, 1e-9 * rx], [np.inf, span[1], np.inf, np.inf]
+            p0 = [y.min(), ry, x.mean(), x.std()] if increasing else [y.max(), -ry, x.mean(), x.std()]
+            found, _ = optimize.curve_fit(directed, x, y, p0=p0, bounds=(lower, upper), maxfev=100_000)
+            mapped = directed(x, *found)
+    r = float(stats.pearsonr(mapped, y).statistic)
+    return r if increasing else -r
 
 
 def references(x, y):

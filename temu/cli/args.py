@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ..model.attributes import DEFAULT_ATTRIBUTES, unknown_attribute_message
 from ..precision import AUTO_RULE, PRECISIONS
@@ -127,51 +128,180 @@ def split_column(text: str) -> str | int:
     return int(text) if text.strip().isdigit() else text
 
 
-def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str) -> None:
-    """The dataset options shared by ``temu-finetune`` (``--train``) and ``temu eval`` (``--data``)."""
-    p.add_argument(
-        csv_flag,
-        dest="csv",
-        type=Path,
-        required=True,
-        metavar="CSV",
-        help="CSV with an image path column and a score column",
-    )
-    p.add_argument(
-        "--image-root", type=Path, required=True, metavar="DIR", help="folder the CSV's image paths are relative to"
-    )
-    p.add_argument(
+# ---------------------------------------------------------------- library fields -> flags
+
+#: The flags of the data options both commands share, by the library's field names
+#: (:class:`temu.data.DataOptions`). A key ``name=value`` maps that exact spelling.
+DATA_FLAGS: dict[str, str] = {
+    "image_root": "--image-root",
+    "format": "--format",
+    "path_col": "--path-col",
+    "mos_col": "--mos-col",
+    "lower_better=True": "--lower-better",
+    "lower_better=False": "no --lower-better",
+    "split_file": "--split-file",
+    "split_index": "--split-index",
+    "split_column": "--split-column",
+    "check_images": "--check-images",
+    "skip_bad=True": "--skip-bad",
+    "group_column": "--group-column",
+    "group=False": "--no-group",
+}
+
+#: The flags of the run options both commands share.
+RUNTIME_FLAGS: dict[str, str] = {
+    "batch_size": "--batch-size",
+    "device": "--device",
+    "workers": "--workers",
+    "precision": "--precision",
+}
+
+
+def flag_message(message: str, flags: Mapping[str, str], *, bare: Collection[str] = ()) -> str:
+    """``message`` from the library (which names arguments) with a command's flags in their place.
+
+    ``flags`` maps a field to its flag. ``name=value`` becomes ``--flag value`` (quotes dropped),
+    and a bare field name with an underscore (``val_fraction``) or listed in ``bare`` becomes the
+    flag. A key that is not a plain name (``skip_bad=True``, ``the training CSV (csv)``) is
+    replaced where it occurs as written. A name inside a path or a longer word is left alone.
+    """
+    exact = sorted((k for k in flags if not k.isidentifier()), key=len, reverse=True)
+    names = sorted((k for k in flags if k.isidentifier()), key=len, reverse=True)
+    if not exact and not names:
+        return message
+    alternatives = [re.escape(k) for k in exact]
+    if names:
+        alternatives.append(
+            r"(?P<name>" + "|".join(map(re.escape, names)) + r")(?:=(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]+))?"
+        )
+    pattern = re.compile(r"(?<![\w./-])(?:" + "|".join(alternatives) + r")(?![\w/-])")
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name") if names else None
+        if name is None:
+            return flags[match.group(0)]
+        value = match.group("value")
+        if value is None:
+            return flags[name] if ("_" in name or name in bare) else match.group(0)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        return f"{flags[name]} {value}"
+
+    return pattern.sub(replace, message)
+
+
+class PerDataset(argparse.Action):
+    """An option that belongs to the ``--data`` given before it (``temu eval``), or to every ``--data`` when
+    given before the first one. Values go to ``namespace.datasets[-1]`` or ``namespace.dataset_defaults``."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        value = self.const if self.nargs == 0 else values
+        datasets = getattr(namespace, "datasets", None)
+        if datasets:
+            target, where = datasets[-1], f"--data {datasets[-1]['csv']}"
+        else:
+            if getattr(namespace, "dataset_defaults", None) is None:
+                namespace.dataset_defaults = {}
+            target, where = namespace.dataset_defaults, "all --data (given before the first --data)"
+        if self.dest in target:
+            parser.error(f"{option} is given twice for {where}")
+        target[self.dest] = value
+
+
+class NewDataset(argparse.Action):
+    """``--data CSV``: starts a dataset that the per-dataset options after it belong to."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        namespace.datasets = [*(getattr(namespace, "datasets", None) or []), {"csv": values}]
+
+
+def _option(p: argparse._ActionsContainer, per_dataset: bool, *flags: str, **kwargs: Any) -> None:
+    """``p.add_argument(*flags, **kwargs)``, or its :class:`PerDataset` form (defaults applied later)."""
+    if per_dataset:
+        action = kwargs.pop("action", "store")
+        if action in ("store_true", "store_false"):
+            kwargs.update(nargs=0, const=action == "store_true")
+        kwargs.pop("required", None)
+        kwargs.update(action=PerDataset, default=argparse.SUPPRESS)
+    p.add_argument(*flags, **kwargs)
+
+
+def data_options(values: Mapping[str, Any]) -> Any:
+    """A :class:`temu.data.DataOptions` from parsed values named as its fields (missing ones keep their defaults)."""
+    import dataclasses
+
+    from ..data.prepare import DataOptions
+
+    names = {f.name for f in dataclasses.fields(DataOptions)}
+    return DataOptions(**{name: values[name] for name in names if name in values})
+
+
+def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str, per_dataset: bool = False) -> None:
+    """The dataset options shared by ``temu-finetune`` (``--train``) and ``temu eval`` (``--data``).
+
+    ``per_dataset``: ``csv_flag`` may be repeated, and every other option here belongs to the
+    ``csv_flag`` before it (:class:`PerDataset`); ``--image-root`` is then checked by the caller.
+    """
+    if per_dataset:
+        p.add_argument(
+            csv_flag,
+            dest="datasets",
+            action=NewDataset,
+            type=Path,
+            required=True,
+            metavar="CSV",
+            help="CSV with an image path column and a score column; repeat it for several datasets",
+        )
+    else:
+        p.add_argument(
+            csv_flag,
+            dest="csv",
+            type=Path,
+            required=True,
+            metavar="CSV",
+            help="CSV with an image path column and a score column",
+        )
+
+    def opt(*flags: str, **kwargs: Any) -> None:
+        _option(p, per_dataset, *flags, **kwargs)
+
+    opt("--image-root", type=Path, required=True, metavar="DIR", help="folder the CSV's image paths are relative to")
+    opt(
         "--format",
         default=None,
         metavar="NAME",
         help="a known dataset layout (koniq10k, spaq, livec, kadid10k, csiq, live, flive, agiqa3k); see temu.data.formats",
     )
-    p.add_argument(
+    opt(
         "--path-col",
         "--path-column",
         default=None,
         metavar="NAME",
         help="image path column (default: detected from the header or given by --format)",
     )
-    p.add_argument(
+    opt(
         "--mos-col",
         "--mos-column",
         default=None,
         metavar="NAME",
         help="score column (default: detected from the header or given by --format)",
     )
-    p.add_argument(
+    opt(
         "--lower-better",
         action="store_true",
         default=None,
         help="the score is a DMOS (lower = better); only for CSVs without --format",
     )
-    p.add_argument(
+    opt(
         "--skip-bad",
         action="store_true",
         help="leave out unusable rows (missing/unreadable image, bad score) instead of stopping",
     )
-    p.add_argument(
+    opt(
         "--check-images",
         choices=["header", "full"],
         default="header",
@@ -180,16 +310,20 @@ def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str) -> None:
     )
 
 
-def add_group_arguments(p: argparse._ActionsContainer, *, what: str) -> None:
+def add_group_arguments(p: argparse._ActionsContainer, *, what: str, per_dataset: bool = False) -> None:
     """``--group-column`` and ``--no-group``: random splits that keep all rows of one reference image together."""
-    p.add_argument(
+    _option(
+        p,
+        per_dataset,
         "--group-column",
         default=None,
         metavar="NAME",
         help=f"keep the rows with the same value in this column together in {what} (default: the CSV's "
         "reference-image column: ref, reference, ref_img, ref_img_path, ref_name, ...; none if it has none)",
     )
-    p.add_argument(
+    _option(
+        p,
+        per_dataset,
         "--no-group",
         dest="group",
         action="store_false",
@@ -197,17 +331,28 @@ def add_group_arguments(p: argparse._ActionsContainer, *, what: str) -> None:
     )
 
 
-def add_split_file_arguments(p: argparse._ActionsContainer, *, what: str) -> None:
+def add_split_file_arguments(p: argparse._ActionsContainer, *, what: str, per_dataset: bool = False) -> None:
     """``--split-file``, ``--split-index`` and ``--split-column`` (pyiqa's split files and columns)."""
-    p.add_argument(
+    _option(
+        p,
+        per_dataset,
         "--split-file",
         type=Path,
         default=None,
         metavar="F",
         help=f"pyiqa split pickle {{index: {{'train','val','test'}}}} over the CSV's rows; {what}",
     )
-    p.add_argument("--split-index", default="1", metavar="K", help="split of --split-file (pyiqa numbers them from 1)")
-    p.add_argument(
+    _option(
+        p,
+        per_dataset,
+        "--split-index",
+        default="1",
+        metavar="K",
+        help="split of --split-file (pyiqa numbers them from 1)",
+    )
+    _option(
+        p,
+        per_dataset,
         "--split-column",
         type=split_column,
         default=None,

@@ -10,7 +10,11 @@ checked (``--check-images full`` also reads every image as training will). Unusa
 the run with their list unless ``--skip-bad``. ``--dry-run`` stops after these checks and
 refuses what the run would refuse. An ``--output`` that already holds a run or a head is
 refused unless ``--resume`` (continue it) or ``--overwrite`` (delete its files, then start
-anew). Multi-GPU: ``torchrun --nproc_per_node N -m temu.cli.finetune ...``.
+anew). ``--splits N`` runs the paper's protocol (:func:`temu.train.protocol.run_splits`): N
+runs on N splits and a summary. Multi-GPU: ``torchrun --nproc_per_node N -m temu.cli.finetune ...``.
+
+The library names its arguments (``batch_size=...``); this command maps its flags to them in
+:data:`TRAIN_FLAGS` and :data:`FLAGS`, and writes the library's messages with the flags.
 
 Exit status: 0 done (or stopped by ``--stop-after-epochs``), 1 training failed (non-finite
 loss), 2 usage or data error.
@@ -28,11 +32,14 @@ from typing import Any
 from .._version import __version__
 from ..precision import AUTO_RULE, PRECISIONS
 from .args import (
+    DATA_FLAGS,
     HelpFormatter,
     Parser,
     add_data_arguments,
     add_group_arguments,
     add_split_file_arguments,
+    data_options,
+    flag_message,
     fraction,
     image_size,
     non_negative_int,
@@ -41,12 +48,9 @@ from .args import (
     usage_error,
 )
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["FLAGS", "TRAIN_FLAGS", "build_parser", "main", "run", "train_config"]
 
 PROG = "temu-finetune"
-BAD_ROWS_NAME = "bad_rows.txt"
-RUN_NAME = "run.json"
-CARD_NAME = "README.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["val", "test"],
         default="val",
         help="part of --split-file/--split-column used for validation",
+    )
+    g.add_argument(
+        "--splits",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="the paper's protocol: N runs, one per split, in --output/split-K (K = 1..N): random splits with "
+        "seeds --seed..--seed+N-1, or splits --split-index.. of --split-file, or columns K.. of a numbered "
+        "--split-column; then --output/summary.csv and summary.md (median, mean, std). 1: one run in --output",
     )
 
     g = p.add_argument_group("model")
@@ -180,13 +193,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train_config(config_class: Any, args: argparse.Namespace, workers: int) -> Any:
-    return config_class(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, eta_min=args.eta_min,
-        mse_weight=args.mse_weight, plcc_weight=args.plcc_weight, ldg=args.ldg, ldg_weight=args.ldg_weight,
-        ldg_ops=args.ldg_ops, ldg_magnitude=args.ldg_magnitude, ldg_size=tuple(args.ldg_size), seed=args.seed,
-        precision=args.precision, workers=workers, sync_every=args.log_every,
-    )  # fmt: skip
+#: TrainConfig field -> temu-finetune flag: the one place the two meet (``ldg_reference_size`` has no flag,
+#: ``workers`` gets its default from the device). :func:`train_config` builds the config from it.
+TRAIN_FLAGS: dict[str, str] = {
+    "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "weight_decay": "--weight-decay",
+    "eta_min": "--eta-min", "mse_weight": "--mse-weight", "plcc_weight": "--plcc-weight", "ldg": "--ldg",
+    "ldg_weight": "--ldg-weight", "ldg_ops": "--ldg-ops", "ldg_magnitude": "--ldg-magnitude",
+    "ldg_size": "--ldg-size", "seed": "--seed", "precision": "--precision", "workers": "--workers",
+    "sync_every": "--log-every",
+}  # fmt: skip
+
+#: Every library field (data, training, run) a message can name -> its flag (:func:`temu.cli.args.flag_message`).
+FLAGS: dict[str, str] = {
+    **DATA_FLAGS,
+    **TRAIN_FLAGS,
+    "ldg=False": "--no-ldg",
+    "csv": "--train",
+    "the training CSV (csv)": "the --train CSV",
+    "val_csv": "--val",
+    "val_image_root": "--val-image-root",
+    "val_part": "--val-part",
+    "val_fraction": "--val-fraction",
+    "splits": "--splits",
+    "output": "--output",
+    "resume=True": "--resume",
+    "overwrite=True": "--overwrite",
+    "stop_after_epochs": "--stop-after-epochs",
+    "device": "--device",
+    "image_size=None": "--image-size native",
+    "image_size": "--image-size",
+}
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def train_config(args: argparse.Namespace, workers: int) -> Any:
+    """The :class:`~temu.train.TrainConfig` of parsed ``temu-finetune`` arguments (see :data:`TRAIN_FLAGS`)."""
+    from ..train.config import TrainConfig
+
+    values = {name: getattr(args, _dest(flag)) for name, flag in TRAIN_FLAGS.items()}
+    values["workers"] = workers
+    values["ldg_size"] = tuple(values["ldg_size"])
+    return TrainConfig(**values)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -198,150 +248,61 @@ def run(args: argparse.Namespace) -> int:
         import_extra("scipy.stats", "train", "temu-finetune")
     except MissingExtraError as err:
         return usage_error(PROG, str(err))
-    import torch
-
-    from ..data.prepare import DataOptions, prepare_training_data
     from ..errors import DataError, NonFiniteLossError, TeMuError
-    from ..model import TeMuIQA
     from ..runtime import default_num_workers
-    from ..train.checkpoint import load_run_checkpoint
-    from ..train.config import TrainConfig
     from ..train.distributed import setup, teardown
-    from ..train.trainer import Trainer, steps_per_epoch
 
     try:
         info = setup(args.device)
     except (ValueError, RuntimeError) as err:  # a --device that is not usable here
-        return usage_error(PROG, str(err))
-    main_process = info.is_main
+        return usage_error(PROG, flag_message(str(err), FLAGS))
+    if args.splits > 1 and (args.val is not None or args.val_image_root is not None):
+        teardown(info)
+        return usage_error(
+            PROG,
+            "--val gives one fixed validation set; --splits N needs N splits: random ones (--val-fraction) or "
+            "those of a --split-file or a numbered --split-column",
+        )
 
     def log(msg: str) -> None:
-        if main_process:
-            print(msg, file=sys.stderr, flush=True)
+        if info.is_main:
+            print(f"{PROG}: {flag_message(msg, FLAGS)}", file=sys.stderr, flush=True)
 
     try:
-        output: Path = args.output
-        old_files = _old_run_files(output, resume=args.resume, overwrite=args.overwrite)
-        clear = bool(old_files) and main_process and not args.dry_run
-        if clear:  # the data check below writes the new run's list of bad rows
-            (output / BAD_ROWS_NAME).unlink(missing_ok=True)
         workers = (
             args.workers if args.workers is not None else default_num_workers(info.device, world_size=info.world_size)
         )
         try:
-            config = _train_config(TrainConfig, args, workers)
+            config = train_config(args, workers)
         except ValueError as err:
             raise DataError(str(err)) from None
-        data = prepare_training_data(
-            DataOptions.from_namespace(args),
-            val_csv=args.val,
-            val_image_root=args.val_image_root,
-            val_part=args.val_part,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            log=lambda msg: log(f"{PROG}: {msg}"),
-            bad_file=output / BAD_ROWS_NAME if main_process and not args.dry_run else None,
-        )
-        steps_per_epoch(len(data.train), config.batch_size, info.world_size)
-        log(
-            f"{PROG}: {len(data.train)} training and {len(data.val)} validation images ({data.split}); "
-            f"format {data.format.name} (path {data.format.path_col!r}, score {data.format.mos_col!r}, "
-            f"{'lower' if data.format.lower_better else 'higher'} is better); MOS range {data.scale.low:g}..{data.scale.high:g}"
-        )
-        if args.dry_run:
-            if main_process:
-                print(json.dumps(data.summary(), indent=2))
-            return 0
-        if clear:  # only once the data are read and checked: a typo in the command keeps the old run
-            for path in old_files:
-                if path.name != BAD_ROWS_NAME:
-                    path.unlink(missing_ok=True)
-            log(f"{PROG}: --overwrite: deleted {', '.join(p.name for p in old_files)} of the old run in {output}")
-        resume_state = None
-        if args.resume:  # read before the model is built: an unusable checkpoint fails at once
-            resume_state = load_run_checkpoint(output)
-        torch.manual_seed(args.seed)  # the head's initialisation
-        model = TeMuIQA(
-            backbone=args.backbone,
-            pretrained=args.pretrained,
-            variant=args.variant,
-            layers=args.layers,
-            image_size=args.image_size,
-        )
-        trainer = Trainer(
-            model,
-            data.train,
-            data.val,
-            data.scale,
-            config,
-            output,
-            info=info,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-        if resume_state is not None:
-            trainer.resume(resume_state)
-            log(f"{PROG}: resuming {output} after epoch {trainer.epoch} of {config.epochs}")
-        if main_process:
-            output.mkdir(parents=True, exist_ok=True)
-            _write_run_file(output / RUN_NAME, args, data, config, model, info.world_size)
-        log(
-            f"{PROG}: {model.config.backbone} variant {model.config.variant}, {model.num_head_parameters:,} trainable parameters; "
-            f"{config.epochs} epochs x {trainer.steps_per_epoch} steps of {config.batch_size} images; "
-            f"LDG {f'on (weight {config.ldg_weight:g})' if config.ldg else 'off'}; device {info.device}"
-            + (f" x {info.world_size} processes" if info.world_size > 1 else "")
-        )
-        result = trainer.fit(stop_after=args.stop_after_epochs)
+        options = data_options(vars(args))
+        if args.splits > 1:
+            return _run_splits(args, options, config, info, log)
+        return _run_single(args, options, config, info, log)
     except NonFiniteLossError as err:
-        log(f"{PROG}: error: {err}")
+        log(f"error: {err}")
         return 1
     except (TeMuError, OSError) as err:
-        log(f"{PROG}: error: {err}")
+        log(f"error: {err}")
         return 2
     finally:
         teardown(info)
-    if not result.finished:
-        log(
-            f"{PROG}: stopped after epoch {result.epochs_done} of {config.epochs}; continue with the same command plus --resume"
-        )
-        return 0
-    best = result.best_metrics
-    log(
-        f"{PROG}: done. Best epoch {result.best_epoch}: "
-        + ", ".join(f"{k.upper()} {v:.4f}" for k, v in best.items())
-        + f" (RMSE on the [0, 1] scale). Head saved in {output}; load it with temu.load({str(output)!r})"
+
+
+def _build_model(args: argparse.Namespace) -> Any:
+    from ..model import TeMuIQA
+
+    return TeMuIQA(
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        variant=args.variant,
+        layers=args.layers,
+        image_size=args.image_size,
     )
-    return 0
 
 
-def _old_run_files(output: Path, *, resume: bool, overwrite: bool) -> list[Path]:
-    """The files of an earlier run (or a saved head) in ``output`` that ``--overwrite`` deletes.
-
-    Raises :class:`~temu.DataError` when ``output`` is a file, when both ``--resume`` and
-    ``--overwrite`` are given, or when it holds such files and neither is given. Other files
-    in the folder are never touched. With ``--resume`` nothing is deleted.
-    """
-    from ..errors import DataError
-    from ..model.hub import CONFIG_NAME, WEIGHTS_NAME
-    from ..train.trainer import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
-
-    if output.exists() and not output.is_dir():
-        raise DataError(f"--output {output} is a file; give a folder for the run")
-    if resume and overwrite:
-        raise DataError("--resume continues the run in --output and --overwrite deletes it; give one of them")
-    if resume:
-        return []
-    names = (CHECKPOINT_NAME, CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, METRICS_NAME, CURVES_NAME, RUN_NAME, BAD_ROWS_NAME)
-    found = [output / name for name in names if (output / name).is_file() or (output / name).is_symlink()]
-    if found and not overwrite:
-        what = "a run" if (output / CHECKPOINT_NAME).exists() else "a head or a run's files"
-        raise DataError(
-            f"{output} already holds {what} ({', '.join(p.name for p in found)}); pass --resume to continue "
-            "the run, --overwrite to delete those files and start anew, or choose another --output"
-        )
-    return found
-
-
-def _write_run_file(path: Path, args: argparse.Namespace, data: Any, config: Any, model: Any, world_size: int) -> None:
+def _run_info(args: argparse.Namespace) -> dict[str, Any]:
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
             return str(value)
@@ -349,17 +310,135 @@ def _write_run_file(path: Path, args: argparse.Namespace, data: Any, config: Any
             return list(value)
         return value
 
-    info = {
-        "temu_version": __version__,
+    return {
         "command": [PROG, *sys.argv[1:]] if sys.argv and sys.argv[0] else None,
         "arguments": {k: plain(v) for k, v in vars(args).items()},
-        "data": data.summary(),
-        "train": config.to_dict(),
-        "model": model.saved_config().to_dict(),
-        "head_parameters": model.num_head_parameters,
-        "world_size": world_size,
     }
-    path.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _run_single(args: argparse.Namespace, options: Any, config: Any, info: Any, log: Any) -> int:
+    """One run in ``--output`` (``--splits 1``)."""
+    import torch
+
+    from ..data.prepare import prepare_training_data
+    from ..train.checkpoint import load_run_checkpoint
+    from ..train.runfiles import BAD_ROWS_NAME, RUN_NAME, delete_run_files, old_run_files, write_run_file
+    from ..train.trainer import Trainer, steps_per_epoch
+
+    main_process = info.is_main
+    output: Path = args.output
+    old_files = old_run_files(output, resume=args.resume, overwrite=args.overwrite)
+    clear = bool(old_files) and main_process and not args.dry_run
+    if clear:  # the data check below writes the new run's list of bad rows
+        (output / BAD_ROWS_NAME).unlink(missing_ok=True)
+    data = prepare_training_data(
+        options,
+        val_csv=args.val,
+        val_image_root=args.val_image_root,
+        val_part=args.val_part,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        log=log,
+        bad_file=output / BAD_ROWS_NAME if main_process and not args.dry_run else None,
+    )
+    steps_per_epoch(len(data.train), config.batch_size, info.world_size)
+    log(
+        f"{len(data.train)} training and {len(data.val)} validation images ({data.split}); "
+        f"format {data.format.name} (path {data.format.path_col!r}, score {data.format.mos_col!r}, "
+        f"{'lower' if data.format.lower_better else 'higher'} is better); MOS range {data.scale.low:g}..{data.scale.high:g}"
+    )
+    if args.dry_run:
+        if main_process:
+            summary = data.summary()
+            summary["split"] = flag_message(summary["split"], FLAGS)
+            print(json.dumps(summary, indent=2))
+        return 0
+    if clear:  # only once the data are read and checked: a typo in the command keeps the old run
+        delete_run_files(output, [p for p in old_files if p.name != BAD_ROWS_NAME], log=log)
+    resume_state = None
+    if args.resume:  # read before the model is built: an unusable checkpoint fails at once
+        resume_state = load_run_checkpoint(output)
+    torch.manual_seed(args.seed)  # the head's initialisation
+    model = _build_model(args)
+    trainer = Trainer(
+        model,
+        data.train,
+        data.val,
+        data.scale,
+        config,
+        output,
+        info=info,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if resume_state is not None:
+        trainer.resume(resume_state)
+        log(f"resuming {output} after epoch {trainer.epoch} of {config.epochs}")
+    if main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        write_run_file(
+            output / RUN_NAME, data=data, config=config, model=model, world_size=info.world_size, extra=_run_info(args)
+        )
+    log(
+        f"{model.config.backbone} variant {model.config.variant}, {model.num_head_parameters:,} trainable parameters; "
+        f"{config.epochs} epochs x {trainer.steps_per_epoch} steps of {config.batch_size} images; "
+        f"LDG {f'on (weight {config.ldg_weight:g})' if config.ldg else 'off'}; device {info.device}"
+        + (f" x {info.world_size} processes" if info.world_size > 1 else "")
+    )
+    result = trainer.fit(stop_after=args.stop_after_epochs)
+    if not result.finished:
+        log(
+            f"stopped after epoch {result.epochs_done} of {config.epochs}; continue with the same command plus --resume"
+        )
+        return 0
+    from ..evaluation.report import METRIC_LABELS
+
+    best = result.best_metrics
+    log(
+        f"done. Best epoch {result.best_epoch}: "
+        + ", ".join(f"{METRIC_LABELS[k]} {v:.4f}" for k, v in best.items())
+        + f" (RMSE on the [0, 1] scale). Head saved in {output}; load it with temu.load({str(output)!r})"
+    )
+    return 0
+
+
+def _run_splits(args: argparse.Namespace, options: Any, config: Any, info: Any, log: Any) -> int:
+    """``--splits N``: :func:`temu.train.protocol.run_splits` (or, with ``--dry-run``, its data checks)."""
+    from ..data.prepare import prepare_split_data
+    from ..train.protocol import run_splits
+    from ..train.runfiles import old_run_files
+    from ..train.trainer import steps_per_epoch
+
+    if args.dry_run:  # refuses what the run would refuse
+        old_run_files(args.output, protocol=True, resume=args.resume, overwrite=args.overwrite)
+        datas = prepare_split_data(
+            options, splits=args.splits, seed=args.seed, val_fraction=args.val_fraction, val_part=args.val_part, log=log
+        )
+        for k, data in enumerate(datas):
+            steps_per_epoch(len(data.train), config.batch_size, info.world_size)
+            log(f"split {k + 1}/{args.splits}: {len(data.train)} training and {len(data.val)} validation images")
+        if info.is_main:
+            summaries = [{**d.summary(), "split": flag_message(d.split, FLAGS)} for d in datas]
+            print(json.dumps({"splits": summaries}, indent=2))
+        return 0
+    result = run_splits(
+        options,
+        config,
+        lambda: _build_model(args),
+        args.output,
+        splits=args.splits,
+        val_fraction=args.val_fraction,
+        val_part=args.val_part,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        stop_after_epochs=args.stop_after_epochs,
+        info=info,
+        progress=not args.quiet and sys.stderr.isatty(),
+        log=log,
+        run_info=_run_info(args),
+    )
+    if not result.finished:
+        log("continue with the same command plus --resume")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

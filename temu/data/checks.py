@@ -45,9 +45,18 @@ def check_records(
 
 
 def find_bad_records(
-    records: Sequence[IQARecord], *, full: bool = False, sources: Sequence[str] | None = None
+    records: Sequence[IQARecord],
+    *,
+    full: bool = False,
+    sources: Sequence[str] | None = None,
+    cache: dict[Path, str | None] | None = None,
 ) -> list[tuple[int, BadRow]]:
-    """:func:`check_records` with each bad row's position in ``records`` (rows of two CSVs can share a line number)."""
+    """:func:`check_records` with each bad row's position in ``records`` (rows of two CSVs can share a line number).
+
+    ``cache``: image file -> its problem (None: usable), filled here and read back, so checking
+    the same images again (the splits of one dataset) reads each file once. Use one cache per
+    ``full`` setting.
+    """
     if sources is not None and len(sources) != len(records):
         raise ValueError(f"sources has {len(sources)} entries for {len(records)} records")
     modes: dict[str, str | None] = {}
@@ -56,7 +65,12 @@ def find_bad_records(
         reasons = []
         if not math.isfinite(record.mos):
             reasons.append(f"score is not a finite number ({record.mos}): the CSV cell is empty or not a number")
-        problem = _image_problem(record.path, full, modes)
+        if cache is not None and record.path in cache:
+            problem = cache[record.path]
+        else:
+            problem = _image_problem(record.path, full, modes)
+            if cache is not None:
+                cache[record.path] = problem
         if problem:
             reasons.append(problem)
         if reasons:

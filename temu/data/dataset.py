@@ -86,8 +86,8 @@ def collate_same_size(items: list[tuple[torch.Tensor, torch.Tensor, int]]) -> Ba
     if len(groups) > 1:
         shapes = sorted(tuple(g[0][0].shape) for g in groups)
         raise DataError(
-            f"a batch holds images of different sizes {shapes}: with --image-size native every training "
-            "image must have the same size. Pass --image-size (e.g. 448) to resize them"
+            f"a batch holds images of different sizes {shapes}: with image_size=None every training image keeps "
+            "its own size, so they must all have the same one. Pass image_size=448 (or another size) to resize them"
         )
     return _stack(items)
 

@@ -1,6 +1,6 @@
 """Meta-info CSV formats of the IQA datasets, as IQA-PyTorch (pyiqa) lays them out.
 
-``--image-root`` is the folder the CSV's image paths are relative to. For each
+The image root is the folder the CSV's image paths are relative to. For each
 format below: that folder, the CSV file and the columns read. pyiqa reads its
 meta-info CSVs by position (NR: columns 0 and 1; FR: 0 = reference, 1 =
 distorted, 2 = score); temu reads them by header name, which are the same
@@ -43,7 +43,7 @@ class DatasetFormat:
     path_col / mos_col: header names of the image path and the score column;
         matched case-insensitively, ``path_aliases`` are accepted instead.
     lower_better: True when the score is a DMOS (lower = better quality).
-    layout: the folder ``--image-root`` must point at and what is in it.
+    layout: the folder the image root must point at and what is in it.
     pyiqa_key: key in pyiqa's ``default_dataset_configs.yml``, None if absent.
     title: human-readable dataset name.
     ref_col: reference-image column of FR meta-info files (unused for NR).
@@ -237,7 +237,7 @@ def get_format(name: str) -> DatasetFormat:
     raise ValueError(
         f"unknown dataset format {name!r}; known formats: {', '.join(DATASET_FORMATS)}. "
         "For any other CSV leave the format out and give the columns with "
-        "path_col/mos_col (--path-col/--mos-col)"
+        "path_col and mos_col"
     )
 
 

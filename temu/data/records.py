@@ -159,16 +159,19 @@ def read_table(
     return header, rows
 
 
-def find_column(header: list[str], wanted: str, what: str, csv_path: Any) -> int:
+def find_column(header: list[str], wanted: str, what: str, csv_path: Any, field: str | None = None) -> int:
+    """Position of the column ``wanted`` in ``header`` (case-insensitive, spaces and hyphens read as ``_``).
+
+    ``what`` names the column's role in messages, ``field`` the argument that gave the name (if any).
+    Raises ValueError when no column or more than one column has that name.
+    """
     target = norm_header(wanted)
     hits = [i for i, name in enumerate(header) if norm_header(name) == target]
     if len(hits) == 1:
         return hits[0]
     if not hits:
-        raise ValueError(
-            f"{csv_path}: no {what} column named {wanted!r}; the header is {header}. "
-            f"Pass the right name with {what}_col= (--{what}-col)"
-        )
+        fix = f" Pass the right name as {field}" if field else ""
+        raise ValueError(f"{csv_path}: no {what} column named {wanted!r}; the header is {header}.{fix}")
     raise ValueError(
         f"{csv_path}: the header has {len(hits)} columns named {wanted!r} "
         f"(positions {hits}); rename the duplicates. Header: {header}"
@@ -179,16 +182,16 @@ def _detect_column(header: list[str], candidates: tuple[str, ...], what: str, cs
     hits = [i for i, name in enumerate(header) if norm_header(name) in candidates]
     if len(hits) == 1:
         return hits[0]
-    flag = f"{what}_col= (--{what}-col)"
+    field = f"{what}_col"
     if not hits:
         raise ValueError(
             f"{csv_path}: could not find the {what} column. The header is {header}; "
             f"recognised names are {list(candidates)} (case-insensitive). "
-            f"Name the column with {flag} or pass format= (--format) for a known dataset"
+            f"Name the column with {field}=NAME, or pass format=NAME for a known dataset"
         )
     found = [header[i] for i in hits]
     raise ValueError(
-        f"{csv_path}: {len(hits)} columns could be the {what} column: {found}. Choose one with {flag}. Header: {header}"
+        f"{csv_path}: {len(hits)} columns could be the {what} column: {found}. Choose one with {field}=NAME. Header: {header}"
     )
 
 
@@ -228,11 +231,11 @@ def _resolve(
                 raise ValueError(
                     f"{csv_path} does not look like the {fmt.title or fmt.name} meta-info file: "
                     f"expected a path column {list(names)}, the header is {header}. "
-                    f"Check --format, or give the columns with --path-col/--mos-col"
+                    f"Check format={fmt.name!r}, or give the columns as path_col and mos_col"
                 )
             path_col = present[0]
-        path_idx = find_column(header, path_col, "path", csv_path)
-        mos_idx = find_column(header, mos_col or fmt.mos_col, "mos", csv_path)
+        path_idx = find_column(header, path_col, "path", csv_path, "path_col")
+        mos_idx = find_column(header, mos_col or fmt.mos_col, "mos", csv_path, "mos_col")
         direction = fmt.lower_better if lower_better is None else lower_better
         return replace(
             fmt,
@@ -244,11 +247,11 @@ def _resolve(
     normalised = {norm_header(h) for h in header}
     explicit_mos = mos_col is not None
     if path_col is not None:
-        path_idx = find_column(header, path_col, "path", csv_path)
+        path_idx = find_column(header, path_col, "path", csv_path, "path_col")
     else:
         path_idx = _detect_column(header, PATH_CANDIDATES, "path", csv_path)
     if mos_col is not None:
-        mos_idx = find_column(header, mos_col, "mos", csv_path)
+        mos_idx = find_column(header, mos_col, "mos", csv_path, "mos_col")
     else:
         mos_idx = _detect_column(header, MOS_CANDIDATES, "mos", csv_path)
     if not explicit_mos and lower_better is None:
@@ -257,14 +260,14 @@ def _resolve(
                 f"{csv_path} looks like a pyiqa full-reference meta-info file (ref_name, "
                 f"dist_name, ...): header {header}. Its score direction depends on the "
                 f"dataset (LIVE's 'mos' and CSIQ's 'dmos' are lower-is-better, KADID-10k's "
-                f"'dmos' is higher-is-better). Pass --format ({', '.join(DATASET_FORMATS)})"
+                f"'dmos' is higher-is-better). Pass format=NAME (one of {', '.join(DATASET_FORMATS)})"
             )
         if norm_header(header[mos_idx]) == "dmos":
             raise ValueError(
                 f"{csv_path}: the score column is {header[mos_idx]!r}; whether a 'dmos' is "
-                f"lower-is-better differs between datasets. Pass --format for a known "
-                f"dataset, or --mos-col {header[mos_idx]} together with the direction "
-                f"(lower_better=True/False)"
+                f"lower-is-better differs between datasets. Pass format=NAME for a known "
+                f"dataset, or mos_col={header[mos_idx]!r} together with the direction "
+                f"(lower_better=True or lower_better=False)"
             )
     return generic_format(header[path_idx], header[mos_idx], lower_better=bool(lower_better))
 
@@ -305,7 +308,7 @@ def read_records(
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(image_root))))
     if not root.is_dir():
         raise FileNotFoundError(
-            f"image root {root} is not an existing folder; point --image-root at the folder "
+            f"image root {root} is not an existing folder; point image_root at the folder "
             f"the CSV's image paths are relative to"
         )
     header, rows = read_table(csv_path)

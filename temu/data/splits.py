@@ -107,7 +107,7 @@ def apply_split(
                 raise ValueError(
                     f"{split_file}: split {split_index!r} {part} has index {i}, but there are "
                     f"{len(records)} records (valid 0..{len(records) - 1}). Is this the split "
-                    f"file of this CSV, read with the same --format?"
+                    f"file of this CSV, read with the same format?"
                 )
             if i in seen:
                 raise ValueError(
@@ -156,7 +156,7 @@ def column_split(
     split_columns = [h for h in header if "split" in h.lower()]
     if not any(norm_header(h) == norm_header(name) for h in header):
         raise ValueError(f"{csv_path} has no split column {name!r}; its split columns are {split_columns}")
-    idx = find_column(header, name, "split", csv_path)
+    idx = find_column(header, name, "split", csv_path, "split_column")
     if len(records) > len(rows):
         raise ValueError(
             f"{len(records)} records but {csv_path} has only {len(rows)} data rows; "

@@ -1,8 +1,11 @@
-"""Evaluating a model on labelled data: metrics (``metrics``), batched prediction (``predict``) and reports (``report``)."""
+"""Evaluating a model on labelled data: metrics (``metrics``), the logistic fit behind the fitted PLCC
+(``fitting``), batched prediction (``predict``) and reports (``report``)."""
 
+from .fitting import LogisticFit, fit_logistic4, fitted_plcc, logistic4
 from .metrics import evaluate, krcc, plcc, rmse, srcc
 from .predict import evaluate_model, predict
 from .report import (
+    METRIC_LABELS,
     METRICS,
     EvalReport,
     SplitSummary,
@@ -15,13 +18,18 @@ from .report import (
 
 __all__ = [
     "METRICS",
+    "METRIC_LABELS",
     "EvalReport",
+    "LogisticFit",
     "SplitSummary",
     "evaluate",
     "evaluate_model",
     "evaluate_scores",
+    "fit_logistic4",
+    "fitted_plcc",
     "format_report",
     "krcc",
+    "logistic4",
     "plcc",
     "predict",
     "random_subsets",

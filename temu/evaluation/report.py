@@ -1,4 +1,4 @@
-"""Evaluation results: SRCC/PLCC/KRCC/RMSE, statistics over random splits, and the ``temu eval`` report.
+"""Evaluation results: SRCC/PLCC/fitted PLCC/KRCC/RMSE, statistics over random splits, and the ``temu eval`` report.
 
 Predictions are the model's scores in [0, 1]; targets are MOS normalised to [0, 1] with a
 :class:`~temu.MOSScale` (1 = best), so RMSE is on that normalised scale. SRCC, PLCC and KRCC do
@@ -19,6 +19,7 @@ from ..data.splits import random_split
 from ..errors import ConstantInputError, DataError
 from ..model import TeMuIQA
 from ..model.scale import MOSScale
+from .fitting import fitted_plcc
 from .metrics import evaluate as metric_values
 from .metrics import rmse
 
@@ -26,33 +27,68 @@ __all__ = [
     "METRICS",
     "EvalReport",
     "SplitSummary",
+    "METRIC_LABELS",
     "evaluate_scores",
+    "fit_failed",
+    "format_metric",
     "format_report",
+    "markdown_table",
     "random_subsets",
     "split_metrics",
     "split_subsets",
+    "table_rows",
     "target_scale",
 ]
 
-METRICS = ("srcc", "plcc", "krcc", "rmse")
+#: The metrics every report holds, in this order.
+METRICS = ("srcc", "plcc", "fitted_plcc", "krcc", "rmse")
+
+#: How each metric is written in tables and messages.
+METRIC_LABELS = {"srcc": "SRCC", "plcc": "PLCC", "fitted_plcc": "fitted PLCC", "krcc": "KRCC", "rmse": "RMSE"}
 
 
 def evaluate_scores(pred: Any, target: Any) -> dict[str, float]:
-    """SRCC, PLCC, KRCC and RMSE of predictions against normalised targets (see :mod:`temu.evaluation.metrics`).
+    """The :data:`METRICS` of predictions against normalised targets, as floats.
 
-    A constant prediction (an untrained or collapsed head) has no correlation: SRCC/PLCC/KRCC
-    are then reported as NaN instead of raising, RMSE is still computed.
+    SRCC, PLCC, KRCC and RMSE are :mod:`temu.evaluation.metrics`'s; ``fitted_plcc`` is the PLCC
+    after the VQEG 4-parameter logistic map fitted on these pairs
+    (:func:`temu.evaluation.fitting.fitted_plcc`), NaN when that fit does not converge. A
+    constant prediction (an untrained or collapsed head) has no correlation: the correlations
+    are then NaN instead of raising, RMSE is still computed.
+
+    Args:
+        pred: ``[N]`` predicted scores; target: ``[N]`` targets (N >= 2).
+
+    Returns:
+        ``{"srcc", "plcc", "fitted_plcc", "krcc", "rmse"}`` -> float.
     """
     try:
-        return metric_values(pred, target)
+        values = metric_values(pred, target)
     except ConstantInputError:
-        return {"srcc": math.nan, "plcc": math.nan, "krcc": math.nan, "rmse": rmse(pred, target)}
+        nan = math.nan
+        return {"srcc": nan, "plcc": nan, "fitted_plcc": nan, "krcc": nan, "rmse": rmse(pred, target)}
+    values["fitted_plcc"] = fitted_plcc(pred, target)
+    return {key: values[key] for key in METRICS}
+
+
+def fit_failed(metrics: dict[str, float]) -> bool:
+    """True when the logistic fit behind ``metrics["fitted_plcc"]`` failed: NaN beside a defined plain PLCC
+    (the fit did not converge, or it mapped every score to one value)."""
+    return math.isnan(metrics.get("fitted_plcc", math.nan)) and not math.isnan(metrics.get("plcc", math.nan))
+
+
+def format_metric(metrics: dict[str, float], key: str) -> str:
+    """One metric with 4 decimals; a fitted PLCC whose fit did not converge says so."""
+    value = metrics[key]
+    if key == "fitted_plcc" and fit_failed(metrics):
+        return "nan (the logistic fit failed)"
+    return f"{value:.4f}"
 
 
 def random_subsets(
     n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
 ) -> list[np.ndarray]:
-    """``k`` random subsets of ``range(n)`` for ``temu eval --splits``.
+    """``k`` random subsets of ``range(n)`` (``temu eval --splits``).
 
     Subset ``j`` (``j = 0..k-1``) is the held-out part of :func:`temu.data.random_split` of the
     ``n`` items with ``val_fraction=fraction`` and ``seed=seed + j``: ``round(fraction * n)``
@@ -63,7 +99,7 @@ def random_subsets(
     as the split of a full-reference dataset does.
     """
     if k < 1:
-        raise ValueError(f"--splits must be >= 1, got {k}")
+        raise ValueError(f"k must be >= 1, got {k}")
     positions = list(range(n))
     key = None if groups is None else groups.__getitem__
     return [np.asarray(random_split(positions, fraction, seed + j, group_key=key)[1], dtype=np.int64) for j in range(k)]
@@ -73,16 +109,16 @@ def split_subsets(
     n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
 ) -> list[np.ndarray]:
     """:func:`random_subsets`, refusing with :class:`~temu.DataError` subsets that cannot be scored
-    (fewer than 2 items: no correlation), so ``temu eval --splits`` can check them before scoring."""
+    (fewer than 2 items: no correlation), so they can be checked before scoring."""
     try:
         subsets = random_subsets(n, k, fraction, seed, groups=groups)
     except ValueError as err:
-        raise DataError(f"--splits: {err}") from None
+        raise DataError(f"random subsets: {err}") from None
     smallest = min(len(s) for s in subsets)
     if smallest < 2:
         raise DataError(
-            f"--splits: a random subset of {fraction:g} of the {n} images holds {smallest} image(s); "
-            "a correlation needs at least 2. Raise --split-fraction"
+            f"a random subset (fraction={fraction:g}) of the {n} images holds {smallest} image(s); "
+            "a correlation needs at least 2: raise fraction"
         )
     return subsets
 
@@ -189,7 +225,7 @@ def _json_safe(value: Any) -> Any:
 
 
 def target_scale(choice: str, model: TeMuIQA, records: Sequence[IQARecord], lower_better: bool) -> tuple[MOSScale, str]:
-    """The MOS scale of ``temu eval --mos-range``: ``auto``, ``model``, ``data`` or ``LOW,HIGH``.
+    """The MOS scale targets are normalised with: ``choice`` is ``auto``, ``model``, ``data`` or ``LOW,HIGH``.
 
     ``model``: the range the head was fine-tuned on (its ``config.mos_scale``); ``data``: the
     min and max of the evaluated rows; ``auto``: ``model`` when the head has a range, else
@@ -202,16 +238,16 @@ def target_scale(choice: str, model: TeMuIQA, records: Sequence[IQARecord], lowe
             return MOSScale(saved.low, saved.high, lower_better), "the range the head was fine-tuned on"
         if choice == "model":
             raise DataError(
-                "--mos-range model: this head has no MOS range (it was not fine-tuned); use --mos-range data or LOW,HIGH"
+                "choice='model': this head has no MOS range (it was not fine-tuned); use choice='data' or 'LOW,HIGH'"
             )
     if choice in ("auto", "data"):
         return MOSScale.fit([r.mos for r in records], lower_better=lower_better), "the evaluated rows' own min and max"
     try:
         low, high = (float(v) for v in choice.split(","))
-        return MOSScale(low, high, lower_better), "--mos-range"
+        return MOSScale(low, high, lower_better), "a fixed range"
     except ValueError as err:
         raise DataError(
-            f"--mos-range {choice!r}: expected auto, model, data or LOW,HIGH with LOW < HIGH (e.g. 1,100); {err}"
+            f"choice={choice!r}: expected 'auto', 'model', 'data' or 'LOW,HIGH' with LOW < HIGH (e.g. '1,100'); {err}"
         ) from None
 
 
@@ -219,7 +255,7 @@ def format_report(report: EvalReport) -> str:
     """The lines ``temu eval`` prints."""
     lines = [f"model {report.model} on {report.data}: {report.n} images"]
     for key in METRICS:
-        lines.append(f"{key.upper()}  {report.metrics[key]:.4f}")
+        lines.append(f"{METRIC_LABELS[key]}  {format_metric(report.metrics, key)}")
     lines.append(
         f"(RMSE on MOS normalised to [0, 1] with range {report.scale.low:g}..{report.scale.high:g}: {report.scale_source})"
     )
@@ -234,5 +270,36 @@ def format_report(report: EvalReport) -> str:
             )
         lines.append(f"{drawn}, seeds {s.seed}..{s.seed + s.k - 1}), mean ± std:")
         for key in METRICS:
-            lines.append(f"{key.upper()}  {s.mean[key]:.4f} ± {s.std[key]:.4f}")
+            lines.append(f"{METRIC_LABELS[key]}  {s.mean[key]:.4f} ± {s.std[key]:.4f}")
+    return "\n".join(lines)
+
+
+#: Columns of the table of several evaluations (one row per model and dataset).
+TABLE_COLUMNS = ("model", "data", "images", "skipped_rows", *METRICS)
+
+
+def table_rows(reports: Sequence[EvalReport]) -> list[dict[str, Any]]:
+    """One row per report: :data:`TABLE_COLUMNS` -> value (metrics as floats, NaN when undefined)."""
+    return [
+        {
+            "model": r.model,
+            "data": r.data,
+            "images": r.n,
+            "skipped_rows": r.skipped,
+            **{k: r.metrics[k] for k in METRICS},
+        }
+        for r in reports
+    ]
+
+
+def markdown_table(reports: Sequence[EvalReport]) -> str:
+    """The reports as a Markdown table: model, data, images, rows left out, then the metrics (4 decimals)."""
+    labels = [METRIC_LABELS[k] for k in METRICS]
+    lines = [
+        "| model | data | images | rows left out | " + " | ".join(labels) + " |",
+        "|---|---|---|---|" + "---|" * len(labels),
+    ]
+    for r in reports:
+        cells = [format_metric(r.metrics, k) for k in METRICS]
+        lines.append(f"| {r.model} | {r.data} | {r.n} | {r.skipped} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 ``checkpoint.pt`` is written atomically after every epoch. Besides the head, optimizer,
 scheduler and gradient scaler it holds the global RNG states (torch, CUDA, numpy, random) and a
-fingerprint of the run (its settings, model config and data), so ``--resume`` refuses a
+fingerprint of the run (its settings, model config and data), so resuming refuses a
 checkpoint of another run. Random draws of epoch ``e`` (shuffling, LDG) come from seeds that are
 pure functions of ``(seed, e, rank)`` (:func:`epoch_seed`).
 """
@@ -75,7 +75,7 @@ def load_run_checkpoint(output: Path) -> dict[str, Any]:
     :class:`~temu.DataError` if the folder has none."""
     path = Path(output) / CHECKPOINT_NAME
     if not path.is_file():
-        raise DataError(f"--resume: no {CHECKPOINT_NAME} in {output}; start without --resume")
+        raise DataError(f"no {CHECKPOINT_NAME} in {output} to resume from; start the run without resume=True")
     return load_checkpoint(path)
 
 
@@ -89,8 +89,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
     def unusable(why: str) -> DataError:
         return DataError(
-            f"--resume: {path} is not a usable checkpoint: {why}. It cannot be continued: start the run anew "
-            "with --overwrite (that deletes the run's files), or put back an intact copy of the file"
+            f"{path} is not a usable checkpoint: {why}. It cannot be continued: start the run anew "
+            "with overwrite=True (that deletes the run's files), or put back an intact copy of the file"
         )
 
     try:
@@ -180,5 +180,5 @@ def run_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]
             diffs.append(f"model {key}: checkpoint {saved['model'].get(key)!r}, now {current['model'].get(key)!r}")
     for part in ("train", "val"):
         if current[f"{part}_digest"] != saved[f"{part}_digest"]:
-            diffs.append(f"the {part} set differs (other images, scores, order, split or --skip-bad)")
+            diffs.append(f"the {part} set differs (other images, scores, order, split or skip_bad)")
     return diffs

@@ -92,7 +92,7 @@ CURVES_NAME = "curves.png"
 #: Columns of metrics.csv, in order.
 METRIC_COLUMNS = (
     "epoch", "lr", "train_loss", "train_mse", "train_plcc", "train_ldg",
-    "val_srcc", "val_plcc", "val_krcc", "val_rmse", "seconds",
+    "val_srcc", "val_plcc", "val_fitted_plcc", "val_krcc", "val_rmse", "seconds",
 )  # fmt: skip
 
 
@@ -124,24 +124,24 @@ def steps_per_epoch(train_size: int, batch_size: int, world_size: int = 1) -> in
 
     Raises :class:`~temu.DataError` when the run cannot train: ``batch_size`` not divisible by
     ``world_size``, a share under 2 images per process (the PLCC loss needs 2), or fewer images
-    than one batch. ``temu-finetune --dry-run`` calls it too, so it refuses what the run would.
+    than one batch. A dry run can call it to refuse what the run would.
     """
     if batch_size % world_size:
         raise DataError(
-            f"--batch-size {batch_size} must be divisible by the number of processes "
+            f"batch_size={batch_size} must be divisible by the number of processes "
             f"({world_size}); each process takes an equal share"
         )
     local = batch_size // world_size
     if local < 2:
         raise DataError(
-            f"--batch-size {batch_size} over {world_size} processes leaves {local} "
-            "image per process; the PLCC loss needs at least 2. Raise --batch-size"
+            f"batch_size={batch_size} over {world_size} processes leaves {local} "
+            "image per process; the PLCC loss needs at least 2. Raise batch_size"
         )
     steps = math.ceil(train_size / world_size) // local  # DistributedSampler's share, then whole batches
     if steps == 0:
         raise DataError(
             f"the training set has {train_size} images, fewer than one batch of {batch_size}; "
-            "lower --batch-size or add images"
+            "lower batch_size or add images"
         )
     return steps
 
@@ -234,7 +234,7 @@ class Trainer:
         steps_per_epoch(len(train), config.batch_size, self.info.world_size)
         self.local_batch = config.batch_size // self.info.world_size
         if not val:
-            raise DataError("the validation set is empty; give --val, --val-fraction or a split with a val part")
+            raise DataError("val is empty: give the validation records (at least 2) the best epoch is chosen on")
         model.config = model.config.replace(mos_scale=scale)
         self.model = model.to(device)
         self.train_records = list(train)
@@ -328,7 +328,7 @@ class Trainer:
             self._check_same_run(state["meta"])
             if state["world_size"] != self.info.world_size and self.info.is_main:
                 self._log(
-                    f"temu-finetune: warning: the checkpoint was written by {state['world_size']} process(es), this "
+                    f"warning: the checkpoint was written by {state['world_size']} process(es), this "
                     f"run has {self.info.world_size}; training goes on, but not bit-identically to an uninterrupted run"
                 )
             self.model.head.load_state_dict(state["head"])
@@ -346,15 +346,15 @@ class Trainer:
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise DataError(
-                f"--resume: {self.checkpoint_path} does not fit this run ({type(err).__name__}: {first[:200]}); the file "
-                "is damaged or was edited. Start the run anew with --overwrite, or put back an intact copy"
+                f"{self.checkpoint_path} does not fit this run ({type(err).__name__}: {first[:200]}); the file "
+                "is damaged or was edited. Start the run anew (overwrite=True), or put back an intact copy"
             ) from None
 
     def _check_same_run(self, saved: dict[str, Any]) -> None:
         diffs = run_differences(saved, self._resume_meta())
         if diffs:
             raise DataError(
-                f"{self.checkpoint_path} belongs to a different run; --resume needs the original command. "
+                f"{self.checkpoint_path} belongs to a different run; resuming needs the original settings and data. "
                 "Differences: " + "; ".join(diffs)
             )
 
@@ -409,7 +409,8 @@ class Trainer:
                 self._log(
                     f"epoch {self.epoch}/{self.config.epochs}: loss {losses['train_loss']:.4f} "
                     f"(mse {losses['train_mse']:.4f}, 1-plcc {losses['train_plcc']:.4f}, ldg {losses['train_ldg']:.4f}) | "
-                    f"val srcc {metrics['srcc']:.4f} plcc {metrics['plcc']:.4f} krcc {metrics['krcc']:.4f} "
+                    f"val srcc {metrics['srcc']:.4f} plcc {metrics['plcc']:.4f} (fitted {metrics['fitted_plcc']:.4f}) "
+                    f"krcc {metrics['krcc']:.4f} "
                     f"rmse {metrics['rmse']:.4f} | best epoch {self.best_epoch} | {row['seconds']:.1f} s"
                 )
             self.save_checkpoint()
@@ -552,6 +553,6 @@ class Trainer:
         raise NonFiniteLossError(
             f"the training loss is NaN or infinite at epoch {epoch + 1}, step {step + 1} of {self.steps_per_epoch} "
             f"(process {self.info.rank}); the batch's images: {paths}. Check those images and their scores; "
-            f"a lower --lr or --precision fp32 may help. The last checkpoint (epoch {self.epoch}) is intact: "
-            "fix the cause and continue with --resume"
+            f"a lower lr (now lr={self.config.lr:g}) or precision='fp32' may help. The last checkpoint (epoch "
+            f"{self.epoch}) is intact: fix the cause and continue from it (resume=True)"
         )
