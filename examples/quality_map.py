@@ -16,7 +16,7 @@ from PIL import Image
 
 import temu
 import temu.images.decode
-from temu.maps import colorize, quality_overlay
+from temu.plots import colorize, quality_overlay
 
 
 def main() -> None:

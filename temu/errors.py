@@ -81,6 +81,11 @@ class DemoError(TeMuError, ValueError):
     """The demo page cannot be built as asked: no model, a model named twice, an unknown model name or device."""
 
 
+def os_reason(err: OSError) -> str:
+    """Why an OS call failed, in a few words: "permission denied", or the system's message."""
+    return "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
+
+
 class TeMuWarning(UserWarning):
     """Something temu handled that the user should know about: an image scored with its orientation
     as stored because its EXIF could not be read, an image downscaled to ``max_pixels``."""

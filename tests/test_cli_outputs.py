@@ -406,7 +406,7 @@ def test_maps_are_drawn_from_a_bounded_copy_of_a_big_photo(capsys, photos, tiny_
 
 
 def test_a_preview_is_bounded_upright_and_its_errors_name_the_file(photos, tmp_path):
-    from temu.maps import read_preview
+    from temu.plots import read_preview
 
     upright = Image.fromarray(photos["coffee"]).resize((400, 300))
     exif = Image.Exif()

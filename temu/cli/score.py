@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import TeMuError
+from ..errors import TeMuError, os_reason
 from .args import add_model_argument, add_runtime_arguments, attribute_names, usage_error
 from .corpus import (
     add_corpus_arguments,
@@ -103,7 +103,7 @@ def _write_map(result, path: Path, with_attributes: bool) -> None:
     loads on first use), drawn over a bounded-size copy of the image and written atomically.
     Raises TeMuError / OSError for this image only."""
     from ..files import atomic_write
-    from ..maps import quality_overlay, read_preview
+    from ..plots import quality_overlay, read_preview
 
     if with_attributes:
         from ..plots import MAX_SIDE, draw_panel, thumbnail
@@ -136,10 +136,6 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _why(err: OSError) -> str:
-    return err.strerror or str(err)
-
-
 def run(args: argparse.Namespace) -> int:
     problem = check_arguments(args)
     if problem is not None:
@@ -151,13 +147,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             args.maps.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            return usage_error(PROG, f"--maps {args.maps}: cannot create the folder ({_why(err)})")
+            return usage_error(PROG, f"--maps {args.maps}: cannot create the folder ({os_reason(err)})")
     output = OutputFile(args.output, overwrite=args.overwrite) if args.output is not None else None
     if output is not None:
         try:
             stream = output.open()
         except OSError as err:
-            return usage_error(PROG, f"--output {args.output}: cannot write there ({_why(err)})")
+            return usage_error(PROG, f"--output {args.output}: cannot write there ({os_reason(err)})")
     else:
         stream = stdout_stream()
     with InterruptGuard() as guard:

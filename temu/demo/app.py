@@ -143,7 +143,7 @@ def _page(choices: ModelChoices, precision: Precision) -> gr.Blocks:
             elem_id="temu-model",
         )
         about_box = gr.Markdown(f"Loading model `{choices.default}` ...", elem_id="temu-about")
-        legend = gr.HTML()  # filled when a page opens: temu.maps imports torch
+        legend = gr.HTML()  # filled when a page opens: temu.plots imports torch
         with gr.Tab("Images"):
             _images_tab(score, model_box, workdir)
         with gr.Tab("Compare two"):

@@ -1,7 +1,7 @@
 """The demo page's pictures, without gradio: patch maps drawn over an image, on fixed scales, and their legends.
 
 Every map is drawn on an absolute scale (0 and 1 have the same colour in every image), so two
-images' maps can be compared by eye. :mod:`temu.maps` (and torch) is imported on first use.
+images' maps can be compared by eye. :mod:`temu.plots` (and torch) is imported on first use.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _WEIGHT_STOPS = np.array([[0.97, 0.97, 0.92], [0.13, 0.25, 0.60]], dtype=np.floa
 def map_over(preview: np.ndarray, values: np.ndarray, opacity: float) -> Image.Image:
     """A score-like map ``[h, w]`` in [0, 1] (quality or an attribute) over ``preview`` ``[H, W, 3]`` uint8,
     red (0) -> yellow -> green (1); returns an RGB image of the preview's size."""
-    from ..maps import quality_overlay
+    from ..plots import quality_overlay
 
     return quality_overlay(Image.fromarray(preview), values, alpha=float(opacity))
 
@@ -43,7 +43,7 @@ def _css(rgb: np.ndarray) -> str:
 
 def legend_html() -> str:
     """HTML of the two colour scales the page uses (quality and attribute maps; patch weights), 0 to 1."""
-    from ..maps import colorize
+    from ..plots import colorize
 
     quality = ", ".join(_css(c) for c in colorize(np.linspace(0.0, 1.0, 5)))
     weight = ", ".join(_css(c) for c in _WEIGHT_STOPS)

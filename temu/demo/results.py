@@ -132,7 +132,7 @@ def score_files(paths: Sequence[str | os.PathLike[str]], model: TeMuIQA, name: s
     scored. ``name`` is the model's name on the page, kept in the result.
     """
     from ..api import explain
-    from ..maps import read_preview
+    from ..plots import read_preview
 
     check_precision(precision)
     images: list[ScoredImage] = []

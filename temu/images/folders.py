@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, os_reason
 from .names import is_image_name
 
 #: Why a folder entry was not scored (:attr:`SkippedEntry.reason`).
@@ -113,11 +113,6 @@ def folder_entries(directory: Path, *, recursive: bool, skipped: list[SkippedEnt
     if skipped is not None:
         skipped.extend(sorted(left_out, key=lambda e: Path(e.path)))
     return sorted(found, key=lambda e: e.path)
-
-
-def os_reason(err: OSError) -> str:
-    """Why an OS call failed, in a few words: "permission denied", or the system's message."""
-    return "permission denied" if isinstance(err, PermissionError) else (err.strerror or str(err))
 
 
 def list_images(
