@@ -159,6 +159,51 @@ def sweep_rows(
 SWEEP_HEADER = ["workers", "input only (images/s)"]
 
 
+def defaults_rows(
+    model: torch.nn.Module,
+    folder: Path,
+    n: int,
+    *,
+    workers: list[int],
+    batches: list[int],
+    threads: list[int],
+    precision: str,
+    repeats: int,
+) -> list[list[str]]:
+    """``temu.iter_scores`` images/s for every (torch threads, workers, batch) combination, interleaved, and
+    the ratio to the first combination: how temu's defaults compare with the alternatives."""
+    import itertools
+
+    import temu
+
+    device = next(model.parameters()).device
+    combos = list(itertools.product(threads, workers, batches))
+
+    def scorer(t: int, w: int, b: int) -> Callable[[], object]:
+        def run():
+            before = torch.get_num_threads()
+            torch.set_num_threads(t)
+            try:
+                results = list(
+                    temu.iter_scores(folder, model, batch_size=b, num_workers=w, precision=precision, progress=False)
+                )
+            finally:
+                torch.set_num_threads(before)
+            if len(results) != n:
+                raise RuntimeError(f"iter_scores scored {len(results)} of {n} files")
+            return results
+
+        return run
+
+    fns = {f"{t} threads, {w} workers, batch {b}": scorer(t, w, b) for t, w, b in combos}
+    timings = time_interleaved(fns, device=device, items=n, repeats=repeats)
+    base = next(iter(timings.values())).per_second
+    return [[name, f"{t.per_second:,.2f}", f"{t.per_second / base:.3f}"] for name, t in timings.items()]
+
+
+DEFAULTS_HEADER = ["torch threads, DataLoader workers, batch size", "images/s", "ratio to the first row"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -178,6 +223,13 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep-workers", type=int, nargs="*", default=[], metavar="N", help="input-only by workers")
+    parser.add_argument(
+        "--defaults",
+        nargs=3,
+        metavar=("THREADS", "WORKERS", "BATCHES"),
+        default=None,
+        help="end to end for every combination, e.g. '2,1' '0,1,2' '8,32' (the first combination is the baseline)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -192,6 +244,19 @@ def main() -> None:
             model, Path(tmp), paths, batch=args.batch, workers=args.workers, precision=precision, repeats=args.repeats
         )
         sweep = sweep_rows(model, paths, batch=args.batch, workers=args.sweep_workers, repeats=args.repeats)
+        defaults = None
+        if args.defaults:
+            threads, workers_, batches = ([int(v) for v in text.split(",")] for text in args.defaults)
+            defaults = defaults_rows(
+                model,
+                Path(tmp),
+                len(paths),
+                workers=workers_,
+                batches=batches,
+                threads=threads,
+                precision=precision,
+                repeats=args.repeats,
+            )
     workers = resolve_workers(args.workers, args.images, args.batch, device)
     name = "tiny backbone (tests/assets/tiny-clip.json)" if args.tiny else args.backbone
     print(
@@ -204,6 +269,9 @@ def main() -> None:
     if sweep:
         print()
         print(table(sweep, SWEEP_HEADER))
+    if defaults:
+        print()
+        print(table(defaults, DEFAULTS_HEADER))
 
 
 if __name__ == "__main__":
