@@ -225,3 +225,14 @@ def test_ray_reader_tasks_load_no_torch():
     pytest.importorskip("pyarrow")
     code = "import sys, temu.corpus.read; print('torch' in sys.modules)"
     assert run_python(code) == "False"
+
+
+def test_setup_cfg_lists_every_sub_package():
+    """A sub-package missing from setup.cfg's ``packages`` is absent from the wheel (CI installs the wheel)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(PACKAGE.parent / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    on_disk = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert on_disk - listed == set(), "add these to setup.cfg's [options] packages"
