@@ -262,3 +262,83 @@ def test_native_size_inputs_above_max_pixels_are_downscaled_with_a_warning(tiny_
     assert InputSize(448, (14, 14), 100).target(4000, 3000) == (448, 448)  # a fixed size is never capped
     with pytest.raises(ValueError, match="max_pixels must be a positive int or None"):
         TeMuConfig(max_pixels=0)
+
+
+@pytest.fixture
+def twin_backbones(tmp_path):
+    """Two backbone configs both named tiny.json (different widths and depths), each with its own checkpoint."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    base = json.loads((ASSETS / "tiny-clip.json").read_text())
+    wide = json.loads(json.dumps(base))
+    wide["vision_cfg"].update(width=96, head_width=48, layers=2)
+    wide["text_cfg"]["layers"] = 1
+    out = {}
+    for folder, cfg, seed in (("a", base, 1), ("b", wide, 2)):
+        (tmp_path / folder).mkdir()
+        config = tmp_path / folder / "tiny.json"
+        config.write_text(json.dumps(cfg))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            clip = open_clip.CLIP(**cfg).eval()
+        checkpoint = tmp_path / folder / "open_clip_model.safetensors"
+        save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(checkpoint))
+        out[folder] = (str(config), str(checkpoint), clip)
+    return out
+
+
+def _twin_scores(config: str, checkpoint: str, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = TeMuIQA(backbone=config, pretrained=checkpoint, image_size=64).eval()
+    with torch.inference_mode():
+        # variant S keeps no text tower: new prompts rebuild it from (model name, checkpoint)
+        attributes = model.explain(x, {"crisp": ("A crisp photo.", "A smeared photo.")}).attributes
+        return model.backbone.width, model(x), attributes
+
+
+def test_backbone_configs_with_one_file_name_load_side_by_side(twin_backbones):
+    """open_clip registers a config by its file stem: a/tiny.json and b/tiny.json must not replace each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import open_clip
+
+    from temu.model.head import zero_shot_token_scores
+    from temu.model.text import encode_prompts
+
+    x = images(2, 64, 64)
+    first = {k: _twin_scores(cfg, ckpt, x) for k, (cfg, ckpt, _) in twin_backbones.items()}
+    assert first["a"][0] == 64 and first["b"][0] == 96
+    again = _twin_scores(*twin_backbones["a"][:2], x)  # a after b was registered
+    torch.testing.assert_close(again[1], first["a"][1], rtol=0, atol=0)
+    torch.testing.assert_close(again[2], first["a"][2], rtol=0, atol=0)
+    for key, (_, _, clip) in twin_backbones.items():  # the custom prompts were encoded by each config's own text tower
+        model = TeMuIQA(backbone=twin_backbones[key][0], pretrained=twin_backbones[key][1], image_size=64)
+        text = encode_prompts(clip, open_clip.tokenize, ["A crisp photo.", "A smeared photo."])
+        torch.testing.assert_close(model.backbone.encode(["A crisp photo.", "A smeared photo."]), text)
+        with torch.inference_mode():
+            plain = torch.full((len(model.layer_ids),), 1.0 / len(model.layer_ids))
+            tokens, _ = model._joint_tokens(x, plain, True)
+            expected = zero_shot_token_scores(tokens, text.reshape(1, 2, -1), model.backbone.logit_scale).mean(1)
+        torch.testing.assert_close(first[key][2], expected, rtol=0, atol=1e-6)
+    with ThreadPoolExecutor(4) as pool:  # concurrent first builds: each gets its own architecture and weights
+        jobs = [(k, pool.submit(_twin_scores, *twin_backbones[k][:2], x)) for k in ("a", "b", "b", "a")]
+        for key, job in jobs:
+            width, scores, attributes = job.result()
+            assert width == first[key][0]
+            torch.testing.assert_close(scores, first[key][1], rtol=0, atol=0)
+            torch.testing.assert_close(attributes, first[key][2], rtol=0, atol=0)
+
+
+def test_a_backbone_config_named_like_a_builtin_does_not_replace_it(tmp_path):
+    import open_clip
+
+    builtin = open_clip.get_model_config("ViT-B-32")
+    (tmp_path / "ViT-B-32.json").write_text((ASSETS / "tiny-clip.json").read_text())
+    model = TeMuIQA(backbone=str(tmp_path / "ViT-B-32.json"), pretrained=None, image_size=64)
+    assert model.backbone.width == 64
+    assert open_clip.get_model_config("ViT-B-32") == builtin
+    assert model.saved_config().backbone == str(tmp_path / "ViT-B-32.json")  # config.json keeps the user's path
