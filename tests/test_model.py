@@ -9,7 +9,7 @@ import torch
 from temu_testing import ASSETS, perturb_head
 
 from temu import HeadConfig, TeMuConfig, TeMuIQA
-from temu.errors import BackboneError, InvalidInputError
+from temu.errors import BackboneError, ConfigError, InvalidInputError
 from temu.images.transforms import InputSize
 from temu.model.weights import resolve_backbone
 
@@ -75,9 +75,9 @@ def test_tiny_images_are_upsampled_and_scored(model):
     assert s.shape == (1,) and 0 <= float(s) <= 1
 
 
-@pytest.mark.parametrize("layers", [0, 4, [0, 1], [1, 1], [], "all", True])
+@pytest.mark.parametrize("layers", [0, 4, [0, 1], [1, 1], [1, 4], [], "all", True, [True], 2.0, [-1, 999]])
 def test_impossible_layer_choices_are_refused(tiny_kwargs, layers):
-    with pytest.raises((ValueError, TypeError), match="layer"):
+    with pytest.raises(ConfigError, match=r"^layers=.*: .*expected"):
         TeMuIQA(**tiny_kwargs, layers=layers)
 
 
@@ -260,7 +260,7 @@ def test_native_size_inputs_above_max_pixels_are_downscaled_with_a_warning(tiny_
         torch.testing.assert_close(out.score, model(small, check_input=False), atol=1e-6, rtol=0)
     assert InputSize(None, (8, 8), 10**6).capped(4000, 3000) == (1154, 866)  # 999,364 pixels, aspect kept
     assert InputSize(448, (14, 14), 100).target(4000, 3000) == (448, 448)  # a fixed size is never capped
-    with pytest.raises(ValueError, match="max_pixels must be a positive int or None"):
+    with pytest.raises(ConfigError, match="max_pixels=0: expected an int in 256..67,108,864"):
         TeMuConfig(max_pixels=0)
 
 
@@ -342,3 +342,82 @@ def test_a_backbone_config_named_like_a_builtin_does_not_replace_it(tmp_path):
     assert model.backbone.width == 64
     assert open_clip.get_model_config("ViT-B-32") == builtin
     assert model.saved_config().backbone == str(tmp_path / "ViT-B-32.json")  # config.json keeps the user's path
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"image_size": 100_000}, r"image_size=100000: expected an int in 16\.\.4096"),
+        ({"image_size": True}, r"image_size=True: expected an int in 16\.\.4096"),
+        ({"image_size": 448.0}, r"image_size=448\.0: expected an int"),
+        ({"image_size": 8}, r"image_size=8: expected an int in 16\.\.4096"),
+        ({"max_pixels": 10**12}, r"max_pixels=1000000000000: expected an int in 256\.\.67,108,864"),
+        ({"max_pixels": False}, r"max_pixels=False: expected an int"),
+        ({"layers": [-1, 999]}, r"layers=\[-1, 999\]: expected .* numbered from 1"),
+        ({"variant": "s"}, r"variant='s': expected one of \('S', 'I'\)"),
+        ({"backbone": ""}, r"backbone='': expected an open_clip model name"),
+        ({"pretrained": 5}, r"pretrained=5: expected a pretrained tag"),
+        ({"prompts": ("", "Bad photo.")}, r"prompts=\('', 'Bad photo\.'\): expected two non-empty strings"),
+        ({"prompts": "Good photo."}, r"prompts='Good photo\.': expected two non-empty strings"),
+        ({"mean": (float("nan"), 0.5, 0.5)}, r"mean=\(nan, 0\.5, 0\.5\): expected 3 finite numbers"),
+        ({"mean": ("0.5", 0.5, 0.5)}, r"mean=.*: expected 3 finite numbers"),
+        ({"mean": (0.5, 0.5)}, r"mean=\(0\.5, 0\.5\): expected 3 finite numbers"),
+        ({"std": (float("inf"), 1, 1)}, r"std=\(inf, 1, 1\): expected 3 positive finite numbers"),
+        ({"std": (0, 1, 1)}, r"std=\(0, 1, 1\): expected 3 positive finite numbers"),
+        ({"mos_scale": {"low": 1, "high": 1, "lower_better": False}}, r"mos_scale=.*high must be greater than low"),
+        ({"head": {"adapter_dim": 10**9}}, r"adapter_dim=1000000000: expected an int in 0\.\.16384"),
+        ({"head": {"adapter_dim": True}}, r"adapter_dim=True: expected an int in 0\.\.16384"),
+        ({"head": {"adapter_dim": -1}}, r"adapter_dim=-1: expected an int in 0\.\.16384"),
+        ({"head": {"metanet_reduction": 0}}, r"metanet_reduction=0: expected an int >= 1"),
+        ({"head": {"learn_layer_weights": "yes"}}, r"learn_layer_weights='yes': expected true or false"),
+    ],
+)
+def test_every_config_field_is_checked_when_the_config_is_made(fields, message):
+    """Types and ranges that need no backbone: refused before anything is built or downloaded."""
+    with pytest.raises(ConfigError, match=message) as info:
+        TeMuConfig().replace(**fields)
+    assert "\n" not in str(info.value)
+
+
+def test_config_values_are_normalised_to_plain_types():
+    import numpy as np
+
+    config = TeMuConfig(image_size=np.int64(224), layers=[np.int64(2), 1], mean=np.array([0.5, 0.5, 0.5]))
+    assert type(config.image_size) is int and config.layers == (2, 1) and type(config.layers[0]) is int
+    assert config.mean == (0.5, 0.5, 0.5) and TeMuConfig(prompts=["a b", "c b"]).prompts == ("a b", "c b")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"layers": [1, 999]}, r"layers=\[1, 999\]: layers \[999\] do not exist; expected layers numbered 1\.\.3"),
+        ({"layers": 4}, r"layers=4: expected 1\.\.3"),
+        ({"head": {"adapter_dim": 129}}, r"head\.adapter_dim=129: expected 0\.\.128 \(4 x the backbone's embed_dim 32"),
+        (
+            {"variant": "I", "head": {"metanet_reduction": 33}},
+            r"head\.metanet_reduction=33: expected 1\.\.32 \(the backbone's embed_dim",
+        ),
+        ({"variant": "I", "prompts": ("Sharp", "Blurry")}, r"prompts=\['Sharp', 'Blurry'\]: variant 'I' .* share"),
+    ],
+)
+def test_fields_whose_range_depends_on_the_backbone_are_checked_before_the_head_is_built(
+    tiny_kwargs, monkeypatch, fields, message
+):
+    import temu.model.temuiqa as temuiqa
+
+    built = []
+    monkeypatch.setattr(temuiqa, "TeMuHead", lambda *a, **k: built.append(a))
+    with pytest.raises(ConfigError, match=message):
+        TeMuIQA(**tiny_kwargs, **fields)
+    assert built == []
+
+
+def test_image_size_below_the_patch_size_is_refused(tmp_path):
+    import json
+
+    config = json.loads((ASSETS / "tiny-clip.json").read_text())
+    config["vision_cfg"].update(patch_size=32, image_size=64)
+    (tmp_path / "patch32.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"image_size=16: expected at least the backbone's patch size \(32\)"):
+        TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=16)
+    assert TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=32).patch_size == (32, 32)

@@ -201,11 +201,58 @@ def _read_preprocess(config_path: Path) -> tuple[tuple[float, ...], tuple[float,
 
 
 def create_clip(source: BackboneSource) -> nn.Module:
-    """Instantiate the open_clip model for a resolved source, weights loaded, on the CPU."""
+    """Instantiate the open_clip model for a resolved source, weights loaded, on the CPU.
+
+    Raises:
+        BackboneError: the checkpoint file is empty, not a checkpoint, or does not fit the architecture
+            (open_clip's loader raises assorted exceptions for these; each is named here with the file).
+    """
     source.register()
-    return open_clip.create_model(
-        source.model_name,
-        pretrained=source.checkpoint,
-        force_quick_gelu=source.force_quick_gelu,
-        device="cpu",
-    )
+    checkpoint = source.checkpoint
+    if checkpoint is not None and _file_size(checkpoint) == 0:
+        raise BackboneError(f"pretrained={checkpoint!r}: {_expected_checkpoint(source)}; found an empty file (0 bytes)")
+    try:
+        return open_clip.create_model(
+            source.model_name,
+            pretrained=checkpoint,
+            force_quick_gelu=source.force_quick_gelu,
+            device="cpu",
+        )
+    except Exception as err:  # open_clip's loader: EOFError, UnpicklingError, SafetensorError, RuntimeError, ...
+        if checkpoint is None:
+            raise
+        raise BackboneError(
+            f"pretrained={checkpoint!r}: {_expected_checkpoint(source)}; found {_load_failure(err)}"
+        ) from err
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _expected_checkpoint(source: BackboneSource) -> str:
+    backbone = source.label.rsplit(" (pretrained=", 1)[0]  # the label is "<backbone> (pretrained=<value>)"
+    return f"expected an open_clip or OpenAI CLIP checkpoint (.safetensors, .pt or .bin) of the backbone {backbone}"
+
+
+def _load_failure(err: Exception) -> str:
+    """What a checkpoint that open_clip could not load turned out to be, in one short line."""
+    import pickle
+    import zipfile
+
+    from safetensors import SafetensorError
+
+    text = " ".join(str(err).split())
+    if isinstance(err, RuntimeError) and text.startswith("Error(s) in loading state_dict"):
+        detail = text.split(":", 1)[-1].strip()
+        return f"tensors that do not fit it ({detail[:200]}{'...' if len(detail) > 200 else ''})"
+    if isinstance(err, SafetensorError):
+        return f"a damaged safetensors file ({text})"
+    if isinstance(err, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)):
+        return "a file that is not a checkpoint (torch.load could not read it: truncated, or another kind of file)"
+    if isinstance(err, (AttributeError, KeyError, TypeError)):
+        return f"a file that holds no state dict of tensors ({type(err).__name__}: {text[:200]})"
+    return f"{type(err).__name__}: {text[:200]}"
