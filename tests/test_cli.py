@@ -178,6 +178,7 @@ def test_unknown_attribute_is_a_usage_error_before_the_model_loads(capsys, photo
         main(["score", str(photo_files["coffee"]), "--model", str(tmp_path / "none"), "--attributes", "sharpnes"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "Did you mean sharpness" in err
+    assert "dict" not in err  # a Python-only way to give other prompts; the command line has none
 
 
 def test_number_options_refuse_what_is_not_a_usable_number():
