@@ -294,7 +294,7 @@ def many_images(tmp_path, small_image) -> Path:
 
 def slow_temu(argv: list[str], cwd: Path, *, sigint=signal.SIG_DFL, **kwargs) -> subprocess.Popen:
     """``temu`` in a child process with each result slowed; it starts with SIGINT set to ``sigint`` (SIG_DFL,
-    as from a terminal, whatever this process has: under nohup or ``&`` pytest itself starts with it ignored)."""
+    as from a terminal, whatever this process has: as a background job of a script pytest starts with it ignored)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(
         [sys.executable, "-c", SLOW_RUN, *argv],
@@ -308,8 +308,8 @@ def slow_temu(argv: list[str], cwd: Path, *, sigint=signal.SIG_DFL, **kwargs) ->
 
 @pytest.fixture
 def sigint_raises():
-    """SIGINT as Python sets it when started from a terminal (KeyboardInterrupt); under nohup or ``&``
-    Python starts with SIGINT ignored, and a signal this process sends itself would be ignored too."""
+    """SIGINT as Python sets it when started from a terminal (KeyboardInterrupt); as a background job of a
+    script Python starts with SIGINT ignored, and a signal this process sends itself would be ignored too."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
@@ -369,7 +369,7 @@ def test_an_interrupt_keeps_json_lines_valid_and_the_old_output_untouched(
 
 
 def test_a_run_started_with_sigint_ignored_keeps_ignoring_it_and_stops_on_sigterm(many_images, tiny_head_dir, tmp_path):
-    """``nohup temu score ...`` / ``temu score ... &`` in a script: the shell asked for SIGINT to be ignored."""
+    """``nohup temu score ... &`` in a script, or after ``trap '' INT``: the shell asked for SIGINT to be ignored."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     argv = ["score", str(many_images), "--model", str(tiny_head_dir), "--batch-size", "2", "-q"]

@@ -7,9 +7,10 @@ a signal that arrives there is raised when the block ends. The command then clos
 (a JSON array gets its closing bracket), prints one line and exits with 128 + the signal's number
 (130 for SIGINT, 143 for SIGTERM), as a shell reports a process ended by that signal.
 
-A signal that is ignored when the guard starts stays ignored: ``nohup temu score ...`` and
-``temu score ... &`` in a script start with SIGINT ignored (the shell's way of saying Ctrl-C in
-the terminal is not for this job), so such a run goes on after SIGINT and stops only on SIGTERM.
+A signal that is ignored when the guard starts stays ignored: a background job of a script
+(``nohup temu score ... &``) or a command after ``trap '' INT`` starts with SIGINT ignored (the
+shell's way of saying Ctrl-C in the terminal is not for this job), so such a run goes on after
+SIGINT and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 if signal.getsignal(signum) is signal.SIG_IGN:
-                    continue  # nohup / a background job: the caller asked for this signal to be ignored
+                    continue  # a background job of a script, trap '' INT: the caller asked for it to be ignored
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
