@@ -69,6 +69,22 @@ def test_native_size_model_scores_kadid_like_inputs(tiny_kwargs):
     assert out.score_map.shape == (2, 6, 8)
 
 
+def test_native_size_model_scores_an_odd_margin_input_as_its_centre_crop(tiny_kwargs):
+    """51x71 with 8x8 patches: the model scores rows 1:49 and columns 3:67 (tests/test_loading.py has the rule)."""
+    model = TeMuIQA(**{**tiny_kwargs, "image_size": None}).eval()
+    perturb_head(model)
+    pixels = torch.randint(0, 256, (2, 3, 51, 71), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    with torch.no_grad():
+        for x in (pixels, pixels.float() / 255):
+            out = model(x, return_maps=True)
+            crop = model(x[..., 1:49, 3:67], return_maps=True)
+            assert out.score_map.shape == (2, 6, 8)
+            torch.testing.assert_close(out.score, crop.score, rtol=0, atol=0)
+            torch.testing.assert_close(out.score_map, crop.score_map, rtol=0, atol=0)
+            shifted = model(x[..., 2:50, 3:67])  # one row off: other pixels, another score
+            assert not torch.equal(shifted, out.score)
+
+
 def test_tiny_images_are_upsampled_and_scored(model):
     with torch.no_grad():
         s = model(torch.rand(1, 3, 2, 3))
