@@ -400,6 +400,7 @@ def test_config_values_are_normalised_to_plain_types():
 
     config = TeMuConfig(image_size=np.int64(224), layers=[np.int64(2), 1], mean=np.array([0.5, 0.5, 0.5]))
     assert type(config.image_size) is int and config.layers == (2, 1) and type(config.layers[0]) is int
+    assert TeMuConfig(layers=np.array([3, 1])).layers == (3, 1) and TeMuConfig(layers=range(1, 3)).layers == (1, 2)
     assert config.mean == (0.5, 0.5, 0.5) and TeMuConfig(prompts=["a b", "c b"]).prompts == ("a b", "c b")
 
 

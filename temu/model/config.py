@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -41,7 +41,9 @@ def _int_field(name: str, value: Any, low: int, high: int | None, expected: str)
 
     bool is refused although Python counts it as an int (``image_size: true`` in a config.json).
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (high and value > high):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}={value!r}: expected {expected}")
+    if value < low or (high is not None and value > high):
         raise ConfigError(f"{name}={value!r}: expected {expected}")
     return int(value)
 
@@ -283,12 +285,13 @@ def _check_layers(layers: Any) -> LayerSpec:
     expected = "None (all layers), K >= 1 (the first K layers) or a non-empty list of distinct layers numbered from 1"
     if layers is None:
         return None
-    if isinstance(layers, (list, tuple)):
-        if not layers or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in layers):
+    if isinstance(layers, Iterable) and not isinstance(layers, (str, bytes, Mapping)):  # list, tuple, range, array
+        items = list(layers)
+        if not items or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
             raise ConfigError(f"layers={layers!r}: expected {expected}")
-        chosen = tuple(int(v) for v in layers)
+        chosen = tuple(int(v) for v in items)
         if min(chosen) < 1 or len(set(chosen)) != len(chosen):
-            raise ConfigError(f"layers={list(layers)!r}: expected {expected}")
+            raise ConfigError(f"layers={list(chosen)!r}: expected {expected}")
         return chosen
     return _int_field("layers", layers, 1, None, expected)
 
