@@ -125,14 +125,14 @@ class TeMuConfig:
     prompts: the (positive, negative) antonym prompts, non-empty strings.
     mean, std: per-channel normalisation of [0, 1] pixels (finite; std positive); None takes the
         backbone's own (open_clip's pretrained config), which is then written here when the model is saved.
+    mos_scale: the :class:`~temu.MOSScale` a fine-tuned head was trained on, so predictions in
+        [0, 1] can be mapped back to the dataset's units; None for untrained heads. A dict of its
+        fields (``{"low", "high", "lower_better"}``, as config.json holds it) is accepted too.
 
     Every field is checked when the config is made (:class:`~temu.errors.ConfigError` naming the
     field, the value and the range; bool is not an int); the fields whose range depends on the
     backbone (layers, image_size against the patch size, adapter_dim and metanet_reduction against
     embed_dim) when the model is built, before the head (:func:`check_for_backbone`).
-    mos_scale: the :class:`~temu.MOSScale` a fine-tuned head was trained on, so predictions in
-        [0, 1] can be mapped back to the dataset's units; None for untrained heads. A dict of its
-        fields (``{"low", "high", "lower_better"}``, as config.json holds it) is accepted too.
     """
 
     backbone: str = "ViT-L-14"
