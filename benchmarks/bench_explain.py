@@ -53,7 +53,7 @@ def text_timings(name: str, repeats: int) -> list[list[str]]:
             return F.normalize(clip.encode_text(ids).float(), dim=-1)
 
     def now():
-        return encode_prompts(clip, name, everything)
+        return encode_prompts(clip, open_clip.get_tokenizer(name), everything)
 
     t = time_interleaved({"before": before, "now": now}, device=torch.device("cpu"), items=1, repeats=repeats)
     diff = (now()[:2] - before()).abs().max().item()

@@ -66,7 +66,8 @@ def iter_scores(
         on_error: ``"raise"``: an input that cannot be scored raises its
             :class:`~temu.errors.ImageReadError` / :class:`~temu.errors.InvalidInputError` /
             :class:`~temu.errors.NonFiniteScoreError` (inputs known to be bad from the start, such as
-            ``""``, before the model loads); ``"report"``: its result has ``error`` set and scoring goes on.
+            ``""``, raw bytes or an open file or text stream, before the model loads); ``"report"``: its
+            result has ``error`` set and scoring goes on.
         skipped: a list that receives the folder entries not scored because they are not images (or
             hidden, ...; :class:`temu.images.folders.SkippedEntry`), before the first result.
         with_maps: fill each result's ``[h, w]`` patch maps.

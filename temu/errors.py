@@ -35,6 +35,11 @@ class WeightsError(TeMuError, ValueError):
     """A head directory, config.json or safetensors file is missing or does not match the model."""
 
 
+class ConfigError(TeMuError, ValueError):
+    """A model config field (:class:`~temu.TeMuConfig`, :class:`~temu.HeadConfig`) has the wrong type or is out
+    of its range; the message names the field, the value and what is accepted."""
+
+
 class BackboneError(TeMuError, ValueError):
     """The requested open_clip backbone cannot be used by TeMu-IQA."""
 

@@ -377,3 +377,35 @@ def test_native_size_caps_large_images_with_one_warning_each(tiny_kwargs, photos
     named = sorted(Path(str(w.message).split(":")[0]).name for w in record if "max_pixels" in str(w.message))
     assert named == ["astronaut.png", "astronaut2.png"]  # one warning per capped image, naming it
     assert scores[0] == pytest.approx(scores[5], abs=1e-6)  # the same pixels score the same
+
+
+def test_an_open_file_or_text_stream_is_one_bad_input_raised_before_the_model_loads(photo_files, tmp_path):
+    """Refused without iterating it (a text stream would give its lines as paths), naming which input it is."""
+    import io
+
+    missing_model = str(tmp_path / "no-such-head")  # loading it would raise WeightsError: the input error comes first
+    with open(photo_files["coffee"], "rb") as f:
+        with pytest.raises(
+            temu.errors.InvalidInputError, match=r"<BufferedReader 0>: an open file object .*coffee\.png"
+        ):
+            temu.score(f, model=missing_model)
+    stream = io.StringIO(f"{photo_files['coffee']}\n")
+    with pytest.raises(
+        temu.errors.InvalidInputError, match=r"<StringIO 1>: a text stream \(StringIO\) is not an image"
+    ):
+        list(temu.iter_scores([photo_files["rocket"], stream], model=missing_model))
+    with pytest.raises(temu.errors.InvalidInputError, match=r"<bytes 0>: raw bytes are not accepted"):
+        temu.score(b"\xff\xd8", model=missing_model)
+
+
+def test_report_mode_gives_none_for_each_input_that_could_not_be_scored(model, photo_files, tmp_path):
+    import io
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    inputs = [photo_files["coffee"], io.StringIO("x.jpg\n"), broken, photo_files["rocket"]]
+    scores = temu.score(inputs, model=model, on_error="report")
+    expected = temu.score([photo_files["coffee"], photo_files["rocket"]], model=model)
+    assert scores[1] is None and scores[2] is None
+    assert [scores[0], scores[3]] == pytest.approx(expected, abs=1e-6)
+    assert temu.score(broken, model=model, on_error="report") is None  # one input: None, not [None]

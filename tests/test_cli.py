@@ -82,6 +82,25 @@ def test_unloadable_model_is_a_usage_level_failure(capsys, photo_files, tmp_path
     assert code == 2 and "cannot load model" in err
 
 
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [("image_size", 100_000, "expected an int in 16..4096"), ("layers", [-1, 999], "numbered from 1")],
+)
+def test_a_head_config_out_of_range_is_one_line_naming_field_value_range_and_file(
+    capsys, photo_files, tiny_head_dir, tmp_path, field, value, expected
+):
+    import shutil
+
+    bad = shutil.copytree(tiny_head_dir, tmp_path / "bad")
+    raw = json.loads((bad / "config.json").read_text())
+    raw["model"][field] = value
+    (bad / "config.json").write_text(json.dumps(raw))
+    code, out, err = run(capsys, str(photo_files["coffee"]), "--model", str(bad))
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"temu score: error: cannot load model '{bad}': {bad / 'config.json'}: ")
+    assert f"{field}={value!r}: " in err and expected in err
+
+
 def test_usage_errors_are_one_line_and_come_before_the_model_loads(capsys, photo_files, tmp_path):
     image, missing_model = str(photo_files["coffee"]), str(tmp_path / "no-such-head")
     (tmp_path / "folder.csv").mkdir()
@@ -159,6 +178,7 @@ def test_unknown_attribute_is_a_usage_error_before_the_model_loads(capsys, photo
         main(["score", str(photo_files["coffee"]), "--model", str(tmp_path / "none"), "--attributes", "sharpnes"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.count("\n") == 1 and "Did you mean sharpness" in err
+    assert "dict" not in err  # a Python-only way to give other prompts; the command line has none
 
 
 def test_number_options_refuse_what_is_not_a_usable_number():

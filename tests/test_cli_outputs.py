@@ -292,9 +292,27 @@ def many_images(tmp_path, small_image) -> Path:
     return folder
 
 
-def slow_temu(argv: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+def slow_temu(argv: list[str], cwd: Path, *, sigint=signal.SIG_DFL, **kwargs) -> subprocess.Popen:
+    """``temu`` in a child process with each result slowed; it starts with SIGINT set to ``sigint`` (SIG_DFL,
+    as from a terminal, whatever this process has: as a background job of a script pytest starts with it ignored)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-c", SLOW_RUN, *argv], cwd=cwd, env=env, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN, *argv],
+        cwd=cwd,
+        env=env,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT as Python sets it when started from a terminal (KeyboardInterrupt); as a background job of a
+    script Python starts with SIGINT ignored, and a signal this process sends itself would be ignored too."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def lines_in(folder: Path) -> int:
@@ -332,8 +350,9 @@ def test_a_signal_mid_run_leaves_a_valid_file_one_line_and_the_shell_status(
 
 
 def test_an_interrupt_keeps_json_lines_valid_and_the_old_output_untouched(
-    capsys, photo_files, tiny_head_dir, tmp_path, monkeypatch
+    capsys, photo_files, tiny_head_dir, tmp_path, monkeypatch, sigint_raises
 ):
+    handlers = [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)]
     out = tmp_path / "scores.jsonl"
     out.write_text('{"earlier": "run"}\n')
     slowed_scores(monkeypatch, after_first=lambda: os.kill(os.getpid(), signal.SIGINT))
@@ -346,7 +365,55 @@ def test_an_interrupt_keeps_json_lines_valid_and_the_old_output_untouched(
     )
     assert out.read_text() == '{"earlier": "run"}\n'
     assert [r["path"] for r in read_rows(tmp_path / "scores.partial.jsonl")] == images[:1]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+    assert [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)] == handlers  # given back
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it_and_stops_on_sigterm(many_images, tiny_head_dir, tmp_path):
+    """``nohup temu score ... &`` in a script, or after ``trap '' INT``: the shell asked for SIGINT to be ignored."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    argv = ["score", str(many_images), "--model", str(tiny_head_dir), "--batch-size", "2", "-q"]
+    proc = slow_temu(
+        [*argv, "--output", str(out_dir / "scores.csv")], tmp_path, sigint=signal.SIG_IGN, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    while lines_in(out_dir) < 5 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    seen = lines_in(out_dir)
+    while lines_in(out_dir) < seen + 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None and lines_in(out_dir) >= seen + 3, proc.communicate()[1]  # still scoring
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "interrupted by SIGTERM" in err and err.count("\n") == 1, err
+    assert len(read_rows(out_dir / "scores.partial.csv")) >= seen + 2
+
+
+def test_the_interrupt_guard_leaves_an_ignored_signal_ignored_and_gives_back_handlers(sigint_raises):
+    from temu.cli.interrupts import Interrupted, InterruptGuard
+
+    def mine(signum, frame):
+        raise AssertionError("the guard's handler should be in place")
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with InterruptGuard() as guard:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == guard._handle
+            os.kill(os.getpid(), signal.SIGINT)  # ignored: nothing is raised, nothing recorded
+            time.sleep(0.01)
+            assert guard.pending is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is mine
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(Interrupted) as stop, InterruptGuard():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        assert stop.value.exit_status == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_a_closed_pipe_ends_the_run_quietly(many_images, tiny_head_dir, tmp_path):

@@ -164,7 +164,7 @@ def test_new_prompts_on_random_weights_without_text_encoder_are_refused(batch):
 @pytest.mark.parametrize(
     "attributes, message",
     [
-        (["sharpnes"], "Did you mean sharpness"),
+        (["sharpnes"], "Did you mean sharpness.*for other prompts pass a dict"),
         (["noise", "noise"], "listed twice"),
         ("noise", "pass a list of names"),
         ({"quality": ("Good.", "Bad.")}, "reserved"),

@@ -224,10 +224,20 @@ def test_open_files_and_text_streams_are_one_bad_input_not_iterated(tmp_path):
     import io
 
     (tmp_path / "list.txt").write_text("a.jpg\nb.jpg\n")
-    with open(tmp_path / "list.txt") as f:
-        for stream in (f, io.StringIO("a.jpg\nb.jpg\n")):
+    with open(tmp_path / "list.txt") as text, open(tmp_path / "list.txt", "rb") as binary:
+        cases = [
+            (
+                text,
+                rf"<TextIOWrapper 0>: an open file object \('{tmp_path}/list\.txt'\) is not an image; pass its path",
+            ),
+            (binary, r"<BufferedReader 0>: an open file object \('.*list\.txt'\) is not an image"),
+            (io.StringIO("a.jpg\nb.jpg\n"), r"<StringIO 0>: a text stream \(StringIO\) is not an image; .*splitlines"),
+            (io.BytesIO(b"\xff\xd8"), r"<BytesIO 0>: an open file object \(BytesIO\) .*PIL\.Image\.open\(stream\)"),
+        ]
+        for stream, message in cases:
             (source,) = expand_sources([stream])
-            with pytest.raises(InvalidInputError, match="open file object is not an image; pass its path"):
+            assert source.error is not None and source.image is None  # known up front; the stream is not kept
+            with pytest.raises(InvalidInputError, match=message):
                 source.load()
 
 

@@ -9,7 +9,7 @@ import torch
 from temu_testing import ASSETS, perturb_head
 
 from temu import HeadConfig, TeMuConfig, TeMuIQA
-from temu.errors import BackboneError, InvalidInputError
+from temu.errors import BackboneError, ConfigError, InvalidInputError
 from temu.images.transforms import InputSize
 from temu.model.weights import resolve_backbone
 
@@ -69,15 +69,31 @@ def test_native_size_model_scores_kadid_like_inputs(tiny_kwargs):
     assert out.score_map.shape == (2, 6, 8)
 
 
+def test_native_size_model_scores_an_odd_margin_input_as_its_centre_crop(tiny_kwargs):
+    """51x71 with 8x8 patches: the model scores rows 1:49 and columns 3:67 (tests/test_loading.py has the rule)."""
+    model = TeMuIQA(**{**tiny_kwargs, "image_size": None}).eval()
+    perturb_head(model)
+    pixels = torch.randint(0, 256, (2, 3, 51, 71), generator=torch.Generator().manual_seed(3), dtype=torch.uint8)
+    with torch.no_grad():
+        for x in (pixels, pixels.float() / 255):
+            out = model(x, return_maps=True)
+            crop = model(x[..., 1:49, 3:67], return_maps=True)
+            assert out.score_map.shape == (2, 6, 8)
+            torch.testing.assert_close(out.score, crop.score, rtol=0, atol=0)
+            torch.testing.assert_close(out.score_map, crop.score_map, rtol=0, atol=0)
+            shifted = model(x[..., 2:50, 3:67])  # one row off: other pixels, another score
+            assert not torch.equal(shifted, out.score)
+
+
 def test_tiny_images_are_upsampled_and_scored(model):
     with torch.no_grad():
         s = model(torch.rand(1, 3, 2, 3))
     assert s.shape == (1,) and 0 <= float(s) <= 1
 
 
-@pytest.mark.parametrize("layers", [0, 4, [0, 1], [1, 1], [], "all", True])
+@pytest.mark.parametrize("layers", [0, 4, [0, 1], [1, 1], [1, 4], [], "all", True, [True], 2.0, [-1, 999]])
 def test_impossible_layer_choices_are_refused(tiny_kwargs, layers):
-    with pytest.raises((ValueError, TypeError), match="layer"):
+    with pytest.raises(ConfigError, match=r"^layers=.*: .*expected"):
         TeMuIQA(**tiny_kwargs, layers=layers)
 
 
@@ -260,5 +276,165 @@ def test_native_size_inputs_above_max_pixels_are_downscaled_with_a_warning(tiny_
         torch.testing.assert_close(out.score, model(small, check_input=False), atol=1e-6, rtol=0)
     assert InputSize(None, (8, 8), 10**6).capped(4000, 3000) == (1154, 866)  # 999,364 pixels, aspect kept
     assert InputSize(448, (14, 14), 100).target(4000, 3000) == (448, 448)  # a fixed size is never capped
-    with pytest.raises(ValueError, match="max_pixels must be a positive int or None"):
+    with pytest.raises(ConfigError, match="max_pixels=0: expected an int in 256..67,108,864"):
         TeMuConfig(max_pixels=0)
+
+
+@pytest.fixture
+def twin_backbones(tmp_path):
+    """Two backbone configs both named tiny.json (different widths and depths), each with its own checkpoint."""
+    import json
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    base = json.loads((ASSETS / "tiny-clip.json").read_text())
+    wide = json.loads(json.dumps(base))
+    wide["vision_cfg"].update(width=96, head_width=48, layers=2)
+    wide["text_cfg"]["layers"] = 1
+    out = {}
+    for folder, cfg, seed in (("a", base, 1), ("b", wide, 2)):
+        (tmp_path / folder).mkdir()
+        config = tmp_path / folder / "tiny.json"
+        config.write_text(json.dumps(cfg))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            clip = open_clip.CLIP(**cfg).eval()
+        checkpoint = tmp_path / folder / "open_clip_model.safetensors"
+        save_file({k: v.contiguous() for k, v in clip.state_dict().items()}, str(checkpoint))
+        out[folder] = (str(config), str(checkpoint), clip)
+    return out
+
+
+def _twin_scores(config: str, checkpoint: str, x: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = TeMuIQA(backbone=config, pretrained=checkpoint, image_size=64).eval()
+    with torch.inference_mode():
+        # variant S keeps no text tower: new prompts rebuild it from (model name, checkpoint)
+        attributes = model.explain(x, {"crisp": ("A crisp photo.", "A smeared photo.")}).attributes
+        return model.backbone.width, model(x), attributes
+
+
+def test_backbone_configs_with_one_file_name_load_side_by_side(twin_backbones):
+    """open_clip registers a config by its file stem: a/tiny.json and b/tiny.json must not replace each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import open_clip
+
+    from temu.model.head import zero_shot_token_scores
+    from temu.model.text import encode_prompts
+
+    x = images(2, 64, 64)
+    first = {k: _twin_scores(cfg, ckpt, x) for k, (cfg, ckpt, _) in twin_backbones.items()}
+    assert first["a"][0] == 64 and first["b"][0] == 96
+    again = _twin_scores(*twin_backbones["a"][:2], x)  # a after b was registered
+    torch.testing.assert_close(again[1], first["a"][1], rtol=0, atol=0)
+    torch.testing.assert_close(again[2], first["a"][2], rtol=0, atol=0)
+    for key, (_, _, clip) in twin_backbones.items():  # the custom prompts were encoded by each config's own text tower
+        model = TeMuIQA(backbone=twin_backbones[key][0], pretrained=twin_backbones[key][1], image_size=64)
+        text = encode_prompts(clip, open_clip.tokenize, ["A crisp photo.", "A smeared photo."])
+        torch.testing.assert_close(model.backbone.encode(["A crisp photo.", "A smeared photo."]), text)
+        with torch.inference_mode():
+            plain = torch.full((len(model.layer_ids),), 1.0 / len(model.layer_ids))
+            tokens, _ = model._joint_tokens(x, plain, True)
+            expected = zero_shot_token_scores(tokens, text.reshape(1, 2, -1), model.backbone.logit_scale).mean(1)
+        torch.testing.assert_close(first[key][2], expected, rtol=0, atol=1e-6)
+    with ThreadPoolExecutor(4) as pool:  # concurrent first builds: each gets its own architecture and weights
+        jobs = [(k, pool.submit(_twin_scores, *twin_backbones[k][:2], x)) for k in ("a", "b", "b", "a")]
+        for key, job in jobs:
+            width, scores, attributes = job.result()
+            assert width == first[key][0]
+            torch.testing.assert_close(scores, first[key][1], rtol=0, atol=0)
+            torch.testing.assert_close(attributes, first[key][2], rtol=0, atol=0)
+
+
+def test_a_backbone_config_named_like_a_builtin_does_not_replace_it(tmp_path):
+    import open_clip
+
+    builtin = open_clip.get_model_config("ViT-B-32")
+    (tmp_path / "ViT-B-32.json").write_text((ASSETS / "tiny-clip.json").read_text())
+    model = TeMuIQA(backbone=str(tmp_path / "ViT-B-32.json"), pretrained=None, image_size=64)
+    assert model.backbone.width == 64
+    assert open_clip.get_model_config("ViT-B-32") == builtin
+    assert model.saved_config().backbone == str(tmp_path / "ViT-B-32.json")  # config.json keeps the user's path
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"image_size": 100_000}, r"image_size=100000: expected an int in 16\.\.4096"),
+        ({"image_size": True}, r"image_size=True: expected an int in 16\.\.4096"),
+        ({"image_size": 448.0}, r"image_size=448\.0: expected an int"),
+        ({"image_size": 8}, r"image_size=8: expected an int in 16\.\.4096"),
+        ({"max_pixels": 10**12}, r"max_pixels=1000000000000: expected an int in 256\.\.67,108,864"),
+        ({"max_pixels": False}, r"max_pixels=False: expected an int"),
+        ({"layers": [-1, 999]}, r"layers=\[-1, 999\]: expected .* numbered from 1"),
+        ({"variant": "s"}, r"variant='s': expected one of \('S', 'I'\)"),
+        ({"backbone": ""}, r"backbone='': expected an open_clip model name"),
+        ({"pretrained": 5}, r"pretrained=5: expected a pretrained tag"),
+        ({"prompts": ("", "Bad photo.")}, r"prompts=\('', 'Bad photo\.'\): expected two non-empty strings"),
+        ({"prompts": "Good photo."}, r"prompts='Good photo\.': expected two non-empty strings"),
+        ({"mean": (float("nan"), 0.5, 0.5)}, r"mean=\(nan, 0\.5, 0\.5\): expected 3 finite numbers"),
+        ({"mean": ("0.5", 0.5, 0.5)}, r"mean=.*: expected 3 finite numbers"),
+        ({"mean": (0.5, 0.5)}, r"mean=\(0\.5, 0\.5\): expected 3 finite numbers"),
+        ({"std": (float("inf"), 1, 1)}, r"std=\(inf, 1, 1\): expected 3 positive finite numbers"),
+        ({"std": (0, 1, 1)}, r"std=\(0, 1, 1\): expected 3 positive finite numbers"),
+        ({"mos_scale": {"low": 1, "high": 1, "lower_better": False}}, r"mos_scale=.*high must be greater than low"),
+        ({"head": {"adapter_dim": 10**9}}, r"adapter_dim=1000000000: expected an int in 0\.\.16384"),
+        ({"head": {"adapter_dim": True}}, r"adapter_dim=True: expected an int in 0\.\.16384"),
+        ({"head": {"adapter_dim": -1}}, r"adapter_dim=-1: expected an int in 0\.\.16384"),
+        ({"head": {"metanet_reduction": 0}}, r"metanet_reduction=0: expected an int >= 1"),
+        ({"head": {"learn_layer_weights": "yes"}}, r"learn_layer_weights='yes': expected true or false"),
+    ],
+)
+def test_every_config_field_is_checked_when_the_config_is_made(fields, message):
+    """Types and ranges that need no backbone: refused before anything is built or downloaded."""
+    with pytest.raises(ConfigError, match=message) as info:
+        TeMuConfig().replace(**fields)
+    assert "\n" not in str(info.value)
+
+
+def test_config_values_are_normalised_to_plain_types():
+    import numpy as np
+
+    config = TeMuConfig(image_size=np.int64(224), layers=[np.int64(2), 1], mean=np.array([0.5, 0.5, 0.5]))
+    assert type(config.image_size) is int and config.layers == (2, 1) and type(config.layers[0]) is int
+    assert TeMuConfig(layers=np.array([3, 1])).layers == (3, 1) and TeMuConfig(layers=range(1, 3)).layers == (1, 2)
+    assert config.mean == (0.5, 0.5, 0.5) and TeMuConfig(prompts=["a b", "c b"]).prompts == ("a b", "c b")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"layers": [1, 999]}, r"layers=\[1, 999\]: layers \[999\] do not exist; expected layers numbered 1\.\.3"),
+        ({"layers": 4}, r"layers=4: expected 1\.\.3"),
+        ({"head": {"adapter_dim": 129}}, r"head\.adapter_dim=129: expected 0\.\.128 \(4 x the backbone's embed_dim 32"),
+        (
+            {"variant": "I", "head": {"metanet_reduction": 33}},
+            r"head\.metanet_reduction=33: expected 1\.\.32 \(the backbone's embed_dim",
+        ),
+        ({"variant": "I", "prompts": ("Sharp", "Blurry")}, r"prompts=\['Sharp', 'Blurry'\]: variant 'I' .* share"),
+    ],
+)
+def test_fields_whose_range_depends_on_the_backbone_are_checked_before_the_head_is_built(
+    tiny_kwargs, monkeypatch, fields, message
+):
+    import temu.model.temuiqa as temuiqa
+
+    built = []
+    monkeypatch.setattr(temuiqa, "TeMuHead", lambda *a, **k: built.append(a))
+    with pytest.raises(ConfigError, match=message):
+        TeMuIQA(**tiny_kwargs, **fields)
+    assert built == []
+
+
+def test_image_size_below_the_patch_size_is_refused(tmp_path):
+    import json
+
+    config = json.loads((ASSETS / "tiny-clip.json").read_text())
+    config["vision_cfg"].update(patch_size=32, image_size=64)
+    (tmp_path / "patch32.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"image_size=16: expected at least the backbone's patch size \(32\)"):
+        TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=16)
+    assert TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=32).patch_size == (32, 32)

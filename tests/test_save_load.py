@@ -70,7 +70,7 @@ def test_head_that_does_not_fit_is_refused_with_the_reason(tiny_head_dir):
             lambda d: _edit_config(d, lambda c: c["model"].update(colour="blue")),
             "unknown model config keys \\['colour'\\]",
         ),
-        (lambda d: _edit_config(d, lambda c: c["model"].update(variant="X")), "variant must be one of"),
+        (lambda d: _edit_config(d, lambda c: c["model"].update(variant="X")), "variant='X': expected one of"),
     ],
 )
 def test_broken_head_directories_give_clear_errors(tiny_head_dir, tmp_path, damage, message):
@@ -84,6 +84,14 @@ def _edit_config(directory, change):
     raw = json.loads((directory / "config.json").read_text())
     change(raw)
     (directory / "config.json").write_text(json.dumps(raw))
+
+
+def _merge(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            target[key].update(value)
+        else:
+            target[key] = value
 
 
 def test_unknown_source_says_what_was_tried(tmp_path):
@@ -200,3 +208,103 @@ def test_max_pixels_is_saved_only_when_changed_and_can_be_overridden(tiny_head_d
     assert json.loads((capped / "config.json").read_text())["model"]["max_pixels"] == 5000
     assert TeMuIQA.from_pretrained(capped).input_size.max_pixels == 5000
     assert TeMuIQA.from_pretrained(capped, max_pixels=None).input_size.max_pixels is None
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"layers": [-1, 999]}, r"invalid model config: layers=\[-1, 999\]: expected .* numbered from 1"),
+        ({"layers": 0}, r"invalid model config: layers=0: expected"),
+        ({"layers": [1, 999]}, r"invalid model config: layers=\[1, 999\]: layers \[999\] do not exist; .* 1\.\.3"),
+        ({"image_size": 100_000}, r"invalid model config: image_size=100000: expected an int in 16\.\.4096"),
+        ({"image_size": True}, r"invalid model config: image_size=True: expected an int in 16\.\.4096"),
+        ({"max_pixels": 10**12}, r"invalid model config: max_pixels=1000000000000: expected an int in 256\.\."),
+        ({"mean": [float("nan"), 0.5, 0.5]}, r"invalid model config: mean=\[nan, 0\.5, 0\.5\]: expected 3 finite"),
+        ({"std": [1, 1, -1]}, r"invalid model config: std=\[1, 1, -1\]: expected 3 positive finite"),
+        ({"prompts": ["Good photo.", " "]}, r"invalid model config: prompts=\['Good photo\.', ' '\]: expected two"),
+        (
+            {"head": {"adapter_dim": 10**9}},
+            r"invalid head config: adapter_dim=1000000000: expected an int in 0\.\.16384",
+        ),
+        ({"head": {"adapter_dim": 200}}, r"invalid model config: head\.adapter_dim=200: expected 0\.\.128"),
+        ({"head": {"learn_layer_weights": 1}}, r"invalid head config: learn_layer_weights=1: expected true or false"),
+        ({"head": [64]}, r"invalid model config: head=\[64\]: expected an object of head fields"),
+    ],
+)
+def test_a_config_json_out_of_range_names_field_value_range_and_file(tiny_head_dir, tmp_path, changes, message):
+    """Refused when the head loads, before any image is read: never a traceback, a huge allocation, or
+    every image blamed for the config's mistake."""
+    directory = shutil.copytree(tiny_head_dir, tmp_path / "copy")
+    _edit_config(directory, lambda c: _merge(c["model"], changes))
+    with pytest.raises(WeightsError, match=message) as info:
+        TeMuIQA.from_pretrained(directory)
+    assert str(info.value).startswith(f"{directory / 'config.json'}: ") and "\n" not in str(info.value)
+
+
+def test_an_override_out_of_range_is_named_as_an_override(tiny_head_dir):
+    from temu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^image_size=True: expected"):
+        TeMuIQA.from_pretrained(tiny_head_dir, image_size=True)
+    with pytest.raises(WeightsError, match=r"with overrides \['layers'\]: invalid model config: layers=\[5\]"):
+        TeMuIQA.from_pretrained(tiny_head_dir, layers=[5])
+
+
+@pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float64, torch.int64])
+def test_head_weights_of_another_dtype_are_refused_naming_the_tensor(tiny_head_dir, tmp_path, dtype):
+    from safetensors.torch import load_file, save_file
+
+    directory = shutil.copytree(tiny_head_dir, tmp_path / "copy")
+    state = load_file(str(directory / "model.safetensors"))
+    state["patch_weight.bias"] = state["patch_weight.bias"].to(dtype)
+    save_file(state, str(directory / "model.safetensors"))
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(
+        WeightsError, match=rf"copy/model\.safetensors: tensor patch_weight\.bias \({name}\): expected float32"
+    ):
+        TeMuIQA.from_pretrained(directory)
+
+
+def test_head_weights_in_half_precision_load(tiny_head_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    directory = shutil.copytree(tiny_head_dir, tmp_path / "copy")
+    state = load_file(str(directory / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in state.items()}, str(directory / "model.safetensors"))
+    loaded = TeMuIQA.from_pretrained(directory)
+    assert loaded.head.patch_weight.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "write, found",
+    [
+        (lambda p, ckpt: p.write_bytes(b""), "found an empty file \\(0 bytes\\)"),
+        (lambda p, ckpt: p.write_bytes(b"not a checkpoint at all"), "found a file that is not a checkpoint"),
+        (lambda p, ckpt: p.write_bytes(ckpt.read_bytes()[:5000]), "found a file that is not a checkpoint"),
+        (lambda p, ckpt: torch.save({"x": torch.zeros(2)}, p), "found tensors that do not fit it"),
+        (lambda p, ckpt: torch.save([1, 2], p), "found a file that holds no state dict of tensors"),
+    ],
+)
+def test_a_pretrained_file_that_is_not_a_checkpoint_names_the_file(
+    tiny_head_dir, tiny_checkpoint, tmp_path, write, found
+):
+    from temu.errors import BackboneError
+
+    checkpoint = tmp_path / "backbone.pt"
+    write(checkpoint, tiny_checkpoint)
+    with pytest.raises(
+        BackboneError,
+        match=rf"^pretrained='{checkpoint}': expected an open_clip or OpenAI CLIP "
+        rf"checkpoint .* of the backbone .*tiny-clip\.json; {found}",
+    ) as info:
+        TeMuIQA.from_pretrained(tiny_head_dir, pretrained=str(checkpoint))
+    assert "\n" not in str(info.value)
+
+
+def test_a_damaged_safetensors_backbone_names_the_file(tiny_head_dir, tiny_checkpoint, tmp_path):
+    from temu.errors import BackboneError
+
+    checkpoint = tmp_path / "backbone.safetensors"
+    checkpoint.write_bytes(tiny_checkpoint.read_bytes()[:-100])
+    with pytest.raises(BackboneError, match=rf"^pretrained='{checkpoint}': .*; found a damaged safetensors file"):
+        TeMuIQA.from_pretrained(tiny_head_dir, pretrained=str(checkpoint))

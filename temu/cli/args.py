@@ -116,7 +116,8 @@ def attribute_names(text: str) -> list[str]:
     for name in names:
         if name not in DEFAULT_ATTRIBUTES:
             raise argparse.ArgumentTypeError(
-                unknown_attribute_message(name) + " (give image paths before --attributes, or write --attributes all)"
+                unknown_attribute_message(name, custom_prompts=False)
+                + " (give image paths before --attributes, or write --attributes all)"
             )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"an attribute is listed twice in {text!r}")

@@ -6,6 +6,11 @@ must not be cut in half (writing one row, renaming the output) runs under :meth:
 a signal that arrives there is raised when the block ends. The command then closes its output
 (a JSON array gets its closing bracket), prints one line and exits with 128 + the signal's number
 (130 for SIGINT, 143 for SIGTERM), as a shell reports a process ended by that signal.
+
+A signal that is ignored when the guard starts stays ignored: a background job of a script
+(``nohup temu score ... &``) or a command after ``trap '' INT`` starts with SIGINT ignored (the
+shell's way of saying Ctrl-C in the terminal is not for this job), so such a run goes on after
+SIGINT and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ class Interrupted(KeyboardInterrupt):
 
 class InterruptGuard:
     """A context manager: while it is active, SIGINT and SIGTERM raise :class:`Interrupted` (main thread only;
-    elsewhere signal handlers cannot be set and nothing changes). The previous handlers come back on exit."""
+    elsewhere signal handlers cannot be set and nothing changes). A signal ignored (``SIG_IGN``) at entry is
+    left ignored. The previous handlers come back on exit."""
 
     def __init__(self) -> None:
         self.pending: int | None = None
@@ -47,6 +53,8 @@ class InterruptGuard:
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_IGN:
+                    continue  # a background job of a script, trap '' INT: the caller asked for it to be ignored
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

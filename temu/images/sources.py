@@ -161,13 +161,40 @@ def to_pixels(obj: Any, *, name: str = "image") -> torch.Tensor:
             obj = obj.float()
             check_values(obj, name)
         return obj
+    raise type_problem(obj, name) or InvalidInputError(
+        f"{name}: unsupported input type {type(obj).__name__}; expected a PIL image, a numpy array or a [3, H, W] tensor"
+    )
+
+
+def type_problem(obj: Any, name: str) -> InvalidInputError | None:
+    """Why ``obj`` can never be an image (raw bytes, an open file or stream, an unsupported type), else None.
+
+    Known without reading anything, so :func:`expand_sources` records it up front and
+    ``on_error="raise"`` raises it before the model loads.
+    """
+    from PIL import Image
+
+    if isinstance(obj, (str, os.PathLike, np.ndarray, torch.Tensor, Image.Image)):
+        return None
     if isinstance(obj, (bytes, bytearray)):
-        raise InvalidInputError(f"{name}: raw bytes are not accepted; wrap them: PIL.Image.open(io.BytesIO(data))")
+        return InvalidInputError(f"{name}: raw bytes are not accepted; wrap them: PIL.Image.open(io.BytesIO(data))")
     if isinstance(obj, io.IOBase):
-        raise InvalidInputError(
-            f"{name}: an open file object is not an image; pass its path, or PIL.Image.open(file) for an image file"
+        file = getattr(obj, "name", None)
+        if isinstance(file, (str, bytes, os.PathLike)):  # an open file: it has a path
+            return InvalidInputError(
+                f"{name}: an open file object ({os.fsdecode(file)!r}) is not an image; pass its path "
+                f"({os.fsdecode(file)!r}), or PIL.Image.open(file) for an image file"
+            )
+        if isinstance(obj, io.TextIOBase):
+            return InvalidInputError(
+                f"{name}: a text stream ({type(obj).__name__}) is not an image; to score the paths it lists, "
+                "pass them as a list: stream.read().splitlines()"
+            )
+        return InvalidInputError(
+            f"{name}: an open file object ({type(obj).__name__}) is not an image; for encoded image bytes pass "
+            "PIL.Image.open(stream)"
         )
-    raise InvalidInputError(
+    return InvalidInputError(
         f"{name}: unsupported input type {type(obj).__name__}; expected a path, a directory, a PIL image, "
         "a numpy array, a tensor [3, H, W] or [N, 3, H, W], or a list of these"
     )
@@ -216,8 +243,9 @@ def expand_sources(inputs: Any, *, recursive: bool = False, skipped: list[Skippe
     Folders are expanded here (their image files, sorted; ``skipped``, if given, receives the
     entries left out, see :func:`temu.images.folders.describe_skipped`); files are not opened yet.
     A ``[N, 3, H, W]`` tensor gives N sources. Nothing here raises for a bad input: an empty or
-    invalid path, a folder that cannot be listed or a batch tensor of the wrong shape becomes a
-    source whose :meth:`Source.load` raises its error.
+    invalid path, a folder that cannot be listed, a batch tensor of the wrong shape or an object
+    that is no image at all (raw bytes, an open file or text stream) becomes a source whose
+    :attr:`Source.error` is set and whose :meth:`Source.load` raises it.
     """
     out: list[Source] = []
     for item in _flatten(inputs):
@@ -232,7 +260,9 @@ def expand_sources(inputs: Any, *, recursive: bool = False, skipped: list[Skippe
                 continue
             out.extend(Source(f"<tensor {base + i}>", image=item[i]) for i in range(item.shape[0]))
         else:
-            out.append(Source(f"<{type(item).__name__} {len(out)}>", image=item))
+            name = f"<{type(item).__name__} {len(out)}>"
+            problem = type_problem(item, name)  # an open file is not kept: DataLoader workers could not take it
+            out.append(Source(name, error=problem) if problem is not None else Source(name, image=item))
     return out
 
 

@@ -79,14 +79,16 @@ def resolve_attributes(attributes: AttributeSpec) -> dict[str, tuple[str, str]]:
     return chosen
 
 
-def unknown_attribute_message(name: object) -> str:
-    """Why ``name`` is not a default attribute, with the closest names and the full list."""
+def unknown_attribute_message(name: object, *, custom_prompts: bool = True) -> str:
+    """Why ``name`` is not a default attribute, with the closest names and the full list.
+
+    ``custom_prompts=False`` leaves out the advice to pass a dict of prompts, for callers that
+    cannot (the ``--attributes`` option of ``temu score``).
+    """
     close = difflib.get_close_matches(str(name), list(DEFAULT_ATTRIBUTES), n=2)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
-    return (
-        f"unknown attribute {name!r}.{hint} The default attributes are {', '.join(DEFAULT_ATTRIBUTES)}; "
-        "for other prompts pass a dict name -> (positive prompt, negative prompt)"
-    )
+    custom = "; for other prompts pass a dict name -> (positive prompt, negative prompt)" if custom_prompts else ""
+    return f"unknown attribute {name!r}.{hint} The default attributes are {', '.join(DEFAULT_ATTRIBUTES)}{custom}"
 
 
 def _check_name(name: object) -> None:

@@ -12,7 +12,6 @@ import contextlib
 from collections.abc import Sequence
 from typing import cast
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import VisionTransformer
@@ -73,9 +72,10 @@ class CLIPBackbone(nn.Module):
             "logit_scale", clip.logit_scale.detach().exp().reshape(()).clone().float(), persistent=False
         )
 
-        ids = open_clip.get_tokenizer(source.model_name)(list(prompts))
+        tokenizer = source.tokenizer()
+        ids = tokenizer(list(prompts))
         extra = [p for p in dict.fromkeys(extra_prompts) if p not in prompts]
-        vectors = encode_prompts(clip, source.model_name, [*prompts, *extra])  # one text pass for all
+        vectors = encode_prompts(clip, tokenizer, [*prompts, *extra])  # one text pass for all
         self.register_buffer("text_features", vectors[: len(prompts)].clone(), persistent=False)  # [K, E]
         #: prompt -> normalised CLIP text vector ``[E]`` (float32, CPU): every prompt encoded so far.
         self.prompt_features: dict[str, torch.Tensor] = dict(zip([*prompts, *extra], vectors.cpu()))
@@ -113,7 +113,7 @@ class CLIPBackbone(nn.Module):
                 device = self.text.token_embedding.weight.device
                 # in fp32 even when called under autocast: these vectors are reused for every image
                 with torch.inference_mode(False), torch.no_grad(), torch.autocast(device.type, enabled=False):
-                    ids = open_clip.get_tokenizer(self.source.model_name)(missing).to(device)
+                    ids = self.source.tokenizer()(missing).to(device)
                     vectors = F.normalize(run_tower(self.text, ids).float(), dim=-1)
             elif self.source.random_weights:
                 raise BackboneError(
@@ -123,7 +123,7 @@ class CLIPBackbone(nn.Module):
                 )
             else:
                 with torch.inference_mode(False), torch.autocast("cpu", enabled=False):
-                    vectors = encode_prompts(create_clip(self.source), self.source.model_name, missing)
+                    vectors = encode_prompts(create_clip(self.source), self.source.tokenizer(), missing)
             self.prompt_features.update(zip(missing, vectors.cpu()))
         return torch.stack([self.prompt_features[p] for p in prompts])
 

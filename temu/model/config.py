@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 from .scale import MOSScale
 
 #: Version of the ``config.json`` layout written by :meth:`TeMuConfig.to_dict`.
@@ -25,17 +27,55 @@ DEFAULT_MAX_PIXELS = 1024 * 1024
 
 LayerSpec = Union[None, int, Sequence[int]]  # noqa: UP007 (a runtime alias: `|` needs Python 3.10's types)
 
+#: Accepted :attr:`TeMuConfig.image_size` (square side, pixels): beyond 4096 a ViT-L/14 sees 85,000+ tokens.
+IMAGE_SIZE_RANGE = (16, 4096)
+#: Accepted :attr:`TeMuConfig.max_pixels`: up to 8192 x 8192 (a 48 MP photo fits uncapped).
+MAX_PIXELS_RANGE = (16 * 16, 8192 * 8192)
+#: Largest :attr:`HeadConfig.adapter_dim` anywhere; with a backbone, at most 4 x its embed_dim.
+ADAPTER_DIM_MAX = 16384
+ADAPTER_DIM_PER_EMBED_DIM = 4
+
+
+def _int_field(name: str, value: Any, low: int, high: int | None, expected: str) -> int:
+    """``value`` as an int in ``low..high`` (None: no upper bound), else a :class:`ConfigError` naming the field.
+
+    bool is refused although Python counts it as an int (``image_size: true`` in a config.json).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}={value!r}: expected {expected}")
+    if value < low or (high is not None and value > high):
+        raise ConfigError(f"{name}={value!r}: expected {expected}")
+    return int(value)
+
+
+def _real_triple(name: str, value: Any, *, positive: bool) -> tuple[float, float, float]:
+    """Three finite numbers (R, G, B), positive ones for ``std``; else a :class:`ConfigError`."""
+    kind = "positive finite numbers" if positive else "finite numbers"
+    error = ConfigError(
+        f"{name}={value!r}: expected 3 {kind} (R, G, B) for pixels in [0, 1], or None for the backbone's"
+    )
+    if isinstance(value, (str, bytes, Mapping)):
+        raise error
+    try:
+        items = tuple(value)
+        out = tuple(float(v) for v in items if not isinstance(v, (bool, str, bytes)))
+    except (TypeError, ValueError):
+        raise error from None
+    if len(items) != 3 or len(out) != 3 or not all(math.isfinite(v) and (v > 0 or not positive) for v in out):
+        raise error
+    return out  # type: ignore[return-value]
+
 
 @dataclass(frozen=True)
 class HeadConfig:
     """Hyper-parameters of the trainable head (docs/method.md: the adapter, the layer weights and variant I; all "ours").
 
     adapter_dim: bottleneck width of the zero-initialised residual adapter in the joint
-        image-text space; 0 disables it.
+        image-text space (at most 4 x the backbone's embed_dim); 0 disables it.
     learn_layer_weights: learn softmax weights over the chosen layers (initialised uniform,
         so the untrained model averages the layers: Fig. 9 option (c)); False keeps the plain mean.
     metanet_reduction: variant I only; the CoCoOp meta-net maps the image vector (embed_dim)
-        through a hidden layer of embed_dim // metanet_reduction units to the text width.
+        through a hidden layer of embed_dim // metanet_reduction units (so 1..embed_dim) to the text width.
     """
 
     adapter_dim: int = 64
@@ -43,10 +83,25 @@ class HeadConfig:
     metanet_reduction: int = 16
 
     def __post_init__(self) -> None:
-        if not isinstance(self.adapter_dim, int) or self.adapter_dim < 0:
-            raise ValueError(f"adapter_dim must be an int >= 0 (0 disables the adapter), got {self.adapter_dim!r}")
-        if not isinstance(self.metanet_reduction, int) or self.metanet_reduction < 1:
-            raise ValueError(f"metanet_reduction must be an int >= 1, got {self.metanet_reduction!r}")
+        adapter_dim = _int_field(
+            "adapter_dim",
+            self.adapter_dim,
+            0,
+            ADAPTER_DIM_MAX,
+            f"an int in 0..{ADAPTER_DIM_MAX} (0 disables the adapter; at most "
+            f"{ADAPTER_DIM_PER_EMBED_DIM} x the backbone's embed_dim)",
+        )
+        object.__setattr__(self, "adapter_dim", adapter_dim)
+        if not isinstance(self.learn_layer_weights, bool):
+            raise ConfigError(f"learn_layer_weights={self.learn_layer_weights!r}: expected true or false")
+        reduction = _int_field(
+            "metanet_reduction",
+            self.metanet_reduction,
+            1,
+            None,
+            "an int >= 1, at most the backbone's embed_dim (the meta-net's hidden width is embed_dim // it)",
+        )
+        object.__setattr__(self, "metanet_reduction", reduction)
 
 
 @dataclass(frozen=True)
@@ -61,18 +116,23 @@ class TeMuConfig:
     layers: the transformer layers whose tokens are aggregated, numbered from 1 as in the paper
         (layer 1 = output of the first block). None = all layers, an int k = the first k layers,
         or an explicit list.
-    image_size: inputs are resized to this square size; None keeps each input's own size,
-        cropped (centred) down to a multiple of the patch size.
+    image_size: inputs are resized to this square size (16..4096, at least the patch size); None
+        keeps each input's own size, cropped (centred) down to a multiple of the patch size.
     max_pixels: with ``image_size=None`` only: an input with more pixels is downscaled (aspect
         ratio kept) to at most this many first, with a warning naming it, since attention's cost
-        grows with the square of the pixel count. None = no cap. Written to config.json only when
-        it differs from :data:`DEFAULT_MAX_PIXELS`.
-    prompts: the (positive, negative) antonym prompts.
-    mean, std: per-channel normalisation of [0, 1] pixels; None takes the backbone's own
-        (open_clip's pretrained config), which is then written here when the model is saved.
+        grows with the square of the pixel count. 256..8192x8192, or None = no cap. Written to
+        config.json only when it differs from :data:`DEFAULT_MAX_PIXELS`.
+    prompts: the (positive, negative) antonym prompts, non-empty strings.
+    mean, std: per-channel normalisation of [0, 1] pixels (finite; std positive); None takes the
+        backbone's own (open_clip's pretrained config), which is then written here when the model is saved.
     mos_scale: the :class:`~temu.MOSScale` a fine-tuned head was trained on, so predictions in
         [0, 1] can be mapped back to the dataset's units; None for untrained heads. A dict of its
         fields (``{"low", "high", "lower_better"}``, as config.json holds it) is accepted too.
+
+    Every field is checked when the config is made (:class:`~temu.errors.ConfigError` naming the
+    field, the value and the range; bool is not an int); the fields whose range depends on the
+    backbone (layers, image_size against the patch size, adapter_dim and metanet_reduction against
+    embed_dim) when the model is built, before the head (:func:`check_for_backbone`).
     """
 
     backbone: str = "ViT-L-14"
@@ -88,36 +148,60 @@ class TeMuConfig:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        for name in ("backbone", "pretrained"):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value.strip()) and not (name == "pretrained" and value is None):
+                what = "an open_clip model name, a model-config JSON file or 'hf-hub:org/repo'"
+                if name == "pretrained":
+                    what = "a pretrained tag, 'hf-hub:org/repo', a checkpoint file, or None for random weights"
+                raise ConfigError(f"{name}={value!r}: expected {what}")
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
-        if self.image_size is not None and (not isinstance(self.image_size, int) or self.image_size < 1):
-            raise ValueError(f"image_size must be a positive int or None (native size), got {self.image_size!r}")
-        if self.max_pixels is not None and (
-            not isinstance(self.max_pixels, int) or isinstance(self.max_pixels, bool) or self.max_pixels < 1
+            raise ConfigError(f"variant={self.variant!r}: expected one of {VARIANTS}")
+        if self.image_size is not None:
+            low, high = IMAGE_SIZE_RANGE
+            size = _int_field(
+                "image_size",
+                self.image_size,
+                low,
+                high,
+                f"an int in {low}..{high} (the square side inputs are resized to), or None for each input's own size",
+            )
+            object.__setattr__(self, "image_size", size)
+        if self.max_pixels is not None:
+            low, high = MAX_PIXELS_RANGE
+            cap = _int_field(
+                "max_pixels",
+                self.max_pixels,
+                low,
+                high,
+                f"an int in {low:,}..{high:,} (8192 x 8192), or None for no cap",
+            )
+            object.__setattr__(self, "max_pixels", cap)
+        prompts = tuple(self.prompts) if isinstance(self.prompts, (list, tuple)) else self.prompts
+        if (
+            not isinstance(prompts, tuple)
+            or len(prompts) != 2
+            or not all(isinstance(p, str) and p.strip() for p in prompts)
         ):
-            raise ValueError(f"max_pixels must be a positive int or None (no cap), got {self.max_pixels!r}")
-        prompts = tuple(self.prompts)
-        if len(prompts) != 2 or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise ValueError(
-                f"prompts must be two non-empty strings (positive, negative), e.g. ('Good photo.', 'Bad photo.'); "
-                f"got {self.prompts!r}"
+            raise ConfigError(
+                f"prompts={self.prompts!r}: expected two non-empty strings (positive, negative), "
+                "e.g. ('Good photo.', 'Bad photo.')"
             )
         object.__setattr__(self, "prompts", prompts)
-        if isinstance(self.layers, (list, tuple)):
-            object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "layers", _check_layers(self.layers))
+        if not isinstance(self.head, HeadConfig):
+            raise ConfigError(f"head={self.head!r}: expected a HeadConfig")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
-                value = tuple(float(v) for v in value)
-                if len(value) != 3:
-                    raise ValueError(f"{name} must have 3 values (R, G, B), got {value!r}")
-                object.__setattr__(self, name, value)
-        if self.std is not None and min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std!r}")
+                object.__setattr__(self, name, _real_triple(name, value, positive=name == "std"))
         if isinstance(self.mos_scale, Mapping):
-            object.__setattr__(self, "mos_scale", MOSScale.from_dict(self.mos_scale))
+            try:
+                object.__setattr__(self, "mos_scale", MOSScale.from_dict(self.mos_scale))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"mos_scale={dict(self.mos_scale)!r}: {err}") from err
         elif self.mos_scale is not None and not isinstance(self.mos_scale, MOSScale):
-            raise ValueError(f"mos_scale must be a MOSScale, a dict of its fields or None, got {self.mos_scale!r}")
+            raise ConfigError(f"mos_scale={self.mos_scale!r}: expected a MOSScale, a dict of its fields or None")
 
     def replace(self, **changes: Any) -> TeMuConfig:
         """A copy with some fields changed; ``head`` may be given as a dict of HeadConfig fields."""
@@ -152,6 +236,8 @@ class TeMuConfig:
                 "The file was probably written by a newer temu: upgrade temu (pip install -U temu-iqa)."
             )
         head = data.pop("head", None) or {}
+        if not isinstance(head, Mapping):
+            raise WeightsError(f"{source}: invalid model config: head={head!r}: expected an object of head fields")
         head_known = {f.name for f in dataclasses.fields(HeadConfig)}
         head_unknown = sorted(set(head) - head_known)
         if head_unknown:
@@ -159,7 +245,11 @@ class TeMuConfig:
                 f"{source}: unknown head config keys {head_unknown}; this temu knows {sorted(head_known)}."
             )
         try:
-            return cls(head=HeadConfig(**head), **data)
+            head_config = HeadConfig(**head)
+        except (TypeError, ValueError) as err:
+            raise WeightsError(f"{source}: invalid head config: {err}") from err
+        try:
+            return cls(head=head_config, **data)
         except (TypeError, ValueError) as err:
             raise WeightsError(f"{source}: invalid model config: {err}") from err
 
@@ -190,31 +280,78 @@ def read_config_file(path: str | Path) -> tuple[TeMuConfig, dict[str, Any]]:
     return TeMuConfig.from_dict(raw["model"], source=str(path)), meta
 
 
-def resolve_layers(layers: None | int | Sequence[int], depth: int) -> list[int]:
+def _check_layers(layers: Any) -> LayerSpec:
+    """:attr:`TeMuConfig.layers` checked without a backbone: None, an int >= 1, or distinct ints >= 1 (as a tuple)."""
+    expected = "None (all layers), K >= 1 (the first K layers) or a non-empty list of distinct layers numbered from 1"
+    if layers is None:
+        return None
+    if isinstance(layers, Iterable) and not isinstance(layers, (str, bytes, Mapping)):  # list, tuple, range, array
+        items = list(layers)
+        if not items or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+            raise ConfigError(f"layers={layers!r}: expected {expected}")
+        chosen = tuple(int(v) for v in items)
+        if min(chosen) < 1 or len(set(chosen)) != len(chosen):
+            raise ConfigError(f"layers={list(chosen)!r}: expected {expected}")
+        return chosen
+    return _int_field("layers", layers, 1, None, expected)
+
+
+def resolve_layers(layers: LayerSpec, depth: int) -> list[int]:
     """The chosen layers as sorted 0-based block indices (docs/method.md, "Tokens of every layer").
 
     ``None`` = all ``depth`` layers; an int k = layers 1..k; a list = those layers, numbered
     from 1 as in the paper (layer 1 is the output of the first transformer block).
+
+    Raises:
+        ConfigError: a layer the backbone does not have, or not a layer choice at all.
     """
+    layers = _check_layers(layers)
     if layers is None:
         return list(range(depth))
-    if isinstance(layers, bool):
-        raise ValueError(f"layers must be None, an int or a list of ints, got {layers!r}")
     if isinstance(layers, int):
-        if not 1 <= layers <= depth:
-            raise ValueError(
-                f"layers={layers}: the backbone has {depth} layers; pass 1..{depth} (the first k layers) or None for all"
+        if layers > depth:
+            raise ConfigError(
+                f"layers={layers}: expected 1..{depth} (the first K of the backbone's {depth} layers), or None for all"
             )
         return list(range(layers))
-    chosen = list(layers)
-    if not chosen or not all(isinstance(v, int) and not isinstance(v, bool) for v in chosen):
-        raise ValueError(f"layers must be a non-empty list of ints numbered 1..{depth}, got {layers!r}")
-    bad = [v for v in chosen if not 1 <= v <= depth]
+    bad = [v for v in layers if v > depth]
     if bad:
-        raise ValueError(
-            f"layers {bad} do not exist: the backbone has layers 1..{depth}, numbered from 1 as in the paper "
-            "(layer 1 = the output of the first transformer block)"
+        raise ConfigError(
+            f"layers={list(layers)!r}: layers {bad} do not exist; expected layers numbered 1..{depth} (the backbone "
+            f"has {depth}; layer 1 = the output of the first transformer block)"
         )
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"layers lists a layer twice: {layers!r}")
-    return sorted(v - 1 for v in chosen)
+    return sorted(v - 1 for v in layers)
+
+
+def check_for_backbone(config: TeMuConfig, *, depth: int, embed_dim: int, patch_size: Sequence[int]) -> list[int]:
+    """Check the fields whose range depends on the backbone, before the head is built; returns the layer indices.
+
+    Args:
+        config: the model config.
+        depth, embed_dim, patch_size: the backbone's number of blocks, joint-space width and patch (h, w).
+
+    Returns:
+        The chosen layers as sorted 0-based block indices (:func:`resolve_layers`).
+
+    Raises:
+        ConfigError: naming the field, its value and the range this backbone allows.
+    """
+    layer_ids = resolve_layers(config.layers, depth)
+    patch = max(patch_size)
+    if config.image_size is not None and config.image_size < patch:
+        raise ConfigError(
+            f"image_size={config.image_size}: expected at least the backbone's patch size ({patch}) and at most "
+            f"{IMAGE_SIZE_RANGE[1]}"
+        )
+    most = min(ADAPTER_DIM_MAX, ADAPTER_DIM_PER_EMBED_DIM * embed_dim)
+    if config.head.adapter_dim > most:
+        raise ConfigError(
+            f"head.adapter_dim={config.head.adapter_dim}: expected 0..{most} ({ADAPTER_DIM_PER_EMBED_DIM} x the "
+            f"backbone's embed_dim {embed_dim}; 0 disables the adapter)"
+        )
+    if config.variant == "I" and config.head.metanet_reduction > embed_dim:
+        raise ConfigError(
+            f"head.metanet_reduction={config.head.metanet_reduction}: expected 1..{embed_dim} (the backbone's "
+            "embed_dim; the meta-net's hidden width is embed_dim // metanet_reduction)"
+        )
+    return layer_ids

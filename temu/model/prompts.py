@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .text import TextTower
 
 
@@ -44,9 +45,9 @@ class CoCoOpPrompts(nn.Module):
         eot = tower.eot_index(prompt_ids)
         n_ctx = shared_suffix_length(prompt_ids, eot)
         if n_ctx == 0:
-            raise ValueError(
-                f"variant 'I' learns the words the two prompts share at their end (CoCoOp context), "
-                f"but {list(prompts)!r} share none. Use prompts such as ('Good photo.', 'Bad photo.')."
+            raise ConfigError(
+                f"prompts={list(prompts)!r}: variant 'I' learns the words the two prompts share at their end "
+                "(CoCoOp context), and these share none; expected prompts such as ('Good photo.', 'Bad photo.')"
             )
         length = int(eot.max()) + 1
         ids = prompt_ids[:, :length]

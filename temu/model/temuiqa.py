@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import WeightsError
+from ..errors import ConfigError, WeightsError
 from ..files import atomic_write
 from ..images.decode import pixels_to_float
 from ..images.sources import check_batch
@@ -29,8 +29,8 @@ from .config import (
     HeadConfig,
     LayerSpec,
     TeMuConfig,
+    check_for_backbone,
     read_config_file,
-    resolve_layers,
 )
 from .head import TeMuHead, zero_shot_token_scores
 from .hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, resolve_head_dir
@@ -38,6 +38,9 @@ from .presets import PRESET_SEED, PRESETS
 from .prompts import CoCoOpPrompts
 from .scale import MOSScale
 from .text import TextTower
+
+#: dtypes a head's safetensors file may hold (loaded into float32 parameters).
+_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 #: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
 _ARCHITECTURE_FIELDS = frozenset({"backbone", "variant", "layers", "prompts", "head"})
@@ -118,10 +121,10 @@ class TeMuIQA(nn.Module):
             variant=str(variant).upper(),
             layers=layers,
             image_size=image_size,
-            prompts=tuple(prompts),  # type: ignore[arg-type]
+            prompts=prompts,  # type: ignore[arg-type]
             head=head_cfg,
-            mean=tuple(mean) if mean is not None else None,  # type: ignore[arg-type]
-            std=tuple(std) if std is not None else None,  # type: ignore[arg-type]
+            mean=mean,  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
             max_pixels=max_pixels,
         )
         self._build(config, load_weights=True)
@@ -144,7 +147,9 @@ class TeMuIQA(nn.Module):
             extra_prompts=[p for pair in DEFAULT_ATTRIBUTES.values() for p in pair],
             load_weights=load_weights,
         )
-        self.layer_ids = resolve_layers(config.layers, backbone.depth)
+        self.layer_ids = check_for_backbone(
+            config, depth=backbone.depth, embed_dim=backbone.embed_dim, patch_size=backbone.patch_size
+        )
         self.config = config.replace(mean=config.mean or backbone.source.mean, std=config.std or backbone.source.std)
         prompts = None
         if config.variant == "I":
@@ -374,7 +379,11 @@ class TeMuIQA(nn.Module):
             # architecture's initial head, made as the presets are made (same seed), from the
             # preset's defining config (layers=None: all layers of the new backbone).
             return untrained_model(PRESETS[os.fspath(source)].replace(**overrides))
-        model = cls.from_config(config)
+        try:
+            model = cls.from_config(config)
+        except ConfigError as err:  # a field out of the range this backbone allows: say which file holds it
+            given = f" with overrides {sorted(overrides)}" if overrides else ""
+            raise WeightsError(f"{directory / CONFIG_NAME}{given}: invalid model config: {err}") from err
         model.load_head(directory / WEIGHTS_NAME)
         return model
 
@@ -390,6 +399,16 @@ class TeMuIQA(nn.Module):
             raise WeightsError(f"{path}: no such weights file") from None
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
+        odd = [
+            f"{k} ({str(v.dtype).removeprefix('torch.')})"
+            for k, v in sorted(state.items())
+            if v.dtype not in _WEIGHT_DTYPES
+        ]
+        if odd:
+            raise WeightsError(
+                f"{path}: tensor {', '.join(odd)}: expected float32, float16 or bfloat16 (a temu head is saved in "
+                "float32); convert the file (load it, save float32 tensors) or use another head"
+            )
         expected = self.head.state_dict()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

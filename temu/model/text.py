@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,14 +68,18 @@ class TextTower(nn.Module):
         return x @ self.text_projection if self.text_projection is not None else x
 
 
-def encode_prompts(clip: nn.Module, model_name: str, prompts: Sequence[str]) -> torch.Tensor:
+def encode_prompts(
+    clip: nn.Module, tokenizer: Callable[[list[str]], torch.Tensor], prompts: Sequence[str]
+) -> torch.Tensor:
     """``[K, E]`` normalised text vectors (float32) of ``prompts``: CLIP's ``encode_text``.
+
+    ``tokenizer`` is the model's own (:meth:`BackboneSource.tokenizer`, or ``open_clip.get_tokenizer(name)``).
 
     With a CLIP-style causal text encoder the token sequences are cut after the longest
     end-of-text token: the pooled features do not depend on later positions, so the result is
     ``encode_text``'s (to float rounding) for a fraction of the work (about 7 of 77 positions).
     """
-    ids = open_clip.get_tokenizer(model_name)(list(prompts))
+    ids = tokenizer(list(prompts))
     with torch.no_grad():
         if is_causal_eot_text(clip):
             text = run_tower(TextTower(clip, ""), ids)
