@@ -1,4 +1,4 @@
-"""The ``temu`` command: ``temu score``, ``temu eval`` and ``temu presets`` (``temu-finetune``: :mod:`temu.cli.finetune`).
+"""The ``temu`` command: ``temu score``, ``temu select``, ``temu eval`` and ``temu presets`` (``temu-finetune``: :mod:`temu.cli.finetune`).
 
 Exit status: 0 on success (unreadable images are reported on stderr and in the output file, and
 do not fail the run), 1 when ``--strict`` is given and some image could not be scored, 2 for a
@@ -17,6 +17,7 @@ from .._version import __version__
 from . import eval as eval_command
 from . import presets as presets_command
 from . import score as score_command
+from . import select as select_command
 from .args import Parser
 
 __all__ = ["build_parser", "main"]
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"temu {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     score_command.add_parser(sub)
+    select_command.add_parser(sub)
     eval_command.add_parser(sub)
     presets_command.add_parser(sub)
     return parser

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .._version import __version__
@@ -146,3 +147,18 @@ def count_errors(folder: OutputFolder, shards: Sequence[Shard]) -> int:
             table = pq.read_table(folder.path(shard.file_name), columns=["error"], filesystem=folder.fs)
             total += table.num_rows - table.column("error").null_count
     return total
+
+
+def exact_ids(table: pa.Table) -> pa.Array:
+    """The ids' exact bytes (``id_bytes`` where set, else the UTF-8 of ``id``)."""
+    text = table.column("id").combine_chunks().cast(pa.binary())
+    raw = table.column("id_bytes").combine_chunks()
+    return pc.if_else(pc.is_valid(raw), raw, text)
+
+
+def write_lines(stream: Any, values: pa.Array, chunk: int = 1 << 20) -> None:
+    """One value per line (exact bytes), joined by pyarrow in chunks (no Python string per row)."""
+    for start in range(0, len(values), chunk):
+        part = values.slice(start, chunk)
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(part)], pa.int32()), part), b"\n")
+        stream.write(joined[0].as_py() + b"\n")
