@@ -263,7 +263,7 @@ def test_an_input_damaged_after_planning_is_one_line_and_the_finished_shards_sta
     # damaged while the run goes on (after the plan was checked): one line, exit 1, the finished shards stay
     import temu.corpus.plan
 
-    monkeypatch.setattr(temu.corpus.plan.Plan, "changed_source", lambda self, filesystems: None)
+    monkeypatch.setattr(temu.corpus.plan.Plan, "changed_source", lambda self, *args: None)
     code, err = score_cli(capsys, *args, "--shard", "1/2")
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("temu score: error: list.txt cannot be read any more") and "rerun the same command" in err

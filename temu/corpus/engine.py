@@ -8,6 +8,7 @@ around :func:`run`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -21,7 +22,16 @@ from ..precision import PRECISIONS, Precision
 from ..runtime import Launch, launch_from_environment
 from .names import expand_braces, is_uri
 from .output import RESERVED_COLUMNS, ShardResult, count_errors
-from .plan import SUCCESS_NAME, OutputFolder, Plan, Shard, effective_precision, head_settings, open_plan
+from .plan import (
+    SUCCESS_NAME,
+    OutputFolder,
+    Plan,
+    Shard,
+    effective_precision,
+    head_settings,
+    open_plan,
+    resume_refused,
+)
 from .uris import Filesystems
 
 ENGINES = ("local", "ray")
@@ -227,38 +237,20 @@ def run(
     model = _model_location(model)
     if engine not in ENGINES:
         raise CorpusError(f"engine={engine!r}: expected one of {', '.join(map(repr, ENGINES))}")
-    for name, value in (("shard_size", shard_size), ("max_member_size", max_member_size)):
-        _check_count(name, value)
-    for name, value in (("batch_size", batch_size), ("decode_threads", decode_threads), ("max_workers", max_workers)):
-        if value is not None:
-            _check_count(name, value)
-    for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
-        if value is not None and not (isinstance(value, (int, float)) and value >= 0 and value == value):
-            raise CorpusError(f"{name}={value!r}: expected a number >= 0")
-    if cpus_per_worker == 0:
-        raise CorpusError("cpus_per_worker=0: a scoring actor needs some CPU")
     if precision not in PRECISIONS:
         raise CorpusError(f"precision={precision!r}: expected one of {', '.join(map(repr, PRECISIONS))}")
+    _check_numbers(
+        shard_size=shard_size,
+        max_member_size=max_member_size,
+        batch_size=batch_size,
+        decode_threads=decode_threads,
+        max_workers=max_workers,
+        gpus_per_worker=gpus_per_worker,
+        cpus_per_worker=cpus_per_worker,
+    )
     pairs = _attributes(attributes)
-    launch: Launch | None = None
-    if engine == "ray":
-        if shard is not None:
-            raise CorpusError("shard= is for engine='local'; Ray shares the shards out itself")
-        if device is not None:
-            raise CorpusError(
-                "device= is for engine='local'; on Ray the device follows gpus_per_worker (0: CPU actors)"
-            )
-        index, count, origin = 0, 1, ""
-    else:
-        values = (address, gpus_per_worker, cpus_per_worker, max_workers)
-        given = [name for name, value in zip(_RAY_OPTIONS, values) if value is not None]
-        if given:
-            raise CorpusError(f"{given[0]}= is an option of engine='ray'")
-        if shard is not None:
-            index, count, origin = _shard(shard)
-        else:
-            launch = launch_from_environment()
-            index, count, origin = (launch.rank, launch.world_size, launch.origin) if launch else (0, 1, "")
+    ray_options = dict(zip(_RAY_OPTIONS, (address, gpus_per_worker, cpus_per_worker, max_workers)))
+    index, count, origin, launch = _place(engine, shard, device, ray_options)
     if overwrite and count > 1:
         raise CorpusError(
             "overwrite=True with several shard processes would let each clear the others' work; "
@@ -321,8 +313,11 @@ def run(
             id_column=id_column,
         )
         wanted = Plan(settings, list(inputs), options)
-        plan = open_plan(folder, wanted, lambda: planner.plan(inputs), overwrite=overwrite, filesystems=filesystems)
+        plan = open_plan(folder, wanted, lambda: planner.plan(inputs), overwrite=overwrite)
         todo, done = pending_shards(plan, folder, index, count)
+        changed = plan.changed_source(filesystems, todo)  # shards are line and row ranges of lists and tables
+        if changed is not None:
+            raise CorpusError(resume_refused(folder, changed))
         report = CorpusRun(output, (index, count), origin, len(plan.shards), shards_skipped=done)
         report._folder, report._mine = folder, plan.shards_of(index, count)
         if todo:
@@ -409,6 +404,40 @@ def _model_location(model: Any) -> str:
 def _check_count(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise CorpusError(f"{name}={value!r}: expected a positive integer")
+
+
+def _check_numbers(**values: Any) -> None:
+    """Counts are positive integers (None: the default, where there is one); GPUs and CPUs numbers >= 0, CPUs > 0."""
+    for name in ("shard_size", "max_member_size", "batch_size", "decode_threads", "max_workers"):
+        if values[name] is not None or name in ("shard_size", "max_member_size"):
+            _check_count(name, values[name])
+    for name in ("gpus_per_worker", "cpus_per_worker"):
+        value = values[name]
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            raise CorpusError(f"{name}={value!r}: expected a number >= 0")
+        if name == "cpus_per_worker" and value == 0:
+            raise CorpusError("cpus_per_worker=0: a scoring actor needs some CPU")
+
+
+def _place(engine: str, shard: Any, device: Any, ray_options: dict[str, Any]) -> tuple[int, int, str, Launch | None]:
+    """This process's ``(index, count)`` of the plan, where it came from, and the launcher (local engine)."""
+    if engine == "ray":
+        if shard is not None:
+            raise CorpusError("shard= is for engine='local'; Ray shares the shards out itself")
+        if device is not None:
+            raise CorpusError(
+                "device= is for engine='local'; on Ray the device follows gpus_per_worker (0: CPU actors)"
+            )
+        return 0, 1, "", None
+    given = [name for name, value in ray_options.items() if value is not None]
+    if given:
+        raise CorpusError(f"{given[0]}= is an option of engine='ray'")
+    if shard is not None:
+        return (*_shard(shard), None)
+    launch = launch_from_environment()
+    return (launch.rank, launch.world_size, launch.origin, launch) if launch else (0, 1, "", None)
 
 
 def _shard(shard: Any) -> tuple[int, int, str]:

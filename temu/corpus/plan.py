@@ -193,10 +193,11 @@ class Plan:
                 return f"it was made with other {what} ({shown})"
         return None
 
-    def changed_source(self, filesystems: Filesystems) -> str | None:
-        """Why a list or table of the plan is no longer what was planned (changed, gone), or None."""
+    def changed_source(self, filesystems: Filesystems, shards: list[Shard] | None = None) -> str | None:
+        """Why a list or table of ``shards`` (default: the whole plan) is no longer what was planned
+        (changed, gone), or None."""
         seen: set[str] = set()
-        for shard in self.shards:
+        for shard in self.shards if shards is None else shards:
             if shard.stamp is None or shard.source in seen:
                 continue
             seen.add(shard.source)
@@ -417,25 +418,24 @@ class OutputFolder:
         return sorted(n for n in names if n.startswith(prefixes) and is_temporary(n)) if prefixes else []
 
 
+def resume_refused(folder: OutputFolder, problem: str) -> str:
+    """The message refusing to resume the run in ``folder`` because of ``problem``."""
+    return f"{folder.location} holds an earlier run that this one cannot resume: {problem}; {_OVERWRITE}"
+
+
 def _why(err: OSError) -> str:
     return err.strerror or str(err)
 
 
-def open_plan(
-    folder: OutputFolder,
-    wanted: Plan,
-    make_shards: Callable[[], list[Shard]],
-    *,
-    overwrite: bool,
-    filesystems: Filesystems,
-) -> Plan:
+def open_plan(folder: OutputFolder, wanted: Plan, make_shards: Callable[[], list[Shard]], *, overwrite: bool) -> Plan:
     """The plan to run. ``wanted`` holds this run's settings, inputs and options (its shards are
-    not used): a stored plan that agrees with it, and whose lists and tables are unchanged, is
-    resumed as it is, without listing the inputs again. Otherwise ``make_shards()`` plans the
+    not used): a stored plan that agrees with it is resumed as it is, without listing the inputs
+    again (the caller checks that the lists and tables of its pending shards are unchanged:
+    :meth:`Plan.changed_source`). Otherwise ``make_shards()`` plans the
     inputs and the new plan is stored, unless another process stored one first. ``overwrite``
     clears an earlier run first (also one whose plan is damaged). :class:`~temu.CorpusError` when
-    the folder holds a run of other settings, inputs or options, one whose lists or tables
-    changed, a damaged plan, or Parquet files not from temu."""
+    the folder holds a run of other settings, inputs or options, a damaged plan, or Parquet files
+    not from temu."""
     try:
         stored = folder.read_plan()
     except CorpusError:
@@ -448,7 +448,7 @@ def open_plan(
         folder.clear(stored)
         stored = None
     if stored is not None:
-        problem = stored.conflict(wanted) or stored.changed_source(filesystems)
+        problem = stored.conflict(wanted)
         if problem is not None:
             raise CorpusError(
                 f"{folder.location} holds an earlier run that this one cannot resume: {problem}; {_OVERWRITE}"

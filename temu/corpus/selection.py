@@ -284,7 +284,7 @@ def _threshold(
     report.scored = len(scored)
     if rule == "min_score":
         return float(value), None
-    k = min(len(scored), math.ceil(value * len(scored)) if rule == "top" else int(value))
+    k = min(len(scored), math.ceil(round(value * len(scored), 6)) if rule == "top" else int(value))
     if k == 0:
         return math.inf, 0
     return float(np.partition(scored, len(scored) - k)[len(scored) - k]), k
