@@ -64,12 +64,13 @@ class NonFiniteScoreError(TeMuError, RuntimeError):
     """A model gave an image a NaN or infinite score (corrupt head weights, or an fp16 overflow)."""
 
 
-def non_finite_score(name: str, value: float) -> NonFiniteScoreError | None:
-    """The error of image ``name`` scored ``value`` if that is NaN or infinite, else None."""
+def non_finite_score(name: str, value: float, what: str = "score") -> NonFiniteScoreError | None:
+    """The error of image ``name`` given ``value`` as its ``what`` (its score, or an attribute's name)
+    if that is NaN or infinite, else None."""
     if math.isfinite(value):
         return None
     return NonFiniteScoreError(
-        f"{name}: non-finite score ({value}): the head weights may be corrupt "
+        f"{name}: non-finite {what} ({value}): the head weights may be corrupt "
         "(with precision='fp16', the backbone may also have overflowed: try 'bf16' or 'fp32')"
     )
 
@@ -101,4 +102,17 @@ class InvalidAttributesError(TeMuError, ValueError):
 
 
 class CorpusError(TeMuError, ValueError):
-    """A corpus input, shard plan or output folder of a corpus run cannot be used as given."""
+    """A corpus input, shard plan, output folder or argument of a corpus run or selection cannot be used as given."""
+
+
+class CorpusRunError(CorpusError):
+    """A corpus run stopped part-way: an input changed or vanished since planning, an output could
+    not be written (a full disk). The shards written before are complete and kept (``output``);
+    running again scores the rest."""
+
+    def __init__(self, message: str, output: str) -> None:
+        super().__init__(message)
+        self.output = output
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.output))

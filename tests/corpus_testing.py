@@ -102,3 +102,46 @@ sys.exit(main({argv!r}))
     proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-3000:]
     return proc.returncode
+
+
+def fake_scores(
+    output: Path,
+    inputs: list[str],
+    value_of,
+    *,
+    attributes: dict | None = None,
+    shard_size: int = 10_000,
+    finish: bool = True,
+) -> None:
+    """A corpus output as ``temu score --output DIR/`` writes it, without a model: the inputs are
+    planned and read as a run reads them, and each row gets ``value_of(id)`` (None: an error row);
+    ``attributes`` maps a column name to a function of the id too. Fast, and the scores are chosen."""
+    from temu.corpus.engine import finish as write_success
+    from temu.corpus.listing import Planner
+    from temu.corpus.output import shard_output
+    from temu.corpus.plan import OutputFolder, Plan
+    from temu.corpus.read import read_shard
+    from temu.corpus.uris import Filesystems
+
+    fs = Filesystems()
+    folder = OutputFolder(str(output), fs)
+    shards = Planner(folder, fs, shard_size=shard_size).plan(inputs)
+    settings = {"model": {"backbone": "fake"}, "head_sha256": "0" * 64, "precision": "fp32"}
+    options = {"shard_size": shard_size, "attributes": {n: ["a", "b"] for n in attributes or {}} or None}
+    plan = folder.commit_plan(Plan(settings, inputs, options, shards))
+    for shard in plan.shards:
+        source: dict = {}
+        rows = [r for chunk in read_shard(shard, fs, max_member_size=1 << 30, source=source) for r in chunk.to_pylist()]
+        ids = [r["id"] for r in rows]
+        names = [i.decode("utf-8", "surrogateescape") for i in ids]
+        values = [None if r["read_error"] else value_of(n) for r, n in zip(rows, names)]
+        errors = [
+            r["read_error"] or (f"{n}: unreadable" if v is None else None) for r, n, v in zip(rows, names, values)
+        ]
+        columns = {
+            a: [None if v is None else f(n) for n, v in zip(names, values)] for a, f in (attributes or {}).items()
+        }
+        table, _ = shard_output(shard, ids, values, errors, [None] * len(ids), columns, source)
+        folder.write_table(shard.file_name, table)
+    if finish:
+        write_success(plan, folder)

@@ -49,7 +49,7 @@ def score_cli(capsys, *args: str) -> tuple[int, str]:
 def check_outputs(folder: Path, corpus, *, abs_tol: float = 1e-5) -> None:
     """Every image of the corpus exactly once, scored as temu.score scores it, or an error row."""
     table = read_outputs(folder)
-    assert table.schema.names == ["id", "score", "error", "shard"]
+    assert table.schema.names == ["id", "score", "error", "shard", "id_bytes"]
     rows = table.to_pylist()
     pairs = [(r["shard"], r["id"]) for r in rows]
     assert len(pairs) == len(set(pairs)) == corpus.images
@@ -107,10 +107,10 @@ def test_planner_names_every_shard_uniquely_and_reads_back_every_row(corpus, tmp
     names = [s.name for s in shards]
     assert len(set(names)) == len(names) and "00000" in names and "00000.2" in names
     assert names[:3] == ["photos-00000", "photos-00001", "photos-00002"]
-    rows = [r for s in shards for chunk in read_shard(s, fs) for r in chunk.to_pylist()]
+    rows = [r for s in shards for chunk in read_shard(s, fs, max_member_size=1 << 20) for r in chunk.to_pylist()]
     assert len(rows) == corpus.images + 4  # the tar twice
     by_id = {r["id"]: r for r in rows}
-    assert by_id["t-a"]["image"] is not None and by_id["photos/missing.png"]["path"] == str(
+    assert by_id[b"t-a"]["image"] is not None and by_id[b"photos/missing.png"]["path"] == bytes(
         corpus.root / "photos/missing.png"
     )
 
@@ -141,8 +141,8 @@ def test_a_tar_that_breaks_off_keeps_its_good_members_and_reports_the_rest(tmp_p
     (tmp_path / "cut.tar").write_bytes(buf.getvalue()[:1800])  # inside b.png's data
     fs = Filesystems()
     shards = Planner(OutputFolder(str(tmp_path / "o"), fs), fs, shard_size=10).plan([str(tmp_path / "cut.tar")])
-    rows = [r for chunk in read_shard(shards[0], fs) for r in chunk.to_pylist()]
-    assert [r["id"] for r in rows][-1] == str(tmp_path / "cut.tar")
+    rows = [r for chunk in read_shard(shards[0], fs, max_member_size=1 << 20) for r in chunk.to_pylist()]
+    assert [r["id"] for r in rows][-1] == bytes(tmp_path / "cut.tar")
     assert "truncated or corrupt tar" in rows[-1]["read_error"]
 
 
@@ -225,7 +225,7 @@ def test_corpus_mode_scores_every_input_kind_once(capsys, corpus, tiny_head_dir)
     assert "scored 11 image(s) in 8 shard(s), 4 could not be read" in err
     assert "photos/missing.png: no such file" in err
     # every shard file has the same schema, with and without errors
-    schemas = {pq.read_schema(p) for p in (corpus.root / "out").glob("*.parquet")}
+    schemas = {pq.read_schema(p).remove_metadata() for p in (corpus.root / "out").glob("*.parquet")}
     assert len(schemas) == 1
     # --strict: exit 1 because some images could not be read; a rerun with nothing left to do agrees
     code, err = score_cli(
@@ -249,16 +249,24 @@ def test_two_shards_of_n_give_every_image_exactly_once(capsys, corpus, tiny_head
     capsys.readouterr()
 
 
-def test_an_input_damaged_after_planning_is_one_line_and_the_finished_shards_stay(capsys, corpus, tiny_head_dir):
+def test_an_input_damaged_after_planning_is_one_line_and_the_finished_shards_stay(
+    capsys, corpus, tiny_head_dir, monkeypatch
+):
     args = ["table.parquet", "list.txt", "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "3", "-q"]
     assert main(["score", *args, "--shard", "0/2"]) == 0  # the plan, and the table's shard
     finished = sorted(p.name for p in (corpus.root / "out").glob("*.parquet"))
     capsys.readouterr()
     (corpus.root / "list.txt").unlink()
     (corpus.root / "list.txt").mkdir()  # replaced by a folder: not a path list any more
-    code, err = score_cli(capsys, *args, "--shard", "1/2")  # the list's shard
+    code, err = score_cli(capsys, *args, "--shard", "1/2")  # a rerun is refused before anything is scored
+    assert code == 2 and err.count("\n") == 1 and "list.txt cannot be read any more" in err and "--overwrite" in err
+    # damaged while the run goes on (after the plan was checked): one line, exit 1, the finished shards stay
+    import temu.corpus.plan
+
+    monkeypatch.setattr(temu.corpus.plan.Plan, "changed_source", lambda self, *args: None)
+    code, err = score_cli(capsys, *args, "--shard", "1/2")
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith("temu score: error: list.txt: the path list of shard") and "rerun the same command" in err
+    assert err.startswith("temu score: error: list.txt cannot be read any more") and "rerun the same command" in err
     assert sorted(p.name for p in (corpus.root / "out").glob("*.parquet")) == finished
     capsys.readouterr()
 
@@ -267,18 +275,18 @@ def test_an_interrupted_corpus_run_is_one_line_and_the_shell_status(capsys, corp
     import os
     import signal
 
-    import temu.corpus.run
+    from temu.corpus.local import LocalEngine
 
-    real = temu.corpus.run.score_shards
+    real = LocalEngine.score_shards
 
-    def interrupted_after_the_first_shard(todo, folder, scorer, filesystems, on_shard):
+    def interrupted_after_the_first_shard(self, todo, folder, *, on_shard, on_rows=None):
         def stop(*a, **k):
             on_shard(*a, **k)
             os.kill(os.getpid(), signal.SIGTERM)
 
-        return real(todo, folder, scorer, filesystems, stop)
+        return real(self, todo, folder, on_shard=stop, on_rows=on_rows)
 
-    monkeypatch.setattr(temu.corpus.run, "score_shards", interrupted_after_the_first_shard)
+    monkeypatch.setattr(LocalEngine, "score_shards", interrupted_after_the_first_shard)
     args = ["table.parquet", "list.txt", "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "3", "-q"]
     code, err = score_cli(capsys, *args)
     last = err.splitlines()[-1]
@@ -296,8 +304,8 @@ def test_a_table_damaged_after_planning_is_a_corpus_error_naming_it(tmp_path, ph
     fs = Filesystems()
     (shard,) = Planner(OutputFolder(str(tmp_path / "o"), fs), fs, shard_size=10).plan([str(tmp_path / "t.parquet")])
     (tmp_path / "t.parquet").write_bytes(b"PAR1 not a parquet file any more PAR1")
-    with pytest.raises(CorpusError, match="the table of shard .* cannot be read"):
-        list(read_shard(shard, fs))
+    with pytest.raises(CorpusError, match="t.parquet changed since the run was planned .*; shard t is not read"):
+        list(read_shard(shard, fs, max_member_size=1 << 20))
 
 
 def test_shard_from_torchrun_or_a_slurm_array():
@@ -346,7 +354,7 @@ def test_corpus_usage_errors_are_one_line_before_the_model_loads(capsys, corpus,
         (["photos/", "--shard", "0/2", "--output", "x.csv"], "not the file x.csv"),
         (["photos/", "--output", "out/", "--maps", "m/"], "--maps"),
         (["photos/", "--output", "out/", "--address", "auto"], "--address is an option of --engine ray"),
-        (["photos/", "--output", "out/", "--shard", "0/2", "--overwrite"], "--overwrite with several shards"),
+        (["photos/", "--output", "out/", "--shard", "0/2", "--overwrite"], "--overwrite with several shard processes"),
         (["00000.tar"], "corpus input"),
         (["photos/", "missing-{1..2}.tar", "--output", "out/"], "missing-1.tar: no such file"),
         (["photos/", "--shard-size", "5"], "--shard-size is an option of corpus mode"),
@@ -357,3 +365,222 @@ def test_corpus_usage_errors_are_one_line_before_the_model_loads(capsys, corpus,
     with pytest.raises(SystemExit) as stop:
         main(["score", "photos/", "--output", "out/", "--shard", "2/2"])
     assert stop.value.code == 2 and "expected I/N with 0 <= I < N" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- nothing lost (issue 20): resume, limits, names, plans
+
+
+def run_corpus(inputs, output, model, **kwargs):
+    """temu.corpus.run on the tiny model, quietly."""
+    from temu.corpus import run
+
+    return run(inputs, str(output), model=str(model), progress=False, **kwargs)
+
+
+def test_a_list_or_table_changed_since_planning_is_refused_never_resumed(tmp_path, photo_files, tiny_head_dir):
+    import os
+
+    from temu.errors import CorpusError
+
+    names = sorted(photo_files)
+    (tmp_path / "list.txt").write_text("".join(f"{photo_files[n]}\n" for n in names))
+    table = pa.table({"id": names, "jpg": [photo_files[n].read_bytes() for n in names]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    out = tmp_path / "out"
+    for source, change in (
+        ("list.txt", lambda p: p.write_text(f"{photo_files[names[0]]}\n" + p.read_text())),  # a line at the top
+        ("t.parquet", lambda p: pq.write_table(pa.concat_tables([table, table]), p)),  # grown
+    ):
+        path = tmp_path / source
+        first = run_corpus([str(path)], out, tiny_head_dir, shard_size=2, shard=(0, 2), overwrite=False)
+        assert first.shards_done == 1 and not first.complete
+        change(path)
+        with pytest.raises(CorpusError, match=f"{source} changed since the run was planned .*overwrite=True"):
+            run_corpus([str(path)], out, tiny_head_dir, shard_size=2, shard=(1, 2))
+        assert not (out / "_SUCCESS").exists()
+        again = run_corpus([str(path)], out, tiny_head_dir, shard_size=2, overwrite=True)
+        ids = pq.read_table(out).column("id").to_pylist()
+        assert again.complete and len(ids) == again.images == (5 if source == "list.txt" else 8)
+        import shutil
+
+        shutil.rmtree(out)
+    # the same size and modification time, other contents: the content sample tells
+    path = tmp_path / "list.txt"
+    run_corpus([str(path)], out, tiny_head_dir, shard_size=2, shard=(0, 2))
+    before = path.stat()
+    text = path.read_bytes()
+    path.write_bytes(text.replace(b"rocket", b"rockex"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(CorpusError, match="list.txt changed since the run was planned .its contents differ"):
+        run_corpus([str(path)], out, tiny_head_dir, shard_size=2, shard=(1, 2))
+
+
+def test_members_and_images_over_max_member_size_are_error_rows_never_read(
+    capsys, tmp_path, photo_files, tiny_head_dir, monkeypatch
+):
+    import gzip
+
+    big = photo_files["coffee"].read_bytes()
+    small = photo_files["rocket"].read_bytes()
+    limit = (len(big) + len(small)) // 2
+    assert len(small) < limit < len(big)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        add_member(tar, "a.png", big)
+        add_member(tar, "b.png", small)
+    (tmp_path / "s.tar.gz").write_bytes(gzip.compress(buf.getvalue()))
+    (tmp_path / "list.txt").write_text(f"{photo_files['coffee']}\n{photo_files['rocket']}\n")
+    pq.write_table(pa.table({"id": ["ta", "tb"], "jpg": [big, small]}), tmp_path / "t.parquet")
+    reads = []
+    real = tarfile.ExFileObject.read
+    monkeypatch.setattr(tarfile.ExFileObject, "read", lambda self, size=-1: reads.append(size) or real(self, size))
+    inputs = [str(tmp_path / n) for n in ("s.tar.gz", "list.txt", "t.parquet")]
+    args = ["score", *inputs, "--model", str(tiny_head_dir), "--output", str(tmp_path / "out/"), "-q"]
+    assert main([*args, "--max-member-size", str(limit)]) == 0
+    rows = {r["id"]: r for r in read_outputs(tmp_path / "out").to_pylist()}
+    too_big = [k for k, r in rows.items() if r["error"] and "more than max_member_size" in r["error"]]
+    assert sorted(too_big) == sorted(["a", str(photo_files["coffee"]), "ta"])
+    assert all(rows[k]["score"] is not None for k in ("b", str(photo_files["rocket"]), "tb"))
+    assert reads == [len(small)]  # the big member was never read; the small one with its size as the bound
+    # the limit is recorded in the plan: another one is refused, like other options
+    code, err = score_cli(capsys, *args[1:], "--max-member-size", "1G")
+    assert code == 2 and "max_member_size" in err and "--overwrite" in err
+
+
+def test_names_that_are_not_utf8_are_scored_and_kept_exactly(tmp_path, photo_files, tiny_head_dir):
+    import os
+
+    latin = b"caf\xe9"  # Latin-1, not UTF-8
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    data = photo_files["coffee"].read_bytes()
+    (folder / os.fsdecode(latin + b".png")).write_bytes(data)
+    (folder / "plain.png").write_bytes(data)
+    buf = io.BytesIO()
+    with tarfile.open(
+        fileobj=buf, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
+        add_member(tar, os.fsdecode(latin + b".png"), data)
+    (tmp_path / "s.tar").write_bytes(buf.getvalue())
+    listed = bytes(folder) + b"/" + latin + b".png"
+    (tmp_path / "list.txt").write_bytes(listed + b"\n")
+    inputs = [str(folder), str(tmp_path / "s.tar"), str(tmp_path / "list.txt")]
+    report = run_corpus(inputs, tmp_path / "out", tiny_head_dir)
+    assert report.complete and report.errors == 0 and report.images == 4
+    rows = read_outputs(tmp_path / "out").to_pylist()
+    exact = {r["id_bytes"]: r for r in rows if r["id_bytes"] is not None}
+    assert set(exact) == {bytes(folder) + b"/" + latin + b".png", latin, listed}
+    assert {r["id"] for r in exact.values()} == {k.decode("utf-8", "backslashreplace") for k in exact}
+    assert exact[latin]["id"] == "caf\\xe9"  # text for display: the byte as \xNN
+    assert os.path.exists(os.fsdecode(listed))  # id_bytes names the very file
+    assert all(r["id_bytes"] is None for r in rows if r["id"].endswith("plain.png"))
+    scores = {r["score"] for r in rows}
+    assert len(scores) == 1  # the same picture under every name
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[]", "the plan is list, not an object"),
+        (
+            '{"format": 2, "settings": {}, "inputs": [], "options": {}, "shards": [{"name": "../../x", '
+            '"kind": "tar", "source": "/x.tar", "label": "x.tar"}]}',
+            "'../../x' is not a file name",
+        ),
+        ('{"format": 2, "settings": {}, "inputs": "a", "options": {}, "shards": []}', "'inputs' is 'a'"),
+        (
+            '{"format": 2, "settings": {}, "inputs": [], "options": {}, "shards": [{"name": "a", "kind": "tar", '
+            '"source": "/x.tar", "label": "x", "start": "0"}]}',
+            "shard field 'start' is '0'",
+        ),
+        ('{"format": 2, "settings": {}, "inp', "not a temu shard plan"),
+    ],
+)
+def test_a_damaged_plan_is_one_error_and_overwrite_clears_it(capsys, corpus, tiny_head_dir, text, message):
+    from temu.errors import CorpusError
+
+    out = corpus.root / "out"
+    args = ["table.parquet", "--model", str(tiny_head_dir), "--output", "out/", "-q"]
+    assert main(["score", *args]) == 0
+    capsys.readouterr()
+    (out / "mine.parquet").write_bytes(b"PAR1 a file the user keeps PAR1")  # not temu's: never deleted
+    (out / "_temu/plan.json").write_text(text)
+    fs = Filesystems()
+    with pytest.raises(CorpusError, match="overwrite=True"):
+        OutputFolder(str(out), fs).read_plan()
+    code, err = score_cli(capsys, *args)
+    assert code == 2 and err.count("\n") == 1 and message in err and "pass --overwrite" in err, err
+    (out / "mine.parquet").unlink()
+    assert main(["score", *args, "--overwrite"]) == 0  # clears the damaged plan and temu's outputs
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_temu", "table.parquet"]
+    (out / "_temu/plan.json").write_bytes(b"\xff\xfe not UTF-8")
+    code, err = score_cli(capsys, *args)
+    assert code == 2 and "not UTF-8" in err
+    capsys.readouterr()
+
+
+def test_a_user_parquet_file_is_never_cleared_by_overwrite(capsys, corpus, tiny_head_dir):
+    out = corpus.root / "out"
+    out.mkdir()
+    pq.write_table(pa.table({"x": [1]}), out / "mine.parquet")
+    args = ["table.parquet", "--model", str(tiny_head_dir), "--output", "out/", "-q"]
+    for extra in ([], ["--overwrite"]):
+        code, err = score_cli(capsys, *args, *extra)
+        assert code == 2 and "temu did not write" in err or "no temu plan" in err, err
+    assert (out / "mine.parquet").exists()
+
+
+def test_odd_lists_tables_and_tars(tmp_path, photo_files, tiny_head_dir, capsys):
+    from temu.errors import CorpusError
+
+    names = sorted(photo_files)
+    spaced = tmp_path / " lead.png"  # a name that begins with a space
+    spaced.write_bytes(photo_files[names[0]].read_bytes())
+    # a BOM, CRLF line endings, a blank line and a line of spaces: entries are the lines less their endings
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbf" + f"{photo_files[names[1]]}\r\n\r\n   \n{spaced}\n".encode())
+    pq.write_table(
+        pa.table({"id": pa.array([b"ok", b"\xff\xfe"], pa.binary()), "jpg": [photo_files[names[2]].read_bytes()] * 2}),
+        tmp_path / "binary-ids.parquet",
+    )
+    pq.write_table(
+        pa.table({"id": [{"a": 1}], "jpg": [photo_files[names[2]].read_bytes()]}), tmp_path / "struct-ids.parquet"
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name in ("x.png", "x.jpg", "x.png", "x.png"):  # two images of one sample; x.png three times
+            add_member(tar, name, photo_files[names[3]].read_bytes())
+    (tmp_path / "dup.tar").write_bytes(buf.getvalue())
+    inputs = [str(tmp_path / n) for n in ("list.txt", "binary-ids.parquet", "dup.tar")]
+    report = run_corpus(inputs, tmp_path / "out", tiny_head_dir)
+    rows = {
+        name: pq.read_table(tmp_path / "out" / f"{name}.parquet").to_pylist()
+        for name in ("list-00000", "binary-ids", "dup")
+    }
+    assert report.errors == 0 and report.images == sum(map(len, rows.values())) == 2 + 2 + 4
+    assert [r["id"] for r in rows["list-00000"]] == [str(photo_files[names[1]]), str(spaced)]
+    assert [r["id"] for r in rows["binary-ids"]] == ["ok", "\\xff\\xfe"] and rows["binary-ids"][1][
+        "id_bytes"
+    ] == b"\xff\xfe"
+    # unique within the shard, in member order
+    assert [r["id"] for r in rows["dup"]] == ["x", "x.jpg", "x.png#2", "x.png#3"]
+    with pytest.raises(CorpusError, match="struct-ids.parquet: id column 'id' is struct<a: int64>.*id_column="):
+        run_corpus([str(tmp_path / "struct-ids.parquet")], tmp_path / "out2", tiny_head_dir)
+    assert not (tmp_path / "out2" / "_temu").exists()
+
+
+def test_a_full_disk_is_one_line_naming_the_file(capsys, corpus, tiny_head_dir, monkeypatch):
+    import errno
+
+    real = pq.write_table
+
+    def full(table, where, **kwargs):
+        if ".photos-00001.parquet.tmp-" in str(where):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(table, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", full)
+    args = ["photos/", "--model", str(tiny_head_dir), "--output", "out/", "--shard-size", "2", "-q"]
+    code, err = score_cli(capsys, *args)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "out/photos-00001.parquet: cannot be written (No space left on device)" in err and "rerun" in err
+    assert not list((corpus.root / "out").glob(".*tmp-*"))

@@ -169,6 +169,8 @@ def test_engine_ray_killed_mid_run_resumes_with_every_image_once(
         "1",
         "--max-workers",
         "1",
+        "--attributes",
+        "sharpness",
     ]
     # a driver joined to this cluster, SIGKILLed while it writes its third shard
     run_cli_killed_at([*argv, "--address", ray_cluster, "-q"], write=3, cwd=root)
@@ -181,8 +183,10 @@ def test_engine_ray_killed_mid_run_resumes_with_every_image_once(
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet") if p.name in done} == done
     assert not list(out.glob(".*.tmp-*")) and (out / "_SUCCESS").is_file()
     table = read_outputs(out)
-    assert table.schema.names == ["id", "score", "error", "shard"]
+    assert table.schema.names == ["id", "score", "sharpness", "error", "shard", "id_bytes"]
     rows = table.to_pylist()
+    assert all((r["sharpness"] is None) == (r["score"] is None) for r in rows)
+    assert all(0 <= r["sharpness"] <= 1 for r in rows if r["sharpness"] is not None)
     assert len(rows) == len({(r["shard"], r["id"]) for r in rows}) == corpus.images
     for r in rows:
         want = corpus.expected[r["id"]]
@@ -190,3 +194,46 @@ def test_engine_ray_killed_mid_run_resumes_with_every_image_once(
             assert r["score"] is None and r["error"], r
         else:
             assert r["error"] is None and r["score"] == pytest.approx(want, abs=1e-5), r
+
+
+def test_engine_ray_bad_model_or_changed_input_is_one_line_not_rays_traceback(
+    ray_cluster, tmp_path, tiny_head_dir, photo_files, capsys
+):
+    import shutil
+
+    from temu.corpus.plan import OutputFolder, Shard
+    from temu.corpus.ray import RayEngine
+    from temu.corpus.uris import Filesystems
+
+    head = tmp_path / "broken"
+    shutil.copytree(tiny_head_dir, head)
+    (head / "model.safetensors").write_bytes(b"{not a safetensors file")
+    (tmp_path / "photos").mkdir()
+    shutil.copy(photo_files["coffee"], tmp_path / "photos" / "a.png")
+    argv = ["score", str(tmp_path / "photos"), "--output", str(tmp_path / "out/"), "--engine", "ray"]
+    argv += ["--address", ray_cluster, "--gpus-per-worker", "0", "--cpus-per-worker", "1", "--model", str(head)]
+    assert main(argv) == 2  # the driver loads the model before any actor starts
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot load model" in err and "not a readable safetensors file" in err, err
+    # a reader task that finds its list changed: temu's message, not Ray's traceback
+    (tmp_path / "l.txt").write_text(f"{photo_files['coffee']}\n")
+    shard = Shard("l-00000", "list", str(tmp_path / "l.txt"), "l.txt", 0, None, 1, stamp={"size": 1})
+    engine = RayEngine(
+        str(tiny_head_dir),
+        address=ray_cluster,
+        gpus_per_worker=0,
+        cpus_per_worker=1,
+        max_workers=1,
+        batch_size=2,
+        precision="fp32",
+        decode_threads=1,
+        compile=False,
+        attributes=None,
+        max_member_size=1 << 20,
+    )
+    engine.start()
+    folder = OutputFolder(str(tmp_path / "out2"), Filesystems())
+    with pytest.raises(temu.errors.CorpusError, match="l.txt changed since the run was planned"):
+        engine.score_shards([shard], folder, on_shard=lambda result: None)
+    engine.close()
+    assert "Traceback" not in capsys.readouterr().err

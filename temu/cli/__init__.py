@@ -1,4 +1,4 @@
-"""The ``temu`` command: ``temu score``, ``temu eval``, ``temu presets`` and ``temu demo`` (``temu-finetune``: :mod:`temu.cli.finetune`).
+"""The ``temu`` command: ``temu score``, ``temu select``, ``temu eval``, ``temu presets`` and ``temu demo`` (``temu-finetune``: :mod:`temu.cli.finetune`).
 
 Exit status: 0 on success (unreadable images are reported on stderr and in the output file, and
 do not fail the run), 1 when ``--strict`` is given and some image could not be scored, 2 for a
@@ -18,6 +18,7 @@ from . import demo as demo_command
 from . import eval as eval_command
 from . import presets as presets_command
 from . import score as score_command
+from . import select as select_command
 from .args import Parser
 
 __all__ = ["build_parser", "main"]
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"temu {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     score_command.add_parser(sub)
+    select_command.add_parser(sub)
     eval_command.add_parser(sub)
     presets_command.add_parser(sub)
     demo_command.add_parser(sub)

@@ -163,8 +163,9 @@ def flag_message(message: str, flags: Mapping[str, str], *, bare: Collection[str
 
     ``flags`` maps a field to its flag. ``name=value`` becomes ``--flag value`` (quotes dropped),
     and a bare field name with an underscore (``val_fraction``) or listed in ``bare`` becomes the
-    flag. A key that is not a plain name (``skip_bad=True``, ``the training CSV (csv)``) is
-    replaced where it occurs as written. A name inside a path or a longer word is left alone.
+    flag, as do ``name=True`` and ``name=`` without a value (switches). A key that is not a plain
+    name (``group=False``, ``the training CSV (csv)``) is replaced where it occurs as written. A
+    name inside a path or a longer word is left alone.
     """
     exact = sorted((k for k in flags if not k.isidentifier()), key=len, reverse=True)
     names = sorted((k for k in flags if k.isidentifier()), key=len, reverse=True)
@@ -173,7 +174,7 @@ def flag_message(message: str, flags: Mapping[str, str], *, bare: Collection[str
     alternatives = [re.escape(k) for k in exact]
     if names:
         alternatives.append(
-            r"(?P<name>" + "|".join(map(re.escape, names)) + r")(?:=(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]+))?"
+            r"(?P<name>" + "|".join(map(re.escape, names)) + r")(?:(?P<eq>=)(?P<value>'[^']*'|\"[^\"]*\"|[^\s,;)]+)?)?"
         )
     pattern = re.compile(r"(?<![\w./-])(?:" + "|".join(alternatives) + r")(?![\w/-])")
 
@@ -182,8 +183,12 @@ def flag_message(message: str, flags: Mapping[str, str], *, bare: Collection[str
         if name is None:
             return flags[match.group(0)]
         value = match.group("value")
+        if value is None and match.group("eq"):
+            return flags[name]
         if value is None:
             return flags[name] if ("_" in name or name in bare) else match.group(0)
+        if value == "True":
+            return flags[name]
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         return f"{flags[name]} {value}"

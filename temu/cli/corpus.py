@@ -2,11 +2,9 @@
 
 ``temu score`` writes one file (``--output x.csv|.jsonl|.json``, or CSV on stdout) unless
 ``--output`` names a folder: a URI (``s3://bucket/scores``), a path ending in ``/``, an existing
-folder, or a name without a suffix. Then it plans the inputs into shards and writes
-``<shard>.parquet`` per shard (see :mod:`temu.corpus`). ``--engine ray`` and ``--shard I/N``
-need a folder. Engines: ``local`` (this process; ``--shard I/N`` takes every N-th shard from
-the I-th, filled from ``RANK``/``WORLD_SIZE`` under torchrun or from a Slurm array when not
-given) and ``ray`` (Ray Data on a local Ray, or the cluster at ``--address``).
+folder, or a name without a suffix. Then it is a thin wrapper around :func:`temu.corpus.run`: the
+flags become its arguments, and this module prints the progress, the summary and one line per
+error (library messages name arguments, ``overwrite=True``; :func:`temu.cli.args.flag_message` rewords them as flags).
 
 Only argparse and the standard library are imported at the top: ``temu score --help`` stays fast.
 """
@@ -16,21 +14,47 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
-from .args import non_negative_float, positive_float, positive_int, usage_error
+from .args import flag_message, non_negative_float, positive_float, positive_int, usage_error
 from .interrupts import Interrupted, InterruptGuard
 from .writers import OUTPUT_SUFFIXES
 
 PROG = "temu score"
 ENGINES = ("local", "ray")
 DEFAULT_SHARD_SIZE = 10_000
-#: what an interrupted or failed corpus run says it kept
-_KEPT = "the finished shards are kept in {}: rerun the same command to score the rest"
+DEFAULT_MAX_MEMBER_SIZE = "256M"
 _RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
-_CORPUS_OPTIONS = ("shard_size", "image_column", "id_column")
+_CORPUS_OPTIONS = ("shard_size", "image_column", "id_column", "max_member_size")
+#: Library argument -> the flag that gives it, for the library's messages (:func:`temu.cli.args.flag_message`).
+FLAGS = {
+    "output": "--output",
+    "overwrite": "--overwrite",
+    "shard": "--shard",
+    "shard_size": "--shard-size",
+    "engine": "--engine",
+    "image_column": "--image-column",
+    "id_column": "--id-column",
+    "max_member_size": "--max-member-size",
+    "attributes": "--attributes",
+    "batch_size": "--batch-size",
+    "decode_threads": "--workers",
+    "device": "--device",
+    "precision": "--precision",
+    "address": "--address",
+    "gpus_per_worker": "--gpus-per-worker",
+    "cpus_per_worker": "--cpus-per-worker",
+    "max_workers": "--max-workers",
+    "top": "--top",
+    "top_k": "--top-k",
+    "min_score": "--min-score",
+    "by": "--by",
+    "write_shards": "--write-shards",
+    "samples_per_shard": "--samples-per-shard",
+    "require_complete": "--require-complete",
+}
 
 
 class OutputFolderArg(str):
@@ -56,6 +80,18 @@ def shard_spec(text: str) -> tuple[int, int]:
     if not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
     return i, n
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def byte_size(text: str) -> int:
+    """``--max-member-size``: bytes, or a number with K, M, G or T (powers of 1024): ``256M``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, flags=re.I)
+    value = int(float(match.group(1)) * _UNITS[match.group(2).upper()]) if match else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes such as 268435456 or 256M, got {text!r}")
+    return value
 
 
 def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
@@ -86,6 +122,13 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
         "--image-column", default=None, metavar="NAME", help="image column of .parquet inputs (default: detected)"
     )
     g.add_argument("--id-column", default=None, metavar="NAME", help="id column of .parquet inputs (default: detected)")
+    g.add_argument(
+        "--max-member-size",
+        type=byte_size,
+        default=None,
+        metavar="BYTES",
+        help=f"a larger tar member, table cell or listed file is an error row, never read (default: {DEFAULT_MAX_MEMBER_SIZE})",
+    )
     g.add_argument(
         "--address",
         default=None,
@@ -121,58 +164,17 @@ def is_corpus_mode(args: argparse.Namespace) -> bool:
 
 
 def check_corpus_arguments(args: argparse.Namespace) -> str | None:
-    """The first usage problem of a corpus-mode run, seen before Ray starts or the model loads; None if fine.
-    Fills ``args.shard_index`` and ``args.shard_count``."""
-    engine = args.engine or "local"
+    """The first usage problem of a corpus-mode run that the command line sees itself (the library
+    checks the rest, before Ray starts or the model loads); None if fine."""
     if args.output is None or not isinstance(args.output, OutputFolderArg):
         given = "" if args.output is None else f", not the file {args.output}"
         return f"--engine / --shard write one Parquet file per shard into a folder: give --output DIR/{given}"
     if importlib.util.find_spec("pyarrow") is None:
         return "corpus mode (--output DIR/) writes Parquet and needs pyarrow: pip install 'temu-iqa[corpus]'"
-    if engine == "ray" and importlib.util.find_spec("ray") is None:
+    if args.engine == "ray" and importlib.util.find_spec("ray") is None:
         return "--engine ray needs Ray Data: pip install 'temu-iqa[ray]'"
     if getattr(args, "maps", None) is not None:
         return "--maps writes one image per input and is not available in corpus mode (--output DIR/)"
-    if getattr(args, "attributes", None) is not None:
-        return (
-            "--attributes is not available in corpus mode (--output DIR/) yet; score attributes with --output FILE.csv"
-        )
-    if engine == "ray":
-        if args.shard is not None:
-            return "--shard is for the local engine; Ray shares the shards out itself"
-        if args.device is not None:
-            return "with --engine ray the device follows --gpus-per-worker (0: CPU actors); leave out --device"
-    else:
-        given = [f"--{name.replace('_', '-')}" for name in _RAY_OPTIONS if getattr(args, name) is not None]
-        if given:
-            return f"{given[0]} is an option of --engine ray"
-    if args.shard is not None:
-        args.shard_index, args.shard_count = args.shard
-        args.shard_origin = "--shard"
-    elif engine == "local":
-        from ..errors import DeviceError
-        from ..runtime import launch_from_environment
-
-        try:
-            launch = launch_from_environment()
-        except DeviceError as err:
-            return str(err)
-        args.launch = launch
-        args.shard_index, args.shard_count = (launch.rank, launch.world_size) if launch else (0, 1)
-        args.shard_origin = launch.origin if launch else ""
-    else:
-        args.shard_index, args.shard_count, args.shard_origin = 0, 1, ""
-    if args.overwrite and args.shard_count > 1:
-        return (
-            "--overwrite with several shards would let each process clear the others' work; "
-            "remove the folder once, or give a new --output folder"
-        )
-    from ..corpus.names import expand_braces, is_uri
-
-    for given in args.paths:  # local inputs are checked here, before Ray starts (remote ones when planned)
-        missing = next((t for t in expand_braces(given) if not is_uri(t) and not Path(t).expanduser().exists()), None)
-        if missing is not None:
-            return f"{missing}: no such file or folder"
     return None
 
 
@@ -189,149 +191,90 @@ def check_file_mode_arguments(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _model_location(model: str) -> str:
-    """A head folder as an absolute path (Ray workers do not share our working directory); presets and repo ids as given."""
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.is_dir() else model
+class _CommandProgress:
+    """The command's progress: the library's bar (on a terminal, without ``-q``), the first 20
+    errors above it, and which shard of N this process takes when a launcher chose it."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        from ..corpus.engine import ProgressBar
+
+        self.quiet = quiet
+        self.bar = ProgressBar(show=not quiet and sys.stderr.isatty(), errors_shown=20)
+
+    def start(self, report, todo: int) -> None:
+        index, count = report.shard
+        if not self.quiet and count > 1 and report.shard_origin not in ("", "shard="):
+            print(f"temu: shard {index}/{count} (from {report.shard_origin})", file=sys.stderr)
+        self.bar.start(report, todo)
+
+    def rows(self, n: int) -> None:
+        self.bar.rows(n)
+
+    def shard(self, result) -> None:
+        self.bar.shard(result)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    """Plan (or resume), score the pending shards of this run, write ``_SUCCESS`` when all are done."""
-    from ..corpus.listing import Planner
-    from ..corpus.plan import OutputFolder, Plan, model_settings, open_plan
-    from ..corpus.run import RunReport, count_errors, finish, pending_shards
-    from ..corpus.uris import Filesystems
-    from ..errors import CorpusError, TeMuError
+    """``temu.corpus.run`` with the command's flags; exit 0, 1 (``--strict`` with error rows, or a run
+    that stopped part-way), 2 (a usage error or an unloadable model), 130/143 (interrupted)."""
+    from ..corpus.engine import DEFAULT_MAX_MEMBER_SIZE as max_member_size
+    from ..corpus.engine import run
+    from ..errors import CorpusRunError, TeMuError
 
-    engine = args.engine or "local"
-    filesystems = Filesystems()
-    model = _model_location(args.model)
-    started_ray = False
+    output = str(args.output)
     try:
-        if engine == "ray":
-            import temu.ray as temu_ray
-
-            started_ray = temu_ray.connect(args.address)
-            resources = temu_ray.cluster_resources()
-            gpus = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if resources.get("GPU") else 0.0)
-            device_type = "cuda" if gpus else "cpu"
-        else:
-            args.device = _process_device(args)
-            device_type = args.device.type
-        try:
-            settings = model_settings(model, precision=args.precision, device_type=device_type)
-        except (TeMuError, OSError) as err:
-            print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
-            return 2
-        options = {
-            "shard_size": args.shard_size or DEFAULT_SHARD_SIZE,
-            "recursive": bool(args.recursive),
-            "image_column": args.image_column,
-            "id_column": args.id_column,
-        }
-        try:
-            folder = OutputFolder(str(args.output), filesystems)
-            planner = Planner(
-                folder,
-                filesystems,
-                shard_size=options["shard_size"],
-                recursive=options["recursive"],
+        with InterruptGuard():
+            report = run(
+                args.paths,
+                output,
+                model=args.model,
+                engine=args.engine or "local",
+                shard=args.shard,
+                shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
+                recursive=bool(args.recursive),
+                attributes=args.attributes,
                 image_column=args.image_column,
                 id_column=args.id_column,
+                max_member_size=args.max_member_size or max_member_size,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=args.precision,
+                decode_threads=args.workers or None,
+                compile=args.compile,
+                overwrite=args.overwrite,
+                progress=_CommandProgress(quiet=args.quiet),
+                address=args.address,
+                gpus_per_worker=args.gpus_per_worker,
+                cpus_per_worker=args.cpus_per_worker,
+                max_workers=args.max_workers,
             )
-            wanted = Plan(settings, list(args.paths), options)
-            plan = open_plan(folder, wanted, lambda: planner.plan(args.paths), overwrite=args.overwrite)
-            todo, done = pending_shards(plan, folder, args.shard_index, args.shard_count)
-        except (CorpusError, OSError) as err:
-            return usage_error(PROG, str(err))
-        if not args.quiet and args.shard_origin and args.shard_count > 1:
-            print(f"temu: shard {args.shard_index}/{args.shard_count} (from {args.shard_origin})", file=sys.stderr)
-        report = RunReport(len(todo), done_before=done, show=not args.quiet and sys.stderr.isatty())
-        try:
-            with InterruptGuard():
-                if engine == "ray" and todo:
-                    cpus = args.cpus_per_worker or _default_cpus(resources, gpus)
-                    temu_ray.score_shards(
-                        todo,
-                        folder,
-                        model=model,
-                        batch_size=args.batch_size,
-                        precision=args.precision,
-                        gpus_per_worker=gpus,
-                        cpus_per_worker=cpus,
-                        max_workers=args.max_workers or _default_workers(resources, gpus, cpus),
-                        decode_threads=args.workers or None,
-                        compile=args.compile,
-                        on_shard=report.add,
-                        on_rows=report.rows,
-                    )
-                elif todo:
-                    code = _score_here(args, model, todo, folder, filesystems, report)
-                    if code:
-                        return code
-        except Interrupted as stop:  # each shard is written whole or not at all: the finished ones stay
-            print(f"temu: interrupted by {stop.signal_name}; {_KEPT.format(folder.location)}", file=sys.stderr)
-            return stop.exit_status
-        except (CorpusError, OSError) as err:  # an input changed or vanished since planning, a full disk, ...
-            print(f"{PROG}: error: {err}; {_KEPT.format(folder.location)}", file=sys.stderr)
-            return 1
-        finally:
-            report.close()
-    finally:
-        if started_ray:
-            temu_ray.shutdown()
-    complete = finish(plan, folder)
+    except Interrupted as stop:  # each shard is written whole or not at all: the finished ones stay
+        print(
+            f"temu: interrupted by {stop.signal_name}; the finished shards are kept in {output}: "
+            "rerun the same command to score the rest",
+            file=sys.stderr,
+        )
+        return stop.exit_status
+    except CorpusRunError as err:
+        print(
+            f"{PROG}: error: {flag_message(str(err), FLAGS).replace('run again', 'rerun the same command')}",
+            file=sys.stderr,
+        )
+        return 1
+    except TeMuError as err:
+        return usage_error(PROG, flag_message(str(err), FLAGS))
     if not args.quiet:
-        print(report.summary(), file=sys.stderr)
-        if complete:
+        print(f"temu: {report.summary()}", file=sys.stderr)
+        if report.complete:
             print(
-                f"temu: every shard of the plan is done ({len(plan.shards)}); wrote {folder.location.rstrip('/')}/_SUCCESS",
+                f"temu: every shard of the plan is done ({report.shards_total}); wrote {output.rstrip('/')}/_SUCCESS",
                 file=sys.stderr,
             )
         else:
             print("temu: other shards of the plan remain (other --shard processes, or rerun)", file=sys.stderr)
-    if args.strict:
-        if count_errors(folder, plan.shards_of(args.shard_index, args.shard_count)):
-            return 1
+    if args.strict and report.count_error_rows():
+        return 1
     return 0
-
-
-def _process_device(args: argparse.Namespace):
-    """Under torchrun each process takes its own GPU, ``cuda:LOCAL_RANK``, unless ``--device`` names one."""
-    from ..runtime import resolve_device
-
-    launch = getattr(args, "launch", None)
-    local_rank = launch.local_rank if launch is not None and launch.torchrun else None
-    return resolve_device(args.device, local_rank=local_rank)
-
-
-def _score_here(args, model: str, todo, folder, filesystems, report) -> int:
-    from ..cache import cached_model
-    from ..corpus.run import score_shards
-    from ..corpus.scorer import BatchScorer
-    from ..errors import TeMuError
-
-    try:
-        net = cached_model(model, args.device, compile=args.compile)
-    except (TeMuError, OSError) as err:
-        print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
-        return 2
-    scorer = BatchScorer(net, batch_size=args.batch_size, precision=args.precision, threads=args.workers or None)
-    try:
-        score_shards(todo, folder, scorer, filesystems, report.add)
-    finally:
-        scorer.close()
-    return 0
-
-
-def _default_cpus(resources: Mapping[str, float], gpus: float) -> float:
-    if gpus:
-        return 4.0
-    # CPU actors: this machine's cores, leaving one logical CPU of the cluster to the readers
-    return float(max(1, min(os.cpu_count() or 1, int(resources.get("CPU", 1)) - 1)))
-
-
-def _default_workers(resources: Mapping[str, float], gpus: float, cpus: float) -> int:
-    if gpus:
-        return max(1, int(resources.get("GPU", 0) // gpus))
-    return max(1, int((resources.get("CPU", 1) - 1) // cpus))

@@ -23,14 +23,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..files import place_new
+from ..errors import non_finite_score
+from ..files import AtomicFile
 
 #: --output suffixes and the format each means.
 OUTPUT_SUFFIXES = (".csv", ".jsonl", ".json")
@@ -58,15 +57,15 @@ def finite_row(
     row an error row; a non-finite extra value becomes None and is named in the error."""
     values: dict[str, float | None] = dict(extra or {})
     problems = []
-    if score is not None and not math.isfinite(score):
-        problems.append(f"non-finite score ({score})")
+    if score is not None and (problem := non_finite_score(name, score)) is not None:
+        problems.append(str(problem))
         score = None
     for key, value in values.items():
-        if value is not None and not math.isfinite(value):
-            problems.append(f"non-finite {key} ({value})")
+        if value is not None and (problem := non_finite_score(name, value, what=key)) is not None:
+            problems.append(str(problem))
             values[key] = None
     if problems:
-        message = f"{name}: {', '.join(problems)}: the head weights may be corrupt"
+        message = "; ".join(problems)
         error = f"{error}; {message}" if error else message
         score = None
     return score, error, values
@@ -195,39 +194,26 @@ def partial_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.partial{output.suffix}")
 
 
-class OutputFile:
-    """An ``--output`` file written under a hidden temporary name in its folder (``.scores.csv.tmp-PID``)
-    and put in place when the run ends, so ``--output`` is only ever a complete file.
+class OutputFile(AtomicFile):
+    """An ``--output`` file written under a hidden temporary name in its folder
+    (:func:`temu.files.temporary_name`) and put in place when the run ends, so ``--output`` is only
+    ever a complete file (:class:`temu.files.AtomicFile`, encoded as the module docstring says).
 
     :meth:`commit` renames it to ``path``; without ``overwrite`` a file that appeared at ``path``
     meanwhile (another run) is never replaced: the rows go to :func:`partial_path` instead.
     :meth:`keep_partial` (after an interrupt) renames it to :func:`partial_path`.
     """
 
-    def __init__(self, path: Path, *, overwrite: bool = False) -> None:
-        self.path = path
-        self.overwrite = overwrite
-        self.temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-    def open(self) -> IO[str]:
+    def open(self) -> IO[str]:  # type: ignore[override]
         """Create the temporary file (and missing parent folders); OSError if that place is not writable."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return self.temporary.open("w", encoding=ENCODING, errors=ERRORS, newline="")
+        return super().open(encoding=ENCODING, errors=ERRORS)
 
-    def commit(self) -> Path:
+    def commit(self) -> Path:  # type: ignore[override]
         """Put the finished file in place; returns where it is (``path``, or the partial name, see above)."""
-        if self.overwrite:
-            os.replace(self.temporary, self.path)
-            return self.path
-        return self.path if place_new(self.temporary, self.path) else self.keep_partial()
+        return super().commit(partial_path(self.path))
 
     def keep_partial(self) -> Path:
-        target = partial_path(self.path)
-        os.replace(self.temporary, target)
-        return target
-
-    def discard(self) -> None:
-        self.temporary.unlink(missing_ok=True)
+        return self.keep_as(partial_path(self.path))
 
 
 def stdout_stream() -> IO[str]:

@@ -6,13 +6,15 @@ Each input is a local path or a URI pyarrow has a filesystem for; brace patterns
 - a ``.tar`` (``.tar.gz``, ``.tgz``) is one shard: its image members, keyed as WebDataset keys them;
 - a ``.parquet`` table is split into shards of ``shard_size`` rows; its image column holds encoded
   bytes, paths, or Hugging Face's image struct (bytes and path);
-- a ``.txt`` list (one path or URI per line, blank lines skipped) is split into shards of
-  ``shard_size`` entries, recorded as byte ranges of the file;
+- a ``.txt`` list (one path or URI per line, UTF-8; blank lines and a leading byte-order mark
+  skipped; each entry is the line less its line ending, spaces kept) is split into shards of
+  ``shard_size`` entries, recorded as byte ranges of the file (and its :func:`~temu.corpus.uris.stamp`);
 - a folder is listed once (its images, sorted, as ``temu score`` lists them), the listing is kept
   in the output folder (``_temu/lists/``) and split like a list;
 - image files given directly are collected into one list, ``files``.
 
-Relative paths in lists and tables are read from the working directory at planning.
+Relative paths in lists and tables are read from the working directory at planning. File names
+that are not UTF-8 are kept as bytes (Python's surrogate escapes): listings hold their bytes.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..images.folders import list_images
 from ..images.names import is_image_name
 from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
 from .plan import LISTS_DIR, OutputFolder, Shard
-from .uris import Filesystems
+from .uris import Filesystems, stamp
 
 #: Column names tried, in order, when a table's image or id column is not given.
 IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img", "image_bytes", "bytes")
@@ -69,7 +71,7 @@ def table_columns(schema: pa.Schema, label: str, image_column: str | None, id_co
     fields = {f.name: f for f in schema}
     if image_column is not None:
         if image_column not in fields:
-            raise CorpusError(f"{label}: no column {image_column!r} (--image-column); its columns: {sorted(fields)}")
+            raise CorpusError(f"{label}: no column image_column={image_column!r}; its columns: {sorted(fields)}")
         kind = _column_kind(fields[image_column])
         if kind is None:
             raise CorpusError(
@@ -86,13 +88,18 @@ def table_columns(schema: pa.Schema, label: str, image_column: str | None, id_co
             raise CorpusError(
                 f"{label}: no image column: expected a binary column of encoded images (e.g. {IMAGE_COLUMNS[0]!r}) "
                 f"or a path column named one of {', '.join(PATH_COLUMNS)}; its columns: {sorted(fields)}. "
-                "Name it with --image-column"
+                "Name it with image_column="
             )
         chosen = choices[0]
     if id_column is not None and id_column not in fields:
-        raise CorpusError(f"{label}: no column {id_column!r} (--id-column); its columns: {sorted(fields)}")
+        raise CorpusError(f"{label}: no column id_column={id_column!r}; its columns: {sorted(fields)}")
     if id_column is None:
         id_column = next((n for n in ID_COLUMNS if n in fields and n != chosen[0]), None)
+    if id_column is not None and pa.types.is_nested(fields[id_column].type):
+        raise CorpusError(
+            f"{label}: id column {id_column!r} is {fields[id_column].type}; ids must be strings, bytes or numbers "
+            "(give another column with id_column=)"
+        )
     return chosen[0], chosen[1], id_column
 
 
@@ -110,8 +117,8 @@ class Planner:
         image_column: str | None = None,
         id_column: str | None = None,
     ) -> None:
-        if shard_size < 1:
-            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+            raise CorpusError(f"shard_size={shard_size!r}: expected a positive number of images per shard")
         self.folder = folder
         self.fs = filesystems
         self.shard_size = shard_size
@@ -161,7 +168,7 @@ class Planner:
         if kind == "tar":
             return [Shard(name=_stem(text), kind="tar", source=source, label=text)]
         if kind == "list":
-            return self._list_shards(_stem(text), source, text)
+            return self._list_shards(_stem(text), source, text, stamped=True)
         return self._table(text, source)
 
     def _remote_type(self, text: str) -> pafs.FileType:
@@ -192,14 +199,15 @@ class Planner:
         bad = next((n for n in names if "\n" in n or "\r" in n), None)
         if bad is not None:
             raise CorpusError(f"{bad!r}: a file name with a line break cannot be listed; rename it")
-        data = "".join(n + "\n" for n in names).encode("utf-8")
+        data = "".join(n + "\n" for n in names).encode("utf-8", "surrogateescape")  # the bytes of every name
         name = f"{LISTS_DIR}/{hashlib.sha1(data).hexdigest()[:16]}.txt"  # by content: concurrent planners agree
         if not self.folder.exists(name):
             self.folder.write_bytes(name, data)
         return self.folder.location_of(name)
 
-    def _list_shards(self, stem: str, source: str, label: str) -> list[Shard]:
+    def _list_shards(self, stem: str, source: str, label: str, *, stamped: bool = False) -> list[Shard]:
         try:
+            stamp_then = stamp(self.fs, source) if stamped else None
             fs, path = self.fs.resolve(source)
             with fs.open_input_stream(path) as stream:
                 ranges = list_ranges(stream, self.shard_size)
@@ -215,12 +223,14 @@ class Planner:
                 stop=b,
                 rows=n,
                 root=self.root,
+                stamp=stamp_then,
             )
             for k, (a, b, n) in enumerate(ranges)
         ]
 
     def _table(self, text: str, source: str) -> list[Shard]:
         try:
+            stamp_then = stamp(self.fs, source)
             fs, path = self.fs.resolve(source)
             with fs.open_input_file(path) as stream:
                 meta = pq.ParquetFile(stream)
@@ -243,16 +253,23 @@ class Planner:
                 image_column=column,
                 image_kind=kind,
                 id_column=id_column,
+                stamp=stamp_then,
             )
             for k, a in enumerate(starts)
         ]
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def list_ranges(stream, shard_size: int, block: int = 1 << 20) -> list[tuple[int, int, int]]:
-    """``(start byte, stop byte, entries)`` of consecutive runs of ``shard_size`` non-blank lines of a list."""
+    """``(start byte, stop byte, entries)`` of consecutive runs of ``shard_size`` non-blank lines of a
+    list (a line of white space only is blank). A UTF-8 byte-order mark at the start is in no range."""
     ranges: list[tuple[int, int, int]] = []
     offset, count, first, last_end = 0, 0, 0, 0
-    pending = b""
+    pending = stream.read(len(BOM))
+    if pending == BOM:
+        offset, pending = len(BOM), b""
 
     def entry(line: bytes, end: int) -> None:
         nonlocal count, first, last_end

@@ -80,3 +80,38 @@ def input_kind(text: str) -> str | None:
 def is_corpus_input(text: str) -> bool:
     """True for inputs only a corpus run reads: WebDataset tars, Parquet tables, path lists and URIs."""
     return is_uri(text) or input_kind(text) in ("tar", "parquet", "list")
+
+
+# ---------------------------------------------------------------- names that are not UTF-8
+#
+# File and member names are Python strings in which every byte that is not UTF-8 is one surrogate
+# escape (U+DC80..U+DCFF, ``os.fsdecode``'s convention). Inside a corpus run an id is its exact
+# bytes; a shard output holds ``id`` (text: each such byte written as ``\xNN``) and ``id_bytes``
+# (the exact bytes, null when the name is UTF-8), see :mod:`temu.corpus.output`.
+
+
+def name_bytes(name: str) -> bytes:
+    """The exact bytes of a name (surrogate escapes back to their bytes)."""
+    return name.encode("utf-8", "surrogateescape")
+
+
+def name_of(raw: bytes) -> str:
+    """Bytes -> the name as Python holds it (bytes that are not UTF-8 as surrogate escapes); lossless."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def shown(raw: bytes) -> str:
+    """Bytes -> valid UTF-8 text for display and text columns: each byte that is not UTF-8 as ``\\xNN``."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def clean_text(text: str) -> str:
+    """``text`` (a message naming a file, say) as valid UTF-8 text: surrogate escapes as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return shown(name_bytes(text))
+        except UnicodeEncodeError:  # surrogates that are not escapes of bytes
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")

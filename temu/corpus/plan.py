@@ -5,6 +5,11 @@ temporary name and renamed when complete, ``_temu/plan.json`` (written once, by 
 ``_temu/lists/`` (the file lists of folder inputs, so a rerun reads exactly the files the plan
 was made from) and ``_SUCCESS`` once every shard is done. A rerun scores only the shards whose
 file is missing, so a run killed at any moment finishes with every image scored exactly once.
+
+The plan records a :func:`~temu.corpus.uris.stamp` (size, modification time, a hash of three
+blocks) of every ``.txt`` list and ``.parquet`` table it splits into shards: shards are byte or
+row ranges of them, so a list or table that changed since planning is refused (on resume and
+before each of its shards is read), never read with the old ranges.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import hashlib
 import json
 import os
 import posixpath
-import uuid
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,16 +29,23 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .._version import __version__
-from ..errors import CorpusError
-from ..files import place_new
-from .uris import Filesystems, is_uri
+from ..errors import CorpusError, os_reason
+from ..files import is_temporary, place_new, temporary_name
+from .uris import Filesystems, is_uri, stamp, stamp_change
 
-#: Version of the plan.json layout.
-PLAN_FORMAT = 1
+#: Version of the plan.json layout (2: ids as bytes in ``id_bytes``, stamps of lists and tables).
+PLAN_FORMAT = 2
 PLAN_NAME = "_temu/plan.json"
 LISTS_DIR = "_temu/lists"
 SUCCESS_NAME = "_SUCCESS"
 SHARD_SUFFIX = ".parquet"
+#: The key of temu's own record in the Parquet metadata of every shard output (see :mod:`temu.corpus.output`).
+OUTPUT_MARKER = b"temu"
+SHARD_KINDS = ("list", "tar", "parquet")
+IMAGE_KINDS = ("bytes", "path", "struct")
+#: A shard name: a file name in the output folder (no separators, not hidden).
+_SHARD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
+_OVERWRITE = "pass overwrite=True to clear it (temu's own files only) and start again, or give another output folder"
 
 
 @dataclass(frozen=True)
@@ -46,7 +58,9 @@ class Shard:
     input as the user gave it, for messages. rows: images when known at planning (None for tars).
     root: the folder relative list entries and path columns are read from (the working
     directory at planning). The ``*_column`` fields and ``image_kind`` (``"bytes"``, ``"path"``
-    or ``"struct"``, Hugging Face's image struct of bytes and path) describe a table.
+    or ``"struct"``, Hugging Face's image struct of bytes and path) describe a table. stamp: the
+    :func:`~temu.corpus.uris.stamp` of a user's list or table at planning (None for tars and for
+    the listings temu keeps in the output folder).
     """
 
     name: str
@@ -60,17 +74,55 @@ class Shard:
     image_column: str | None = None
     image_kind: str | None = None
     id_column: str | None = None
+    stamp: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Shard:
+    def from_dict(cls, data: Any) -> Shard:
+        """A shard from plan.json; :class:`~temu.CorpusError` for anything but a well-formed shard."""
+        if not isinstance(data, dict):
+            raise CorpusError(f"a shard is {type(data).__name__}, not an object")
+        unknown = sorted(set(data) - set(_SHARD_TYPES))
+        if unknown:
+            raise CorpusError(f"a shard has unknown fields {unknown}")
+        for name, types in _SHARD_TYPES.items():
+            value = data.get(name)
+            required = name in ("name", "kind", "source", "label")
+            if value is None and not required:
+                continue
+            if not isinstance(value, types) or isinstance(value, bool):
+                raise CorpusError(f"shard field {name!r} is {value!r}; expected {types[0].__name__}")
+        if not _SHARD_NAME.match(data["name"]):
+            raise CorpusError(f"shard name {data['name']!r} is not a file name of the output folder")
+        if data["kind"] not in SHARD_KINDS:
+            raise CorpusError(f"shard kind {data['kind']!r}; expected one of {', '.join(SHARD_KINDS)}")
+        if data.get("image_kind") not in (None, *IMAGE_KINDS):
+            raise CorpusError(f"shard image_kind {data['image_kind']!r}; expected one of {', '.join(IMAGE_KINDS)}")
+        if any(data.get(k, 0) < 0 for k in ("start", "stop", "rows")):
+            raise CorpusError("shard start, stop and rows must be >= 0")
         return cls(**data)
 
     @property
     def file_name(self) -> str:
         return self.name + SHARD_SUFFIX
+
+
+_SHARD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "kind": (str,),
+    "source": (str,),
+    "label": (str,),
+    "start": (int,),
+    "stop": (int,),
+    "rows": (int,),
+    "root": (str,),
+    "image_column": (str,),
+    "image_kind": (str,),
+    "id_column": (str,),
+    "stamp": (dict,),
+}
 
 
 @dataclass
@@ -83,7 +135,7 @@ class Plan:
     shards: list[Shard] = field(default_factory=list)
 
     def shards_of(self, index: int = 0, count: int = 1) -> list[Shard]:
-        """Shard ``index`` of ``count`` (``--shard I/N``): every count-th shard from the index-th."""
+        """Shard ``index`` of ``count`` (``shard=(index, count)``): every count-th shard from the index-th."""
         return [s for k, s in enumerate(self.shards) if k % count == index]
 
     def to_json(self) -> str:
@@ -95,23 +147,37 @@ class Plan:
             "options": self.options,
             "shards": [s.to_dict() for s in self.shards],
         }
-        return json.dumps(body, indent=1) + "\n"
+        return json.dumps(body, indent=1) + "\n"  # ASCII: names that are not UTF-8 stay \\udcXX escapes
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> Plan:
+        """The plan in ``text``; :class:`~temu.CorpusError` naming ``source`` for anything but a
+        well-formed plan of this format (the advice: ``overwrite=True``, which clears it)."""
         try:
             raw = json.loads(text)
+        except ValueError as err:
+            raise CorpusError(f"{source}: not a temu shard plan ({err}); {_OVERWRITE}") from None
+        try:
+            if not isinstance(raw, dict):
+                raise CorpusError(f"the plan is {type(raw).__name__}, not an object")
             if raw.get("format") != PLAN_FORMAT:
+                made = raw.get("temu_version", "an unknown version")
                 raise CorpusError(
-                    f"{source}: plan format {raw.get('format')!r}; this temu reads format {PLAN_FORMAT} (upgrade temu)"
+                    f"plan format {raw.get('format')!r} (temu {made}); this temu ({__version__}) reads format "
+                    f"{PLAN_FORMAT}: finish the run with that temu, or"
                 )
-            return cls(raw["settings"], raw["inputs"], raw["options"], [Shard.from_dict(s) for s in raw["shards"]])
-        except (ValueError, KeyError, TypeError) as err:
-            if isinstance(err, CorpusError):
-                raise
-            raise CorpusError(
-                f"{source}: not a temu shard plan ({err}); rerun with --overwrite to start again"
-            ) from None
+            for key, kind in (("settings", dict), ("options", dict), ("inputs", list), ("shards", list)):
+                if not isinstance(raw.get(key), kind):
+                    raise CorpusError(f"{key!r} is {raw.get(key)!r}; expected a JSON {kind.__name__}")
+            if not all(isinstance(x, str) for x in raw["inputs"]):
+                raise CorpusError("'inputs' holds something that is not a string")
+            shards = [Shard.from_dict(s) for s in raw["shards"]]
+            names = [s.name for s in shards]
+            if len(set(names)) != len(names):
+                raise CorpusError("two shards have the same name")
+        except CorpusError as err:
+            raise CorpusError(f"{source}: not a usable temu shard plan ({err}); {_OVERWRITE}") from None
+        return cls(raw["settings"], raw["inputs"], raw["options"], shards)
 
     def conflict(self, other: Plan) -> str | None:
         """Why a run with ``other``'s settings, inputs and options may not resume this plan, or None."""
@@ -126,6 +192,31 @@ class Plan:
                 shown = "; ".join(f"{k}: {_short(a.get(k))} then, {_short(b.get(k))} now" for k in changed[:3])
                 return f"it was made with other {what} ({shown})"
         return None
+
+    def changed_source(self, filesystems: Filesystems, shards: list[Shard] | None = None) -> str | None:
+        """Why a list or table of ``shards`` (default: the whole plan) is no longer what was planned
+        (changed, gone), or None."""
+        seen: set[str] = set()
+        for shard in self.shards if shards is None else shards:
+            if shard.stamp is None or shard.source in seen:
+                continue
+            seen.add(shard.source)
+            problem = source_change(shard, filesystems)
+            if problem is not None:
+                return problem
+        return None
+
+
+def source_change(shard: Shard, filesystems: Filesystems) -> str | None:
+    """Why ``shard``'s list or table differs from its stamp at planning, or None (also None without a stamp)."""
+    if shard.stamp is None:
+        return None
+    try:
+        now = stamp(filesystems, shard.source)
+    except (OSError, ValueError) as err:
+        return f"{shard.label} cannot be read any more ({err})"
+    change = stamp_change(shard.stamp, now)
+    return None if change is None else f"{shard.label} changed since the run was planned ({change})"
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,44 +239,44 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 def effective_precision(precision: str, device_type: str) -> str:
-    """What ``--precision`` means on a device type: ``auto`` is fp32 off CUDA, and bf16 (fp16 where
+    """What ``precision`` means on a device type: ``auto`` is fp32 off CUDA, and bf16 (fp16 where
     the GPU lacks bf16) on CUDA. Two runs with the same effective precision give the same scores."""
     if precision != "auto":
         return precision
     return "auto-cuda" if device_type == "cuda" else "fp32"
 
 
-def model_settings(model: str, *, precision: str, device_type: str) -> dict[str, Any]:
-    """The settings a resumed run must share: the model's config (backbone, weights, variant,
-    layers, image size, prompts, head, normalisation), a hash of its head weights, and the
-    effective precision. Reads the head's two files only; the model is not built."""
+def head_settings(model: str) -> dict[str, Any]:
+    """What a resumed run must share of the model: its config (backbone, weights, variant, layers,
+    image size, prompts, head, normalisation) and a hash of its head weights. Reads the head's two
+    files only; the model is not built. TeMuError / OSError when they cannot be read."""
     from ..model.config import read_config_file
     from ..model.hub import CONFIG_NAME, WEIGHTS_NAME, resolve_head_dir
 
     directory = resolve_head_dir(model)
     config, _ = read_config_file(directory / CONFIG_NAME)
     digest = hashlib.sha256((directory / WEIGHTS_NAME).read_bytes()).hexdigest()
-    return {
-        "model": config.to_dict(),
-        "head_sha256": digest,
-        "precision": effective_precision(precision, device_type),
-    }
+    return {"model": config.to_dict(), "head_sha256": digest}
 
 
-def _tmp_name(name: str) -> str:
-    folder, base = posixpath.split(name)
-    return posixpath.join(folder, f".{base}.tmp-{uuid.uuid4().hex[:12]}")
+def model_settings(model: str, *, precision: str, device_type: str) -> dict[str, Any]:
+    """:func:`head_settings` and the effective precision (:func:`effective_precision`)."""
+    return {**head_settings(model), "precision": effective_precision(precision, device_type)}
 
 
 class OutputFolder:
-    """The output folder of a corpus run: a local folder or a URI (``s3://bucket/scores``)."""
+    """The output folder of a corpus run: a local folder or a URI (``s3://bucket/scores``).
+
+    Every file is written under a hidden temporary name (:func:`temu.files.temporary_name`) and
+    renamed when complete. A write that fails (a full disk) is a :class:`~temu.CorpusError` naming the file.
+    """
 
     def __init__(self, location: str, filesystems: Filesystems) -> None:
         self.location = location
         try:
             self.fs, base = filesystems.resolve(location)
         except ValueError as err:
-            raise CorpusError(f"--output {location}: cannot open this location ({err})") from None
+            raise CorpusError(f"output={location!r}: cannot open this location ({err})") from None
         self.base = base.rstrip("/") or "/"
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
@@ -210,26 +301,44 @@ class OutputFolder:
         return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
 
     def read_text(self, name: str) -> str | None:
+        """The UTF-8 text of ``name``, or None if there is none; :class:`~temu.CorpusError` if it is not UTF-8."""
         try:
             with self.fs.open_input_stream(self.path(name)) as stream:
-                return stream.read().decode("utf-8")
+                data = stream.read()
         except FileNotFoundError:
             return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CorpusError(f"{self.location_of(name)}: not UTF-8 text ({err}); {_OVERWRITE}") from None
 
     def _parent(self, name: str) -> None:
         self.fs.create_dir(posixpath.dirname(self.path(name)), recursive=True)
 
+    def _written(self, name: str, write: Callable[[str], None]) -> None:
+        """``write(temporary path)``, then the rename to ``name``; the temporary file never stays behind."""
+        tmp = self.path(temporary_name(name))
+        try:
+            self._parent(name)
+            write(tmp)
+            self.fs.move(tmp, self.path(name))
+        except OSError as err:
+            raise CorpusError(f"{self.location_of(name)}: cannot be written ({os_reason(err)})") from err
+        finally:
+            try:
+                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
+            except OSError:
+                pass
+
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write to a hidden temporary name beside ``name``, then rename it over ``name``."""
-        self._parent(name)
-        tmp = self.path(_tmp_name(name))
-        try:
+
+        def write(tmp: str) -> None:
             with self.fs.open_output_stream(tmp) as stream:
                 stream.write(data)
-            self.fs.move(tmp, self.path(name))
-        finally:
-            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                self.fs.delete_file(tmp)
+
+        self._written(name, write)
 
     def create_once(self, name: str, data: bytes) -> bool:
         """Write ``name`` unless it exists; False if it did. Atomic on local folders (a hard link),
@@ -239,26 +348,21 @@ class OutputFolder:
                 return False
             self.write_bytes(name, data)
             return True
-        self._parent(name)
-        tmp = self.path(_tmp_name(name))
-        with open(tmp, "wb") as stream:
-            stream.write(data)
+        tmp = self.path(temporary_name(name))
         try:
+            self._parent(name)
+            with open(tmp, "wb") as stream:
+                stream.write(data)
             return place_new(tmp, self.path(name))
+        except OSError as err:
+            raise CorpusError(f"{self.location_of(name)}: cannot be written ({os_reason(err)})") from err
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
     def write_table(self, name: str, table: pa.Table) -> None:
         """A Parquet file written to a hidden temporary name and renamed: a reader never sees half of it."""
-        self._parent(name)
-        tmp = self.path(_tmp_name(name))
-        try:
-            pq.write_table(table, tmp, filesystem=self.fs)
-            self.fs.move(tmp, self.path(name))
-        finally:
-            if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-                self.fs.delete_file(tmp)
+        self._written(name, lambda tmp: pq.write_table(table, tmp, filesystem=self.fs))
 
     def delete(self, names: list[str]) -> None:
         for name in names:
@@ -269,62 +373,105 @@ class OutputFolder:
         if self.fs.get_file_info(self.path(name)).type == pafs.FileType.Directory:
             self.fs.delete_dir(self.path(name))
 
+    def is_temu_output(self, name: str) -> bool:
+        """Whether the Parquet file ``name`` is a shard output temu wrote (its metadata has temu's record)."""
+        try:
+            metadata = pq.read_schema(self.path(name), filesystem=self.fs).metadata or {}
+        except (OSError, ValueError):
+            return False
+        return OUTPUT_MARKER in metadata
+
     # ---------------------------------------------------------------- the plan
 
     def read_plan(self) -> Plan | None:
         text = self.read_text(PLAN_NAME)
-        return None if text is None else Plan.from_json(text, source=self.path(PLAN_NAME))
+        return None if text is None else Plan.from_json(text, source=self.location_of(PLAN_NAME))
 
     def commit_plan(self, plan: Plan) -> Plan:
         """Store ``plan`` unless another process stored one first; the stored plan is returned."""
-        if self.create_once(PLAN_NAME, plan.to_json().encode("utf-8")):
+        if self.create_once(PLAN_NAME, plan.to_json().encode("ascii")):
             return plan
         stored = self.read_plan()
-        assert stored is not None
+        if stored is None:
+            raise CorpusError(f"{self.location_of(PLAN_NAME)} vanished while this run was planning; run again")
         return stored
 
     def clear(self, plan: Plan | None) -> None:
-        """Remove what a temu run wrote here (the shards of ``plan``, temporary files, ``_SUCCESS``, ``_temu/``)."""
+        """Remove what temu runs wrote here: the shard outputs (those of ``plan``, and any other Parquet
+        file carrying temu's record), their temporary files, ``_SUCCESS`` and ``_temu/``. Nothing else."""
         names = self.names()
-        shard_files = {s.file_name for s in plan.shards} if plan is not None else set()
-        temporary = {n for n in names if n.startswith(".") and ".parquet.tmp-" in n}
-        self.delete(sorted((names & shard_files) | temporary | ({SUCCESS_NAME} & names)))
+        planned = {s.file_name for s in plan.shards} if plan is not None else set()
+        outputs = {
+            n
+            for n in names
+            if n.endswith(SHARD_SUFFIX) and not n.startswith(".") and (n in planned or self.is_temu_output(n))
+        }
+        temporary = {
+            n for n in names if is_temporary(n) and (".parquet.tmp-" in n or n.startswith(f".{SUCCESS_NAME}."))
+        }
+        self.delete(sorted(outputs | temporary | ({SUCCESS_NAME} & names)))
         self.delete_dir("_temu")
 
     def stale_files(self, shards: list[Shard], names: set[str]) -> list[str]:
         """Temporary files left by a killed run for these shards (never read: outputs are renamed when complete)."""
         prefixes = tuple(f".{s.file_name}.tmp-" for s in shards)
-        return sorted(n for n in names if n.startswith(prefixes)) if prefixes else []
+        return sorted(n for n in names if n.startswith(prefixes) and is_temporary(n)) if prefixes else []
+
+
+def resume_refused(folder: OutputFolder, problem: str) -> str:
+    """The message refusing to resume the run in ``folder`` because of ``problem``."""
+    return f"{folder.location} holds an earlier run that this one cannot resume: {problem}; {_OVERWRITE}"
 
 
 def open_plan(folder: OutputFolder, wanted: Plan, make_shards: Callable[[], list[Shard]], *, overwrite: bool) -> Plan:
     """The plan to run. ``wanted`` holds this run's settings, inputs and options (its shards are
     not used): a stored plan that agrees with it is resumed as it is, without listing the inputs
-    again. Otherwise ``make_shards()`` plans the inputs and the new plan is stored, unless another
-    process stored one first. ``overwrite`` clears an earlier run first. :class:`~temu.CorpusError`
-    when the folder holds a run of other settings, inputs or options, or Parquet files not from temu."""
-    stored = folder.read_plan()
-    if stored is not None and overwrite:
+    again (the caller checks that the lists and tables of its pending shards are unchanged:
+    :meth:`Plan.changed_source`). Otherwise ``make_shards()`` plans the
+    inputs and the new plan is stored, unless another process stored one first. ``overwrite``
+    clears an earlier run first (also one whose plan is damaged). :class:`~temu.CorpusError` when
+    the folder holds a run of other settings, inputs or options, a damaged plan, or Parquet files
+    not from temu."""
+    try:
+        stored = folder.read_plan()
+    except CorpusError:
+        if not overwrite:
+            raise
+        stored, damaged = None, True
+    else:
+        damaged = False
+    if overwrite and (stored is not None or damaged):
         folder.clear(stored)
         stored = None
     if stored is not None:
         problem = stored.conflict(wanted)
         if problem is not None:
             raise CorpusError(
-                f"--output {folder.location} holds an earlier run that this one cannot resume: {problem}. "
-                "Rerun with --overwrite to start again, or give another --output folder"
+                f"{folder.location} holds an earlier run that this one cannot resume: {problem}; {_OVERWRITE}"
             )
         return stored
-    foreign = sorted(n for n in folder.names() if n.endswith(SHARD_SUFFIX) and not n.startswith("."))
-    if foreign:
-        raise CorpusError(
-            f"--output {folder.location} already holds Parquet files ({foreign[0]}, ...) but no temu plan "
-            f"({PLAN_NAME}); give an empty or new folder"
-        )
+    parquet = sorted(n for n in folder.names() if n.endswith(SHARD_SUFFIX) and not n.startswith("."))
+    if parquet:
+        if overwrite:
+            foreign = [n for n in parquet if not folder.is_temu_output(n)]
+            if foreign:
+                raise CorpusError(
+                    f"{folder.location} holds Parquet files that temu did not write ({foreign[0]}, ...); "
+                    "give an empty or new output folder"
+                )
+            folder.clear(None)
+        elif folder.is_temu_output(parquet[0]):
+            raise CorpusError(
+                f"{folder.location} holds shard outputs of a temu run ({parquet[0]}, ...) but no plan ({PLAN_NAME}); "
+                f"{_OVERWRITE}"
+            )
+        else:
+            raise CorpusError(
+                f"{folder.location} already holds Parquet files ({parquet[0]}, ...) but no temu plan "
+                f"({PLAN_NAME}); give an empty or new output folder"
+            )
     stored = folder.commit_plan(dataclasses.replace(wanted, shards=make_shards()))
     problem = stored.conflict(wanted)  # another process may have stored its plan first
     if problem is not None:
-        raise CorpusError(
-            f"--output {folder.location}: a run started at the same time stored its plan first; {problem}"
-        )
+        raise CorpusError(f"{folder.location}: a run started at the same time stored its plan first; {problem}")
     return stored

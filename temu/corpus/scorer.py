@@ -10,6 +10,7 @@ exception (CUDA out of memory, a bug) is raised.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
@@ -25,7 +26,7 @@ from ..inference import Predictor, ScoreResult
 from ..model import TeMuIQA
 from ..precision import Precision
 from ..runtime import default_decode_threads
-from .uris import Filesystems, is_uri
+from .uris import Filesystems, is_uri, too_large
 
 
 class BatchScorer:
@@ -39,6 +40,8 @@ class BatchScorer:
             while the model scores batch k.
         filesystems: where URIs are read from.
         attributes: None, or resolved attribute prompt pairs to judge in the same pass.
+        max_bytes: an image of more bytes (encoded bytes, a file, a URI) is an error, never read
+            (None: no limit).
     """
 
     def __init__(
@@ -50,9 +53,11 @@ class BatchScorer:
         threads: int | None = None,
         filesystems: Filesystems | None = None,
         attributes: Mapping[str, tuple[str, str]] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.max_bytes = max_bytes
         self.predictor = Predictor(model.eval(), precision=precision, attributes=attributes)
         self.device = self.predictor.device
         self.batch_size = batch_size
@@ -69,12 +74,17 @@ class BatchScorer:
         :class:`~temu.errors.InvalidInputError` if unreadable."""
         if image is None:
             raise ImageReadError(name, "no image (null)")
+        limit = self.max_bytes
         if isinstance(image, (bytes, bytearray, memoryview)):
+            if limit is not None and len(image) > limit:
+                raise ImageReadError(name, too_large(len(image), limit))
             return self.loader(Source(name, data=bytes(image)))
         if isinstance(image, str):
             try:
                 if is_uri(image):
-                    return self.loader(Source(name, data=self.filesystems.read_bytes(image)))
+                    return self.loader(Source(name, data=self.filesystems.read_bytes(image, limit)))
+                if limit is not None and (size := _size(image)) > limit:
+                    raise ImageReadError(name, too_large(size, limit))
                 return self.loader(Source(name, path=Path(image)))
             except ImageReadError as err:  # name the image as the caller knows it, not the absolute path
                 raise ImageReadError(name, err.reason) from None
@@ -115,6 +125,13 @@ class BatchScorer:
         if self.device.type == "cuda":
             batch = batch.pin_memory()
         return self.predictor.results(batch.to(self.device), lambda i: futures[i][1])
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except (OSError, ValueError):
+        return 0  # the reader says why it cannot be read
 
 
 def _batched(items: Iterator[tuple[Any, str]], n: int) -> Iterator[list[tuple[Any, str]]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..errors import ImageReadError
+from ..errors import ImageReadError, os_reason
 from ..images.decode import pil_to_tensor, read_image
 from .records import BadRow, IQARecord
 
@@ -127,7 +127,7 @@ def _image_problem(path: Path, full: bool, modes: dict[str, str | None]) -> str 
     except PermissionError:
         return "permission denied: a folder on the path cannot be searched (check its permissions)"
     except OSError as error:
-        return f"cannot access the image file ({error.strerror or error})"
+        return f"cannot access the image file ({os_reason(error)})"
     if stat.S_ISDIR(info.st_mode):
         return "path is a folder, not an image file (is the CSV's path cell empty?)"
     if not stat.S_ISREG(info.st_mode):
@@ -140,7 +140,7 @@ def _image_problem(path: Path, full: bool, modes: dict[str, str | None]) -> str 
     except PermissionError:
         return "permission denied: the file cannot be read (check its permissions)"
     except OSError as error:
-        return f"cannot open the image file ({error.strerror or error})"
+        return f"cannot open the image file ({os_reason(error)})"
     with handle:
         try:
             with Image.open(handle) as image:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..errors import ImageReadError, InvalidInputError, TeMuWarning
+from ..errors import ImageReadError, InvalidInputError, TeMuWarning, os_reason
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -172,7 +172,7 @@ def decode_pixels(data: bytes | bytearray | memoryview, name: str) -> torch.Tens
         raise ImageReadError(name, str(err)) from None
     except OSError as err:
         if err.errno is not None:  # the system could not read the data (I/O error, ...), not a bad image
-            raise ImageReadError(name, f"cannot read the file ({err.strerror or err})") from None
+            raise ImageReadError(name, f"cannot read the file ({os_reason(err)})") from None
         raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
     except (SyntaxError, ValueError) as err:
         raise ImageReadError(name, f"truncated or corrupt image ({err})") from None
@@ -218,7 +218,7 @@ def read_pixels(path: str | os.PathLike[str]) -> torch.Tensor:
     except ValueError as err:  # "embedded null byte"
         raise ImageReadError(path, f"not a usable path ({err})") from None
     except OSError as err:
-        raise ImageReadError(path, f"cannot access the file ({err.strerror or err})") from None
+        raise ImageReadError(path, f"cannot access the file ({os_reason(err)})") from None
     if stat.S_ISDIR(info.st_mode):
         raise ImageReadError(path, "is a directory, not an image file")
     if not stat.S_ISREG(info.st_mode):
@@ -234,7 +234,7 @@ def read_pixels(path: str | os.PathLike[str]) -> torch.Tensor:
     except PermissionError:
         raise ImageReadError(path, "permission denied: the file cannot be opened for reading") from None
     except OSError as err:
-        raise ImageReadError(path, f"cannot read the file ({err.strerror or err})") from None
+        raise ImageReadError(path, f"cannot read the file ({os_reason(err)})") from None
     return decode_pixels(data, str(path))
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..data.records import IQARecord
-from ..errors import DataError
+from ..errors import DataError, os_reason
 from ..files import atomic_write
 
 __all__ = [
@@ -96,7 +96,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         size = path.stat().st_size
     except OSError as err:
-        raise unusable(f"it cannot be read ({err.strerror or err})") from None
+        raise unusable(f"it cannot be read ({os_reason(err)})") from None
     if size == 0:
         raise unusable("the file is empty (0 bytes)")
     try:
@@ -111,7 +111,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except EOFError:
         raise unusable(f"it ends early ({size} bytes): the file is truncated") from None
     except OSError as err:
-        raise unusable(f"it cannot be read ({err.strerror or err})") from None
+        raise unusable(f"it cannot be read ({os_reason(err)})") from None
     except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, KeyError, ... for damaged files
         kind = "truncated or corrupt" if isinstance(err, RuntimeError) else "not a torch checkpoint file"
         raise unusable(f"it is {kind} ({type(err).__name__} from torch.load)") from None

@@ -1,0 +1,126 @@
+"""The local engine: the shards scored one after another in this process, decoding on threads.
+
+One process of ``temu score --output DIR/`` (or of ``--shard I/N`` / torchrun / a Slurm array,
+each process its share of the plan). Same interface as :class:`temu.corpus.ray.RayEngine`
+(:class:`temu.corpus.engine.Engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import torch
+
+from ..precision import Precision
+from ..runtime import Launch, resolve_device
+from .output import ShardResult, shard_output
+from .plan import OutputFolder, Shard
+from .read import read_shard
+from .scorer import BatchScorer
+from .uris import Filesystems
+
+
+def score_shard(
+    shard: Shard, scorer: BatchScorer, filesystems: Filesystems, *, max_member_size: int
+) -> tuple[pa.Table, ShardResult]:
+    """Read, decode and score one shard in this process: its output table and counts."""
+    ids: list[bytes] = []
+    read_errors: list[str | None] = []
+    source: dict[str, Any] = {}
+
+    def items() -> Iterator[tuple[Any, str]]:
+        for chunk in read_shard(shard, filesystems, max_member_size=max_member_size, source=source):
+            columns = [chunk.column(name).to_pylist() for name in ("id", "image", "path", "read_error")]
+            for key, image, path, error in zip(*columns):
+                ids.append(key)
+                read_errors.append(error)
+                name = key.decode("utf-8", "surrogateescape")
+                yield (image if image is not None else _path(path)), name
+
+    results = list(scorer.score(items()))
+    names = list(scorer.predictor.attributes or {})
+    attributes = {n: [r.attributes[n] if r.attributes else None for r in results] for n in names}
+    return shard_output(
+        shard,
+        ids,
+        [r.score for r in results],
+        [r.error for r in results],
+        read_errors,
+        attributes,
+        source,
+    )
+
+
+def _path(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")
+
+
+class LocalEngine:
+    """Scores shards in this process on ``device`` (None: :func:`temu.runtime.resolve_device`; under
+    torchrun ``cuda:LOCAL_RANK``). See :func:`temu.corpus.run` for the arguments."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | torch.device | None,
+        batch_size: int,
+        precision: Precision,
+        decode_threads: int | None,
+        compile: bool,
+        attributes: Mapping[str, tuple[str, str]] | None,
+        max_member_size: int,
+        filesystems: Filesystems,
+        launch: Launch | None = None,
+    ) -> None:
+        self.model, self.batch_size, self.precision = model, batch_size, precision
+        self.decode_threads, self.compile, self.attributes = decode_threads, compile, attributes
+        self.max_member_size, self.filesystems = max_member_size, filesystems
+        self.requested_device, self.launch = device, launch
+        self.device: torch.device | None = None
+        self.scorer: BatchScorer | None = None
+
+    def start(self) -> str:
+        """Choose the device; its type (``"cuda"``, ``"cpu"``, ...). DeviceError if it cannot be used."""
+        local_rank = self.launch.local_rank if self.launch is not None and self.launch.torchrun else None
+        self.device = resolve_device(self.requested_device, local_rank=local_rank)
+        return self.device.type
+
+    def load(self) -> None:
+        """Load the model (shared :data:`temu.MODEL_CACHE`); TeMuError / OSError if it cannot be loaded."""
+        from ..cache import cached_model
+
+        net = cached_model(self.model, self.device, compile=self.compile)
+        self.scorer = BatchScorer(
+            net,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            threads=self.decode_threads,
+            filesystems=self.filesystems,
+            attributes=self.attributes,
+            max_bytes=self.max_member_size,
+        )
+
+    def score_shards(
+        self,
+        shards: Sequence[Shard],
+        folder: OutputFolder,
+        *,
+        on_shard: Callable[[ShardResult], None],
+        on_rows: Callable[[int], None] | None = None,
+    ) -> None:
+        """Score ``shards`` one after another, writing each one's output when it is complete."""
+        assert self.scorer is not None, "load() first"
+        for shard in shards:
+            table, result = score_shard(shard, self.scorer, self.filesystems, max_member_size=self.max_member_size)
+            folder.write_table(shard.file_name, table)
+            on_shard(result)
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+            self.scorer = None
