@@ -400,6 +400,10 @@ def test_cli_writes_one_row_per_video_and_a_frame_file(clips, photo_files, tiny_
     capsys.readouterr()
     assert main(["score", str(photo_files["coffee"]), "--model", str(tiny_head_dir), "-q"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "path,score"  # images alone: no frames column
+    assert main(["score", str(folder / "cfr.mp4"), "--model", str(tiny_head_dir), "--maps", str(tmp_path / "m")]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "path,score,frames,map" and out.splitlines()[1].endswith(",3,")
+    assert "no map for" in err and "temu.explain(video)" in err
 
 
 def test_cli_video_options_are_checked_before_the_model_loads(clips, tmp_path, capsys):

@@ -281,10 +281,15 @@ def load_frame_batches(
     """The frames of images and videos in :class:`FrameBatch` es of ``batch_size`` frames, read by
     ``num_workers`` DataLoader worker processes (0: this process, reading only when asked), on ``device``."""
     stream = FrameStream(sources, input_size, sampling, batch_size)
+    workers = min(num_workers, len(stream.chunks))
+    if workers:
+        import gc
+
+        gc.collect()  # FFmpeg objects left in reference cycles are freed here, not in the forked workers
     loader = DataLoader(
         stream,
         batch_size=None,
-        num_workers=min(num_workers, len(stream.chunks)),
+        num_workers=workers,
         collate_fn=_as_is,
         pin_memory=device.type == "cuda",
         persistent_workers=False,

@@ -16,8 +16,8 @@ A clip whose rule asks for more than ``max_frames`` samples is that clip's error
 the sample of several times (``fps`` above the clip's frame rate). Each sample is reported with
 the frame's own presentation time (from the first frame), not the sampling time.
 
-Frames are turned upright by the stream's display matrix (a phone's ``rotate`` metadata) as
-FFmpeg's own autorotation turns them, and as EXIF orientation turns photos; 8-bit video becomes
+Frames are turned upright by the display matrix (a phone's ``rotate`` metadata; read once per clip,
+from the first frame converted) as FFmpeg's own autorotation turns them, and as EXIF orientation turns photos; 8-bit video becomes
 uint8 RGB (``rgb24``), deeper video float32 in [0, 1] (``rgb48``). ``max_side`` first shrinks a
 frame whose long side is longer, as VBench's ``imaging_quality`` does (torchvision bilinear
 without antialiasing, sides truncated to integers); then the model's own resize rule applies.
@@ -191,9 +191,12 @@ def display_orientation(matrix: Sequence[int]) -> int | None:
 
 
 def _display_matrix(frame: Any) -> np.ndarray | None:
-    for data in frame.side_data:
+    """The frame's display matrix (9 ints), or None. Read from a 2x2 copy of the frame (its side data
+    copied with it): PyAV 18's ``frame.side_data`` ties the frame into a reference cycle, and a decoded
+    1080p frame left to the cyclic garbage collector is 3 MB that RSS keeps until a collection runs."""
+    for data in frame.reformat(width=2, height=2, threads=1).side_data:
         if getattr(data.type, "name", str(data.type)).endswith("DISPLAYMATRIX"):
-            return np.frombuffer(bytes(data), dtype="<i4")
+            return np.frombuffer(bytes(data), dtype="<i4").copy()
     return None
 
 
@@ -272,7 +275,7 @@ class _Reader:
         self.gap = Fraction(SEEK_GAP)
         self.can_seek = True
         self.count = 0
-        self.warned = False
+        self.orientation: int | None = None
         rate = self.stream.guessed_rate or self.stream.average_rate
         self.step = Fraction(1, 1) / Fraction(rate) if rate else None  # for frames without a timestamp
         self.check_index()
@@ -473,27 +476,35 @@ class _Reader:
         self.count += 1
         return float(time)
 
+    def read_orientation(self, frame: Any) -> int:
+        """The EXIF-style orientation (1-8) of ``frame``'s display matrix; 1 (as stored) without one, or
+        with a :class:`~temu.errors.TeMuWarning` for an angle that is not a multiple of 90 degrees."""
+        matrix = _display_matrix(frame)
+        if matrix is None:
+            return 1
+        orientation = display_orientation(matrix)
+        if orientation is None:
+            warnings.warn(
+                f"{self.name}: its display matrix turns frames by an angle that is not a multiple of 90 degrees; "
+                "scored as stored",
+                TeMuWarning,
+                stacklevel=4,
+            )
+            return 1
+        return orientation
+
     def pixels(self, frame: Any) -> torch.Tensor:
         """One decoded frame -> ``[3, h, w]`` pixels, upright, at the input size."""
+        # threads=1: no swscale slice threads. Their context, freed in a forked DataLoader worker that
+        # inherited it, joins threads that do not exist there (a segfault); the loader's workers run in parallel.
         if any(component.bits > 8 for component in frame.format.components):
-            array = frame.to_ndarray(format="rgb48le")
+            array = frame.to_ndarray(format="rgb48le", threads=1)
             pixels = torch.from_numpy(array.astype(np.float32) / 65535.0).permute(2, 0, 1)
         else:
-            pixels = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-        matrix = _display_matrix(frame)
-        if matrix is not None:
-            orientation = display_orientation(matrix)
-            if orientation is None:
-                if not self.warned:
-                    warnings.warn(
-                        f"{self.name}: its display matrix turns frames by an angle that is not a multiple of 90 "
-                        "degrees; scored as stored",
-                        TeMuWarning,
-                        stacklevel=2,
-                    )
-                    self.warned = True
-            else:
-                pixels = orient(pixels, orientation)
+            pixels = torch.from_numpy(frame.to_ndarray(format="rgb24", threads=1)).permute(2, 0, 1)
+        if self.orientation is None:  # the clip's display matrix, read from its first converted frame
+            self.orientation = self.read_orientation(frame)
+        pixels = orient(pixels, self.orientation)
         if self.sampling.max_side is not None:
             pixels = shrink_long_side(pixels, self.sampling.max_side)
         if self.input_size is not None:
