@@ -150,6 +150,23 @@ def test_sparse_sampling_seeks_and_gives_the_frames_decoding_everything_gives(tm
     assert [t for t, _ in sought] == pytest.approx([0, 5, 10, 15, 20, 25])
 
 
+def test_10_bit_video_gives_float_frames_close_to_its_8_bit_values(tmp_path):
+    grey = [np.full((H, W, 3), 100 + 20 * i, np.uint8) for i in range(3)]
+    with av.open(str(tmp_path / "deep.mkv"), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p10le"
+        for i, picture in enumerate(grey):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames = [pixels for _, pixels in sample_frames(tmp_path / "deep.mkv", VideoSampling(frames="all"))]
+    assert all(f.dtype == torch.float32 and 0 <= f.min() and f.max() <= 1 for f in frames)
+    assert [round(float(f.mean()) * 255) for f in frames] == pytest.approx([100, 120, 140], abs=2)
+
+
 def test_sampling_options_are_checked():
     for bad in (
         {"fps": 0},

@@ -266,7 +266,11 @@ class _Reader:
     def __init__(self, av: Any, video: VideoInput, sampling: VideoSampling, input_size: InputSize | None, name: str):
         self.av, self.video, self.sampling, self.input_size, self.name = av, video, sampling, input_size, name
         self.container = _open(av, video, name)
-        self.stream = _video_stream(self.container, name)
+        try:
+            self.stream = _video_stream(self.container, name)
+        except BaseException:
+            self.container.close()
+            raise
         self.time_base = Fraction(self.stream.time_base) if self.stream.time_base else Fraction(1, 1)
         self.frames = self.container.decode(self.stream)
         self.origin: Fraction | None = None  # presentation time of the first frame
@@ -278,7 +282,11 @@ class _Reader:
         self.orientation: int | None = None
         rate = self.stream.guessed_rate or self.stream.average_rate
         self.step = Fraction(1, 1) / Fraction(rate) if rate else None  # for frames without a timestamp
-        self.check_index()
+        try:
+            self.check_index()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.frames.close()
