@@ -424,7 +424,11 @@ def test_cli_writes_one_row_per_video_and_a_frame_file(clips, photo_files, tiny_
 
 
 def test_cli_video_options_are_checked_before_the_model_loads(clips, tmp_path, capsys):
+    import temu.video
     from temu.cli import main
+    from temu.cli.score import REDUCTIONS
+
+    assert REDUCTIONS == temu.video.REDUCTIONS  # the command's copy (its --help loads no torch)
 
     clip, missing = str(clips["cfr"]), str(tmp_path / "no-such-head")
     for extra, message in (
