@@ -3,6 +3,7 @@
 >>> import temu
 >>> temu.score("photo.jpg")            # float in [0, 1], higher is better
 >>> temu.explain("photo.jpg")          # score + attribute scores (sharpness, noise, ...) + patch maps
+>>> temu.score_video("clip.mp4")       # a VideoScore: its frames' scores (1 per second) and their mean
 >>> model = temu.load("temu-iqa-s")    # a new TeMuIQA nn.Module (temu.cache.cached_model: the shared one)
 
 The public names below are imported on first use (PEP 562), so ``import temu`` and the ``temu``
@@ -21,13 +22,14 @@ import _temu_pyiqa_hook
 from ._version import __version__
 
 if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getattr__ imports these
-    from .api import Explanation, explain, iter_scores, score
+    from .api import Explanation, explain, iter_scores, score, score_video
     from .cache import clear_model_cache, load
     from .errors import TeMuError
     from .inference import ScoreResult
     from .model import AttributeMaps, HeadConfig, MOSScale, QualityMaps, TeMuConfig, TeMuIQA
     from .model.attributes import DEFAULT_ATTRIBUTES
     from .model.hub import list_presets
+    from .video import VideoScore
 
 #: public name -> the module (relative to this package) that defines it
 _EXPORTS = {
@@ -35,6 +37,8 @@ _EXPORTS = {
     "iter_scores": "api",
     "explain": "api",
     "Explanation": "api",
+    "score_video": "api",
+    "VideoScore": "video",
     "ScoreResult": "inference",
     "load": "cache",
     "clear_model_cache": "cache",
@@ -79,6 +83,8 @@ __all__ = [
     "iter_scores",
     "explain",
     "Explanation",
+    "score_video",
+    "VideoScore",
     "ScoreResult",
     "load",
     "clear_model_cache",

@@ -1,8 +1,10 @@
-"""``temu.score``, ``temu.iter_scores`` and ``temu.explain``: images in, scores (and why) out.
+"""``temu.score``, ``temu.iter_scores``, ``temu.explain`` and ``temu.score_video``: images and videos in,
+scores (and why) out.
 
-The three take the same keyword arguments. Inputs go through one pipeline
-(:mod:`temu.images.loading`: decoded, turned upright and resized, 8-bit images as uint8) and one
-inference core (:class:`temu.inference.Predictor`).
+They take the same keyword arguments. Inputs go through one pipeline
+(:mod:`temu.images.loading`: decoded, turned upright and resized, 8-bit images and frames as uint8;
+a video's frames sampled by :mod:`temu.images.video`) and one inference core
+(:class:`temu.inference.Predictor`); a video's frame scores are reduced by :mod:`temu.video`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import torch
 
 from .cache import cached_model
 from .images.folders import SkippedEntry
-from .images.loading import load_batches
+from .images.loading import input_chunks, load_frame_batches
+from .images.names import is_video_name
 from .images.sources import expand_sources, is_single_image
+from .images.video import VideoSampling
 from .inference import Predictor, ScoreResult
 from .model import TeMuIQA
 from .model.attributes import AttributeSpec, resolve_attributes
 from .precision import Precision, check_precision
 from .runtime import default_num_workers
+from .video import Reduction, ResultAssembler, VideoScore, check_reduce
 
 ModelLike = TeMuIQA | str | os.PathLike[str] | None
 OnError = Literal["raise", "report"]
@@ -45,10 +50,16 @@ def iter_scores(
     skipped: list[SkippedEntry] | None = None,
     with_maps: bool = False,
     attributes: AttributeSpec | Literal[False] = False,
+    fps: float | None = None,
+    frames: int | Literal["all"] | None = None,
+    reduce: Reduction = "mean",
+    max_frames: int | None = None,
+    max_side: int | None = None,
 ) -> Iterator[ScoreResult]:
-    """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
+    """Score images and videos batch by batch and yield one :class:`ScoreResult` per input, in input order.
 
-    Each batch's results are yielded as soon as it is scored, before the next batch is read.
+    Each batch's results are yielded as soon as it is scored, before the next batch is read (a
+    video's once its last sampled frame is scored; frames of consecutive inputs share batches).
 
     Args:
         inputs: what :func:`score` takes.
@@ -73,12 +84,24 @@ def iter_scores(
         with_maps: fill each result's ``[h, w]`` patch maps.
         attributes: False (none), or what :func:`explain` takes (None: the default set): each result
             then has ``attributes`` too, from the same backbone pass.
+        fps: a video's frames sampled per second (the frame shown at each time k / fps from its first
+            frame); None: 1.0 unless ``frames`` is given. See README "Video" for the rule.
+        frames: N frames per video, shown at the centres of N equal parts of its duration, or ``"all"``.
+        reduce: how a video's frame scores become its score: ``"mean"``, ``"min"``, ``"median"`` or
+            ``"p10"`` (10th percentile, numpy's linear definition); attributes are reduced alike.
+        max_frames: the most frames a video may need under the rule; a video needing more is its error.
+        max_side: video frames whose long side is longer are first shrunk to it as VBench does.
+
+    Raises:
+        VideoOptionsError: unusable video options, before any work.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if on_error not in ("raise", "report"):
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
     check_precision(precision)  # checked before any work
+    sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
+    check_reduce(reduce)
     pairs = None if attributes is False else resolve_attributes(attributes)
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
@@ -89,29 +112,29 @@ def iter_scores(
         return
     net = cached_model(model, device, compile=compile)
     predictor = Predictor(net, precision=precision, attributes=pairs, with_maps=with_maps)
+    videos = any(is_video_name(s.name) for s in sources)
     if num_workers is None:
-        num_workers = 0 if len(sources) <= batch_size else default_num_workers(predictor.device)
-    batches = load_batches(sources, net.input_size, predictor.device, batch_size=batch_size, num_workers=num_workers)
-    show = progress if progress is not None else (sys.stderr.isatty() and len(sources) > batch_size)
+        few = len(input_chunks(sources, batch_size)) <= 1 and not videos
+        num_workers = 0 if few else default_num_workers(predictor.device)
+    batches = load_frame_batches(
+        sources, net.input_size, predictor.device, batch_size=batch_size, num_workers=num_workers, sampling=sampling
+    )
+    assembler = ResultAssembler(
+        predictor, lambda i: sources[i].name, reduce=reduce, keep_frames=with_maps or pairs is not None
+    )
+    show = progress if progress is not None else (sys.stderr.isatty() and (len(sources) > batch_size or videos))
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(sources), unit="img", disable=not show, desc="temu")
+    bar = tqdm(total=len(sources), unit="input", disable=not show, desc="temu")
     try:
         for batch in batches:
-            for result in predictor.results(batch, lambda i: sources[i].name):
+            for result in assembler.add(batch):
                 if result.error is not None and on_error == "raise":
-                    failed = next((err for i, err in batch.failed if i == result.index), None)
-                    raise failed if failed is not None else _score_error(result)
+                    raise assembler.exception(result.index)
                 bar.update(1)
                 yield result
     finally:
         bar.close()
-
-
-def _score_error(result: ScoreResult) -> Exception:
-    from .errors import NonFiniteScoreError
-
-    return NonFiniteScoreError(result.error)
 
 
 def score(
@@ -127,19 +150,25 @@ def score(
     recursive: bool = False,
     on_error: OnError = "raise",
     skipped: list[SkippedEntry] | None = None,
+    fps: float | None = None,
+    frames: int | Literal["all"] | None = None,
+    reduce: Reduction = "mean",
+    max_frames: int | None = None,
+    max_side: int | None = None,
 ) -> float | None | list[float | None]:
     """Quality scores in [0, 1], higher is better.
 
     Args:
-        inputs: a path (str or Path), a folder (its images, sorted), a PIL image, a numpy array (HW or
-            HWC; uint8, uint16 or floats in [0, 1]), a tensor ``[3, H, W]`` or ``[N, 3, H, W]`` (uint8
-            0-255, or floats in [0, 1]), or a list of these.
+        inputs: a path (str or Path) of an image or a video, a folder (its images and videos, sorted),
+            a PIL image, a numpy array (HW or HWC; uint8, uint16 or floats in [0, 1]), a tensor
+            ``[3, H, W]`` or ``[N, 3, H, W]`` (uint8 0-255, or floats in [0, 1]), or a list of these.
         model, batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
-            skipped: as for :func:`iter_scores`.
+            skipped, fps, frames, reduce, max_frames, max_side: as for :func:`iter_scores`.
 
     Returns:
-        A float for one image, else a list in input order (``[]`` for no input). With
-        ``on_error="report"`` an image that could not be scored is None (:func:`iter_scores` says why).
+        A float for one image or video (its sampled frames' scores reduced), else a list in input order
+        (``[]`` for no input). With ``on_error="report"`` an input that could not be scored is None
+        (:func:`iter_scores` says why).
     """
     single = is_single_image(inputs)
     results = [
@@ -156,22 +185,89 @@ def score(
             recursive=recursive,
             on_error=on_error,
             skipped=skipped,
+            fps=fps,
+            frames=frames,
+            reduce=reduce,
+            max_frames=max_frames,
+            max_side=max_side,
         )
     ]
     return results[0] if single and len(results) == 1 else results
 
 
+def score_video(
+    path: str | os.PathLike[str],
+    model: ModelLike = None,
+    *,
+    fps: float | None = None,
+    frames: int | Literal["all"] | None = None,
+    reduce: Reduction = "mean",
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+    num_workers: int | None = None,
+    precision: Precision = "auto",
+    compile: bool = False,
+) -> VideoScore:
+    """One video's score, with its frames' scores and times (README "Video": the sampling rule).
+
+    Args:
+        path: the video file.
+        model, fps, frames, reduce, max_frames, max_side, batch_size, device, progress, num_workers,
+            precision, compile: as for :func:`iter_scores`.
+
+    Returns:
+        A :class:`~temu.video.VideoScore`: ``score`` (the frame scores reduced), ``frame_scores``,
+        ``timestamps`` (seconds from the first frame), ``reduce`` and ``frames`` (how many).
+
+    Raises:
+        VideoReadError: the video cannot be read or sampled. InvalidInputError: ``path`` is an image
+            (score it with :func:`score`) or a folder. NonFiniteScoreError: a frame's score is not finite.
+    """
+    from .errors import InvalidInputError
+
+    if not is_single_image(path):
+        raise InvalidInputError(
+            f"{os.fspath(path)}: is a folder; score_video takes one video file (temu.score takes folders)"
+        )
+    (result,) = iter_scores(
+        [path],
+        model,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        num_workers=num_workers,
+        precision=precision,
+        compile=compile,
+        fps=fps,
+        frames=frames,
+        reduce=reduce,
+        max_frames=max_frames,
+        max_side=max_side,
+    )
+    if result.frames is None:
+        raise InvalidInputError(f"{result.name}: is an image, not a video; score it with temu.score")
+    return VideoScore(result.name, result.score, result.frame_scores, result.timestamps, reduce)
+
+
 @dataclass(frozen=True)
 class Explanation:
-    """One image's score and what it is made of.
+    """One image's (or video's) score and what it is made of.
 
     Attributes:
-        name: the image's path (or a description of an in-memory input).
+        name: the image's path (or a description of an in-memory input); for a video's frame, the
+            video's path and the frame's time (``"clip.mp4 at 2.000 s"``).
         score: the quality score in [0, 1], as :func:`score` gives it (None with ``error``).
-        attributes: attribute name -> score in [0, 1] (higher = more of the positive prompt).
+        attributes: attribute name -> score in [0, 1] (higher = more of the positive prompt); for a
+            video, each attribute over its sampled frames, reduced as the score is (``reduce``).
         maps: name -> ``[h, w]`` patch map (float32 numpy): ``"quality"`` (patch quality scores),
-            ``"weight"`` (patch weights in the score's average) and one per attribute.
+            ``"weight"`` (patch weights in the score's average) and one per attribute. Empty for a
+            video: each of its ``frames`` has its own.
         error: why the image could not be scored (only with ``on_error="report"``), else None.
+        frames: for a video, one Explanation per sampled frame, in time order; empty for an image.
+        time: for a video's frame, its presentation time in seconds from the video's first frame.
     """
 
     name: str
@@ -179,6 +275,17 @@ class Explanation:
     attributes: Mapping[str, float]
     maps: Mapping[str, np.ndarray] = field(repr=False)
     error: str | None = None
+    frames: tuple[Explanation, ...] = field(default=(), repr=False)
+    time: float | None = None
+
+
+def _explanation(r: ScoreResult, time: float | None = None) -> Explanation:
+    if r.frames is not None:  # a video: its frames carry the maps
+        times = r.timestamps or []
+        parts = tuple(_explanation(f, t) for f, t in zip(r.frame_results or [], times))
+        return Explanation(r.name, r.score, dict(r.attributes or {}), {}, r.error, parts)
+    maps = {} if r.error else {"quality": r.score_map, "weight": r.weight_map, **(r.attribute_maps or {})}
+    return Explanation(r.name, r.score, dict(r.attributes or {}), maps, r.error, time=time)
 
 
 def explain(
@@ -195,6 +302,11 @@ def explain(
     recursive: bool = False,
     on_error: OnError = "raise",
     skipped: list[SkippedEntry] | None = None,
+    fps: float | None = None,
+    frames: int | Literal["all"] | None = None,
+    reduce: Reduction = "mean",
+    max_frames: int | None = None,
+    max_side: int | None = None,
 ) -> Explanation | list[Explanation]:
     """Quality score, attribute scores and patch maps of each image, from one backbone pass per batch.
 
@@ -202,15 +314,19 @@ def explain(
     over the attribute's two prompts, on the plain mean over the model's layers, averaged over the
     tokens. They do not depend on a trained head.
 
+    A video's Explanation holds its score and attributes reduced over its sampled frames, and one
+    Explanation per frame in ``frames`` (each with its maps and ``time``). Every frame's maps are kept:
+    for a long video, sample few frames (``fps``, ``frames``).
+
     Args:
         inputs, model: as for :func:`score`.
         attributes: None (the default set, :data:`temu.DEFAULT_ATTRIBUTES`), a list of its names, or a
             dict name -> (positive prompt, negative prompt).
         batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
-            skipped: as for :func:`iter_scores`.
+            skipped, fps, frames, reduce, max_frames, max_side: as for :func:`iter_scores`.
 
     Returns:
-        One :class:`Explanation` for one image, else a list in input order.
+        One :class:`Explanation` for one image or video, else a list in input order.
 
     Raises:
         InvalidAttributesError: unusable attributes. ImageReadError: an unreadable image (with the
@@ -218,13 +334,7 @@ def explain(
     """
     single = is_single_image(inputs)
     results = [
-        Explanation(
-            r.name,
-            r.score,
-            dict(r.attributes or {}),
-            {} if r.error else {"quality": r.score_map, "weight": r.weight_map, **(r.attribute_maps or {})},
-            r.error,
-        )
+        _explanation(r)
         for r in iter_scores(
             inputs,
             model,
@@ -239,6 +349,11 @@ def explain(
             skipped=skipped,
             with_maps=True,
             attributes=attributes,
+            fps=fps,
+            frames=frames,
+            reduce=reduce,
+            max_frames=max_frames,
+            max_side=max_side,
         )
     ]
     return results[0] if single and len(results) == 1 else results

@@ -31,6 +31,15 @@ class ImageReadError(InvalidInputError):
         return (type(self), (self.path, self.reason))
 
 
+class VideoReadError(ImageReadError):
+    """A video file could not be read or sampled (no video stream, a codec this FFmpeg cannot decode, a
+    truncated file, more samples than ``max_frames``, PyAV not installed); ``path`` and ``reason`` say which and why."""
+
+
+class VideoOptionsError(TeMuError, ValueError):
+    """Video options (``fps``, ``frames``, ``max_frames``, ``max_side``, ``reduce``) out of range or in conflict."""
+
+
 class WeightsError(TeMuError, ValueError):
     """A head directory, config.json or safetensors file is missing or does not match the model."""
 

@@ -32,6 +32,12 @@ class ScoreResult:
     in-memory input). ``score_map`` / ``weight_map`` (``[h, w]`` numpy arrays) are filled when maps
     were asked for; ``attributes`` (name -> score in [0, 1]) when attributes were, and with maps also
     ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`.
+
+    For a video (:mod:`temu.video`), ``score`` and ``attributes`` are its sampled frames' values
+    reduced (mean by default), ``frames`` the number of samples, ``frame_scores`` and ``timestamps``
+    (seconds from the first frame) one per sample, and, when maps or attributes were asked for,
+    ``frame_results`` each sample's own result (its maps, attributes; ``index`` = sample number).
+    The maps of the video's own result stay None. For an image these four are None.
     """
 
     index: int
@@ -42,6 +48,10 @@ class ScoreResult:
     weight_map: np.ndarray | None = None
     attributes: dict[str, float] | None = None
     attribute_maps: dict[str, np.ndarray] | None = None
+    frames: int | None = None
+    frame_scores: list[float] | None = None
+    timestamps: list[float] | None = None
+    frame_results: list[ScoreResult] | None = None
 
 
 class HostOutput(NamedTuple):

@@ -329,7 +329,7 @@ def test_folder_entries_left_out_are_handed_to_the_caller(model, photo_files):
     skipped = []
     results = list(temu.iter_scores(folder, model=model, skipped=skipped))
     assert len(results) == 4 and [(e.path, e.reason) for e in skipped] == [(str(folder / "notes.txt"), NOT_AN_IMAGE)]
-    assert describe_skipped(skipped) == ["skipped 1 file without an image extension: notes.txt"]
+    assert describe_skipped(skipped) == ["skipped 1 file without an image or video extension: notes.txt"]
 
 
 def spy_on_batches(monkeypatch) -> list[torch.dtype]:

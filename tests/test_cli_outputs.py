@@ -168,7 +168,7 @@ def test_the_summary_names_what_was_skipped(capsys, photo_files, tiny_head_dir):
     (root / ".DS_Store").write_bytes(b"")
     code, _, err = run(capsys, str(root), "--model", str(tiny_head_dir))
     assert code == 0
-    assert "temu: skipped 2 files without an image extension: IMG_1.CR2, notes.txt" in err
+    assert "temu: skipped 2 files without an image or video extension: IMG_1.CR2, notes.txt" in err
     assert "temu: skipped 1 hidden entry" in err
     assert "skipped" not in run(capsys, str(root), "--model", str(tiny_head_dir), "-q")[2]
 

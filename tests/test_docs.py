@@ -254,7 +254,7 @@ SUBSTITUTIONS: dict[str, str] = {
 }
 
 #: names a block may use without defining them: files in the working directory, then namespace variables
-PLACEHOLDER_FILES = ("photo.jpg", "a.jpg", "b.png", "photos/", "tests/assets/tiny-clip.json")
+PLACEHOLDER_FILES = ("photo.jpg", "a.jpg", "b.png", "photos/", "tests/assets/tiny-clip.json", "clip.mp4")
 PLACEHOLDER_NAMES = ("pil_image", "numpy_hwc_uint8", "tensor_n3hw_in_0_1", "image_paths", "x", "model")
 
 
@@ -320,6 +320,7 @@ def readme_world(tmp_path, monkeypatch, hub_cache, tiny_head_dir, tiny_kwargs, p
     Path("photos").mkdir()
     for i, arr in enumerate(arrays):
         Image.fromarray(arr).save(f"photos/{i}.jpg")
+    write_clip("clip.mp4", arrays)
     Path("tests/assets").mkdir(parents=True)
     (tmp_path / "tests/assets/tiny-clip.json").write_bytes(TINY_CONFIG.read_bytes())
     fill = {
@@ -337,6 +338,24 @@ def readme_world(tmp_path, monkeypatch, hub_cache, tiny_head_dir, tiny_kwargs, p
     }
     yield {name: value.format(**fill) for name, value in SUBSTITUTIONS.items()}, namespace
     temu.clear_model_cache()
+
+
+def write_clip(path: str, arrays: list) -> None:
+    """A 3 s clip at 10 fps (64x48, H.264) cycling through the photographs, for the README's video blocks."""
+    from PIL import Image
+
+    av = pytest.importorskip("av")
+    frames = [Image.fromarray(a).resize((64, 48)) for a in arrays]
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(30):
+            frame = av.VideoFrame.from_image(frames[i // 8 % len(frames)])
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 @pytest.mark.parametrize("line, code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])

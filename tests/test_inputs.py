@@ -393,7 +393,7 @@ def test_folder_expansion_reports_what_it_leaves_out(tmp_path, rgb):
     ]
     assert describe_skipped(skipped, examples=1) == [
         "skipped 1 hidden entry (name starting with '.'): .hidden.png",
-        "skipped 2 files without an image extension: no_extension and 1 more",
+        "skipped 2 files without an image or video extension: no_extension and 1 more",
         "skipped 1 sub-folder (recursive is off): raw",
     ]
 

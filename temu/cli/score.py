@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TeMuError, os_reason
-from .args import add_model_argument, add_runtime_arguments, attribute_names, usage_error
+from .args import add_model_argument, add_runtime_arguments, attribute_names, positive_int, usage_error
 from .corpus import (
     add_corpus_arguments,
     check_corpus_arguments,
@@ -21,6 +21,7 @@ from .corpus import (
 from .interrupts import Interrupted, InterruptGuard
 from .writers import (
     OUTPUT_SUFFIXES,
+    FrameRowWriter,
     OutputFile,
     check_output_path,
     file_in_the_way,
@@ -33,8 +34,8 @@ PROG = "temu score"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("score", help="score images; one row per image, written as it is scored")
-    p.add_argument("paths", nargs="+", help="image files and/or folders (their images, sorted)")
+    p = sub.add_parser("score", help="score images and videos; one row per input, written as it is scored")
+    p.add_argument("paths", nargs="+", help="image and video files and/or folders (their images and videos, sorted)")
     add_model_argument(p)
     add_runtime_arguments(p)
     p.add_argument(
@@ -75,8 +76,79 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "sharpness,noise. With --maps, DIR/<name>.png becomes a panel: the photo, the quality map and one map "
         "per attribute",
     )
+    add_video_arguments(p)
     add_corpus_arguments(p)
     p.set_defaults(func=run)
+
+
+#: Reductions of a video's frame scores (temu.video.REDUCTIONS; listed here so --help loads no torch).
+REDUCTIONS = ("mean", "min", "median", "p10")
+#: The video options, as argparse names them.
+VIDEO_OPTIONS = ("fps", "frames", "reduce", "max_frames", "max_side", "per_frame")
+
+
+def frames_argument(text: str) -> int | str:
+    """``--frames``: a positive int, or ``all``."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+    return value
+
+
+def add_video_arguments(p: argparse.ArgumentParser) -> None:
+    from .args import positive_float
+
+    g = p.add_argument_group(
+        "videos (.mp4 .mov .m4v .mkv .webm .avi; scored by their sampled frames, see README 'Video'; "
+        "needs temu-iqa[video])"
+    )
+    g.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        metavar="R",
+        help="frames sampled per second: the frame shown at each time k/R from the first frame (default: 1)",
+    )
+    g.add_argument(
+        "--frames",
+        type=frames_argument,
+        default=None,
+        metavar="N|all",
+        help="N frames per video, at the centres of N equal parts of its duration, or every frame (instead of --fps)",
+    )
+    g.add_argument(
+        "--reduce",
+        choices=REDUCTIONS,
+        default=None,
+        help="how a video's frame scores become its score: mean, min, median or p10 (10th percentile) (default: mean)",
+    )
+    g.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="a video whose sampling needs more frames is an error row (default: no limit)",
+    )
+    g.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=None,
+        metavar="PX",
+        help="shrink video frames whose long side is longer first, as VBench does (--frames all --max-side 512: "
+        "VBench's imaging-quality protocol with this model)",
+    )
+    g.add_argument(
+        "--per-frame",
+        type=Path,
+        default=None,
+        metavar="FILE.csv",
+        help="also write each scored video frame: path,frame,time,score (frame numbered from 0, time in seconds)",
+    )
 
 
 #: Exit status when stdout's reader went away (``temu score ... | head``): 128 + SIGPIPE, as a shell reports it.
@@ -121,11 +193,27 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     """The first usage problem of ``args`` that can be seen before the model loads, or None."""
     if "" in args.paths:
         return "an empty path ('') names no image or folder; give '.' for the current folder"
+    given = [f"--{name.replace('_', '-')}" for name in VIDEO_OPTIONS if getattr(args, name, None) is not None]
     if is_corpus_mode(args):
+        if given:
+            return (
+                f"{given[0]} is not available in corpus mode (--output DIR/) yet; score videos with --output FILE.csv"
+            )
         return check_corpus_arguments(args)
+    if args.fps is not None and args.frames is not None:
+        return "--fps samples by time and --frames a fixed number per video: give one of them"
+    if args.frames not in (None, "all") and args.max_frames is not None and args.frames > args.max_frames:
+        return f"--frames {args.frames} asks for more frames per video than --max-frames {args.max_frames}"
+    if args.per_frame is not None:
+        if args.per_frame.suffix.lower() != ".csv":
+            return f"--per-frame must end in .csv, got {args.per_frame.name!r}"
+        if args.output is not None and args.per_frame.resolve() == args.output.resolve():
+            return "--per-frame and --output name the same file; give two files"
+        if (problem := check_output_path(args.per_frame, overwrite=args.overwrite)) is not None:
+            return problem.replace("--output", "--per-frame", 1)
     if (problem := check_file_mode_arguments(args)) is not None:
         return problem
-    if args.output is None and args.overwrite:
+    if args.output is None and args.per_frame is None and args.overwrite:
         return "--overwrite replaces an existing --output file; without --output the rows go to stdout"
     if args.output is not None and (problem := check_output_path(args.output, overwrite=args.overwrite)) is not None:
         return problem
@@ -149,15 +237,27 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:
             return usage_error(PROG, f"--maps {args.maps}: cannot create the folder ({os_reason(err)})")
     output = OutputFile(args.output, overwrite=args.overwrite) if args.output is not None else None
+    per_frame = OutputFile(args.per_frame, overwrite=args.overwrite) if args.per_frame is not None else None
+    if per_frame is not None:
+        try:
+            frame_stream = per_frame.open()
+        except OSError as err:
+            return usage_error(PROG, f"--per-frame {args.per_frame}: cannot write there ({os_reason(err)})")
     if output is not None:
         try:
             stream = output.open()
         except OSError as err:
+            if per_frame is not None:
+                frame_stream.close()
+                per_frame.discard()
             return usage_error(PROG, f"--output {args.output}: cannot write there ({os_reason(err)})")
     else:
         stream = stdout_stream()
     with InterruptGuard() as guard:
-        return _FileRun(args, output, stream, guard).run()
+        run = _FileRun(args, output, stream, guard)
+        if per_frame is not None:
+            run.per_frame, run.frame_stream = per_frame, frame_stream
+        return run.run()
 
 
 class _FileRun:
@@ -166,6 +266,10 @@ class _FileRun:
     def __init__(self, args: argparse.Namespace, output: OutputFile | None, stream, guard: InterruptGuard) -> None:
         self.args, self.output, self.stream, self.guard = args, output, stream, guard
         self.writer = None
+        self.per_frame: OutputFile | None = None
+        self.frame_stream = None
+        self.frame_writer: FrameRowWriter | None = None
+        self.frames_placed: Path | None = None
         self.rows = self.scored = self.failed = self.map_failures = 0
         self.skipped: list = []
         self.finished = False
@@ -180,6 +284,8 @@ class _FileRun:
             self.guard.hold()
             where = self._finish("partial" if self.rows else "discard")
             kept = f"; they are in {where}" if where is not None else ""
+            if self.frames_placed is not None:
+                kept += f" (frame rows in {self.frames_placed})"
             print(f"temu: interrupted by {stop.signal_name} after {self.rows} row(s){kept}", file=sys.stderr)
             return stop.exit_status
         except BrokenPipeError:  # stdout's reader is gone (`temu score ... | head`): stop quietly
@@ -198,6 +304,13 @@ class _FileRun:
             print(
                 f"temu: {self.output.path} appeared while scoring (another run?) and was not replaced; "
                 f"this run's rows are in {placed}",
+                file=sys.stderr,
+            )
+            return 1
+        if self.per_frame is not None and self.frames_placed != self.per_frame.path:
+            print(
+                f"temu: {self.per_frame.path} appeared while scoring (another run?) and was not replaced; "
+                f"this run's frame rows are in {self.frames_placed}",
                 file=sys.stderr,
             )
             return 1
@@ -224,7 +337,11 @@ class _FileRun:
             return 2
         names = args.attributes or []
         with_maps = args.maps is not None
-        writer = self.writer = make_writer(self.stream, args.output, names, with_map=with_maps)
+        writer = self.writer = make_writer(
+            self.stream, args.output, names, with_map=with_maps, with_frames=self._videos_expected()
+        )
+        if self.frame_stream is not None:
+            self.frame_writer = FrameRowWriter(self.frame_stream)
         used: set[str] = set()
         results = iter_scores(
             args.paths,
@@ -238,10 +355,21 @@ class _FileRun:
             recursive=args.recursive,
             attributes=names if names else False,
             skipped=self.skipped,
+            fps=args.fps,
+            frames=args.frames,
+            reduce=args.reduce or "mean",
+            max_frames=args.max_frames,
+            max_side=args.max_side,
         )
         try:
             for result in results:
                 map_file = None
+                if with_maps and result.error is None and result.frames is not None:
+                    print(
+                        f"temu: no map for {result.name}: maps are drawn over images; temu.explain(video) gives "
+                        "each sampled frame's maps",
+                        file=sys.stderr,
+                    )
                 if with_maps and result.error is None and result.score_map is not None:
                     target = _map_path(args.maps, result.name, used)
                     try:
@@ -251,7 +379,11 @@ class _FileRun:
                         self.map_failures += 1
                         print(f"temu: no map for {result.name}: {err}", file=sys.stderr)
                 with self.guard.protect():
-                    error = writer.write(result.name, result.score, result.error, result.attributes, map_file)
+                    error = writer.write(
+                        result.name, result.score, result.error, result.attributes, map_file, result.frames
+                    )
+                    if self.frame_writer is not None and error is None and result.frame_scores is not None:
+                        self.frame_writer.write(result.name, result.timestamps, result.frame_scores)
                     self.rows += 1
                 if error is None:
                     self.scored += 1
@@ -262,6 +394,16 @@ class _FileRun:
             results.close()
         return 0
 
+    def _videos_expected(self) -> bool:
+        """Whether the rows get a ``frames`` column: a video option was given or an input is named like a video."""
+        from ..images.names import is_video_name
+        from ..images.sources import expand_sources
+
+        args = self.args
+        if any(getattr(args, name) is not None for name in VIDEO_OPTIONS):
+            return True
+        return any(is_video_name(s.name) for s in expand_sources(args.paths, recursive=args.recursive))
+
     def _finish(self, how: str) -> Path | None:
         """Close the rows and put them where ``how`` says, once: ``"commit"`` (in place, see
         :meth:`OutputFile.commit`), ``"partial"`` (NAME.partial.EXT beside it) or ``"discard"``.
@@ -269,6 +411,14 @@ class _FileRun:
         if self.finished:
             return self.where
         self.finished = True
+        if self.per_frame is not None:
+            self.frame_stream.close()
+            if how == "commit":
+                self.frames_placed = self.per_frame.commit()
+            elif how == "partial" and self.frame_writer is not None:
+                self.frames_placed = self.per_frame.keep_partial()
+            else:
+                self.per_frame.discard()
         if self.writer is not None and how != "discard":
             self.writer.close()  # a JSON array gets its closing bracket
         if self.output is None:

@@ -1,6 +1,7 @@
 """The rows ``temu score`` writes: CSV, JSON Lines or a JSON array, one row per image as it is scored.
 
-Each row has the image's path and score, then the extra ``columns`` the writer was opened with
+Each row has the image's path and score, then (when videos are scored) the number of frames
+scored (``frames``: empty / null for an image), then the extra ``columns`` the writer was opened with
 (the attributes of ``--attributes``, in order; empty / null when the image failed), then the
 quality map's file (``map``, with ``--maps``), then the error.
 
@@ -45,6 +46,7 @@ class RowWriter(Protocol):
         error: str | None,
         extra: Mapping[str, float] | None = None,
         map_file: str | None = None,
+        frames: int | None = None,
     ) -> str | None: ...
 
     def close(self) -> None: ...
@@ -79,10 +81,14 @@ class _Writer:
     """What the three formats share: ``write`` makes the row finite (:func:`finite_row`), has
     :meth:`_emit` write it, flushes and returns the row's error; ``close`` ends the format."""
 
-    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
+    def __init__(
+        self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False, with_frames: bool = False
+    ) -> None:
         self.stream = stream
         self.columns = list(columns)
         self.with_map = with_map
+        self.with_frames = with_frames
+        self.frames: int | None = None  # the current row's (set by write for _emit)
 
     def write(
         self,
@@ -91,8 +97,10 @@ class _Writer:
         error: str | None,
         extra: Mapping[str, float] | None = None,
         map_file: str | None = None,
+        frames: int | None = None,
     ) -> str | None:
         score, error, values = finite_row(name, score, error, extra)
+        self.frames = frames if error is None else None
         self._emit(name, score, error, values, map_file)
         self.stream.flush()
         return error
@@ -108,15 +116,22 @@ class _Writer:
 
 class CsvWriter(_Writer):
     def __init__(
-        self, stream: IO[str], with_error: bool, columns: Sequence[str] = (), *, with_map: bool = False
+        self,
+        stream: IO[str],
+        with_error: bool,
+        columns: Sequence[str] = (),
+        *,
+        with_map: bool = False,
+        with_frames: bool = False,
     ) -> None:
-        super().__init__(stream, columns, with_map=with_map)
+        super().__init__(stream, columns, with_map=with_map, with_frames=with_frames)
         self.with_error = with_error
         self.csv = csv.writer(stream, lineterminator="\n")
         # the csv module quotes a field holding "\n" (the line terminator) but not one holding "\r",
         # which many readers take for a line break: such rows are written with every field quoted
         self.quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        header = ["path", "score", *self.columns, *(["map"] if with_map else []), *(["error"] if with_error else [])]
+        header = ["path", "score", *(["frames"] if with_frames else []), *self.columns]
+        header += [*(["map"] if with_map else []), *(["error"] if with_error else [])]
         self.csv.writerow(header)
         stream.flush()
 
@@ -125,7 +140,10 @@ class CsvWriter(_Writer):
     ) -> None:
         if error is not None and not self.with_error:
             return  # stdout has scores only: the error goes to stderr
-        row = [name, _number(score), *(_number(extra.get(c)) for c in self.columns)]
+        row = [name, _number(score)]
+        if self.with_frames:
+            row.append("" if self.frames is None else str(self.frames))
+        row += [_number(extra.get(c)) for c in self.columns]
         if self.with_map:
             row.append(map_file or "")
         if self.with_error:
@@ -142,7 +160,10 @@ class JsonLinesWriter(_Writer):
     def _json(
         self, name: str, score: float | None, error: str | None, extra: Mapping[str, float | None], map_file: str | None
     ) -> str:
-        row = {"path": name, "score": score, **{c: extra.get(c) for c in self.columns}}
+        row = {"path": name, "score": score}
+        if self.with_frames:
+            row["frames"] = self.frames
+        row.update({c: extra.get(c) for c in self.columns})
         if self.with_map:
             row["map"] = map_file
         row["error"] = error
@@ -152,8 +173,10 @@ class JsonLinesWriter(_Writer):
 class JsonArrayWriter(JsonLinesWriter):
     """A JSON array written row by row; :meth:`close` writes the closing bracket (also after an interrupt)."""
 
-    def __init__(self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False) -> None:
-        super().__init__(stream, columns, with_map=with_map)
+    def __init__(
+        self, stream: IO[str], columns: Sequence[str] = (), *, with_map: bool = False, with_frames: bool = False
+    ) -> None:
+        super().__init__(stream, columns, with_map=with_map, with_frames=with_frames)
         self.first = True
         stream.write("[")
 
@@ -233,14 +256,42 @@ def release_stdout(stream: IO[str]) -> None:
 
 
 def make_writer(
-    stream: IO[str], output: Path | None, columns: Sequence[str] = (), *, with_map: bool = False
+    stream: IO[str],
+    output: Path | None,
+    columns: Sequence[str] = (),
+    *,
+    with_map: bool = False,
+    with_frames: bool = False,
 ) -> RowWriter:
-    """The row writer for ``--output`` (None: CSV without an error column, for stdout), with extra ``columns``."""
+    """The row writer for ``--output`` (None: CSV without an error column, for stdout), with extra ``columns``
+    (and a ``frames`` column when ``with_frames``)."""
     if output is None:
-        return CsvWriter(stream, with_error=False, columns=columns, with_map=with_map)
+        return CsvWriter(stream, with_error=False, columns=columns, with_map=with_map, with_frames=with_frames)
     suffix = output.suffix.lower()
     if suffix == ".csv":
-        return CsvWriter(stream, with_error=True, columns=columns, with_map=with_map)
+        return CsvWriter(stream, with_error=True, columns=columns, with_map=with_map, with_frames=with_frames)
     if suffix == ".jsonl":
-        return JsonLinesWriter(stream, columns, with_map=with_map)
-    return JsonArrayWriter(stream, columns, with_map=with_map)
+        return JsonLinesWriter(stream, columns, with_map=with_map, with_frames=with_frames)
+    return JsonArrayWriter(stream, columns, with_map=with_map, with_frames=with_frames)
+
+
+class FrameRowWriter:
+    """``--per-frame FILE.csv``: one row per scored frame of a video, ``path,frame,time,score`` (``frame``:
+    the sample's number from 0; ``time``: seconds from the video's first frame). Written as the CSV
+    ``--output`` is (see the module docstring)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.csv = csv.writer(stream, lineterminator="\n")
+        self.quoted = csv.writer(stream, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        self.csv.writerow(["path", "frame", "time", "score"])
+        stream.flush()
+
+    def write(self, name: str, timestamps: Sequence[float], scores: Sequence[float]) -> None:
+        writer = self.quoted if "\r" in name else self.csv
+        for k, (time, score) in enumerate(zip(timestamps, scores)):
+            writer.writerow([name, k, f"{time:.6f}", _number(score)])
+        self.stream.flush()
+
+    def close(self) -> None:
+        pass

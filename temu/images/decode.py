@@ -208,8 +208,25 @@ def read_pixels(path: str | os.PathLike[str]) -> torch.Tensor:
 
     Only regular files are opened (a named pipe would block).
     """
+    size = check_file(path)
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = bytearray(size)  # read straight into a writable buffer (torch's decoders need one)
+            del data[f.readinto(data) :]
+            data += f.read()  # a file that grew since stat()
+    except PermissionError:
+        raise ImageReadError(path, "permission denied: the file cannot be opened for reading") from None
+    except OSError as err:
+        raise ImageReadError(path, f"cannot read the file ({os_reason(err)})") from None
+    return decode_pixels(data, str(path))
+
+
+def check_file(path: str | os.PathLike[str], what: str = "an image") -> int:
+    """The size in bytes of ``path``, a regular, non-empty file; else an :class:`~temu.errors.ImageReadError`
+    that says why (missing, a broken link, a folder, a named pipe, ...). ``what``: the file expected ("a video")."""
     if os.fspath(path) == "":
-        raise InvalidInputError("an empty path ('') names no image file")
+        raise InvalidInputError(f"an empty path ('') names no {what.split(' ', 1)[1]} file")
     path = Path(path)
     try:
         info = path.stat()
@@ -220,22 +237,24 @@ def read_pixels(path: str | os.PathLike[str]) -> torch.Tensor:
     except OSError as err:
         raise ImageReadError(path, f"cannot access the file ({os_reason(err)})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ImageReadError(path, "is a directory, not an image file")
+        raise ImageReadError(path, f"is a directory, not {what} file")
     if not stat.S_ISREG(info.st_mode):
         kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise ImageReadError(path, f"is {kind}, not an image file")
+        raise ImageReadError(path, f"is {kind}, not {what} file")
     if info.st_size == 0:
         raise ImageReadError(path, "the file is empty (0 bytes)")
+    return info.st_size
+
+
+def pillow_identifies(data: bytes | bytearray | memoryview | str | os.PathLike[str]) -> bool:
+    """Whether Pillow recognises ``data`` (encoded bytes, or a file's path) as an image: only its header is read."""
+    from PIL import Image
+
     try:
-        with open(path, "rb") as f:
-            data = bytearray(info.st_size)  # read straight into a writable buffer (torch's decoders need one)
-            del data[f.readinto(data) :]
-            data += f.read()  # a file that grew since stat()
-    except PermissionError:
-        raise ImageReadError(path, "permission denied: the file cannot be opened for reading") from None
-    except OSError as err:
-        raise ImageReadError(path, f"cannot read the file ({os_reason(err)})") from None
-    return decode_pixels(data, str(path))
+        with Image.open(BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data):
+            return True
+    except Exception:  # noqa: BLE001 (anything Pillow cannot open is not an image to it)
+        return False
 
 
 def read_image(path: str | os.PathLike[str]) -> torch.Tensor:

@@ -1,8 +1,8 @@
-"""Folders -> the image files in them, and every entry left out, with the reason.
+"""Folders -> the image and video files in them, and every entry left out, with the reason.
 
 Folders are expanded by file name: entries whose names end in one of
-:data:`~temu.images.names.IMAGE_EXTENSIONS` are images (an unreadable one gets its error like any
-other file); everything else is a :class:`SkippedEntry`, collected so the caller can say what was
+:data:`~temu.images.names.IMAGE_EXTENSIONS` or :data:`~temu.images.names.VIDEO_EXTENSIONS` are
+scored (an unreadable one gets its error like any other file); everything else is a :class:`SkippedEntry`, collected so the caller can say what was
 left out (:func:`describe_skipped`). Hidden entries (names starting with ".") inside a folder are
 skipped and counted; a hidden file or folder given explicitly is read. With ``recursive=True``
 sub-folders are searched too, symbolic links to folders included; a folder reached a second time
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ImageReadError, os_reason
-from .names import is_image_name
+from .names import is_media_name
 
 #: Why a folder entry was not scored (:attr:`SkippedEntry.reason`).
 NOT_AN_IMAGE = "not an image"
@@ -27,7 +27,7 @@ REVISITED = "folder already searched"
 
 #: How :func:`describe_skipped` words each reason (one, many, what).
 _SKIP_WORDS = {
-    NOT_AN_IMAGE: ("file", "files", "without an image extension"),
+    NOT_AN_IMAGE: ("file", "files", "without an image or video extension"),
     HIDDEN: ("hidden entry", "hidden entries", "(name starting with '.')"),
     SUBFOLDER: ("sub-folder", "sub-folders", "(recursive is off)"),
     REVISITED: ("folder", "folders", "already searched (a symbolic link loop)"),
@@ -45,7 +45,7 @@ class SkippedEntry:
 
 @dataclass(frozen=True)
 class FolderEntry:
-    """An image-named entry of a folder (``error`` None), or a folder that cannot be listed (``error`` set)."""
+    """An image- or video-named entry of a folder (``error`` None), or a folder that cannot be listed (``error`` set)."""
 
     path: Path
     error: ImageReadError | None = None
@@ -74,7 +74,7 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 
 def folder_entries(directory: Path, *, recursive: bool, skipped: list[SkippedEntry] | None) -> list[FolderEntry]:
-    """One :class:`FolderEntry` per image-named entry of ``directory`` (and of its sub-folders when
+    """One :class:`FolderEntry` per image- or video-named entry of ``directory`` (and of its sub-folders when
     ``recursive``), sorted by path; a folder that cannot be listed is an entry with its error."""
     found: list[FolderEntry] = []
     left_out: list[SkippedEntry] = []
@@ -101,11 +101,11 @@ def folder_entries(directory: Path, *, recursive: bool, skipped: list[SkippedEnt
             elif _is_dir(entry):
                 if recursive:
                     subfolders.append(path)
-                elif is_image_name(path.name):  # a folder named like an image: that entry's error
+                elif is_media_name(path.name):  # a folder named like an image: that entry's error
                     found.append(FolderEntry(path))
                 else:
                     left_out.append(SkippedEntry(str(path), SUBFOLDER))
-            elif is_image_name(path.name):  # broken links, pipes, unreadable files: reading says why
+            elif is_media_name(path.name):  # broken links, pipes, unreadable files: reading says why
                 found.append(FolderEntry(path))
             else:
                 left_out.append(SkippedEntry(str(path), NOT_AN_IMAGE))
@@ -118,7 +118,7 @@ def folder_entries(directory: Path, *, recursive: bool, skipped: list[SkippedEnt
 def list_images(
     directory: str | os.PathLike[str], *, recursive: bool = False, skipped: list[SkippedEntry] | None = None
 ) -> list[Path]:
-    """Image files in a folder (by file name ending), sorted by path.
+    """Image and video files in a folder (by file name ending), sorted by path.
 
     Raises :class:`~temu.errors.ImageReadError` naming a folder that cannot be listed. ``skipped``,
     if given, receives the entries left out (see :class:`SkippedEntry`).

@@ -1,4 +1,5 @@
-"""Which file names are images: the one list, for folders scored by ``temu score`` and for corpus inputs.
+"""Which file names are images and which are videos: the lists for folders scored by ``temu score``
+and for corpus inputs.
 
 Imports nothing heavy, so readers of a corpus (Ray's reader tasks) do not load torch.
 """
@@ -17,8 +18,22 @@ IMAGE_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 
+#: File name endings (lower case) treated as videos when a folder is expanded (read with PyAV,
+#: the extra ``temu-iqa[video]``; a file with such a name that Pillow reads is scored as an image).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"})
+
 
 def is_image_name(name: str) -> bool:
     """Whether the file name or ``/``-separated path ``name`` ends in one of :data:`IMAGE_EXTENSIONS`,
     in any case (``.JPG`` too); a dot file's name is not an ending (``.png`` is not an image name)."""
     return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_video_name(name: str) -> bool:
+    """Whether ``name`` ends in one of :data:`VIDEO_EXTENSIONS`, in any case (as :func:`is_image_name`)."""
+    return posixpath.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def is_media_name(name: str) -> bool:
+    """Whether ``name`` is an image or a video name: what a folder's expansion keeps."""
+    return posixpath.splitext(name)[1].lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
