@@ -7,9 +7,10 @@ inference core (:class:`temu.inference.Predictor`).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,11 +24,22 @@ from .images.sources import expand_sources, is_single_image
 from .inference import Predictor, ScoreResult
 from .model import TeMuIQA
 from .model.attributes import AttributeSpec, resolve_attributes
+from .model.calibration import SCALES, Scale, check_scales, scaled_columns
 from .precision import Precision, check_precision
 from .runtime import default_num_workers
 
 ModelLike = TeMuIQA | str | os.PathLike[str] | None
 OnError = Literal["raise", "report"]
+ScaleSpec = Scale | Sequence[Scale]
+
+
+def _scales(scale: Any) -> tuple[str, ...]:
+    """``scale=`` as a tuple of scale names (checked), raw first if asked for."""
+    names = (scale,) if isinstance(scale, str) else tuple(scale)
+    bad = [s for s in names if s not in SCALES]
+    if bad or not names:
+        raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))} or a list of them, got {scale!r}")
+    return names
 
 
 def iter_scores(
@@ -45,6 +57,7 @@ def iter_scores(
     skipped: list[SkippedEntry] | None = None,
     with_maps: bool = False,
     attributes: AttributeSpec | Literal[False] = False,
+    scale: ScaleSpec = "raw",
 ) -> Iterator[ScoreResult]:
     """Score images batch by batch and yield one :class:`ScoreResult` per image, in input order.
 
@@ -72,6 +85,11 @@ def iter_scores(
         with_maps: fill each result's ``[h, w]`` patch maps.
         attributes: False (none), or what :func:`explain` takes (None: the default set): each result
             then has ``attributes`` too, from the same backbone pass.
+        scale: ``"raw"`` (the score in [0, 1]), ``"mos"`` (the MOS of the dataset the head was calibrated
+            on, in its units) or ``"percentile"`` (better than P % of the head's reference corpus, 0-100),
+            or a list of them: each result's ``mos`` / ``percentile`` is filled; ``score`` stays the raw
+            score. A head without that calibration raises :class:`~temu.errors.CalibrationError` naming
+            the ``temu calibrate`` command that makes one (:mod:`temu.model.calibration`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -79,6 +97,7 @@ def iter_scores(
         raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
     check_precision(precision)  # checked before any work
     pairs = None if attributes is False else resolve_attributes(attributes)
+    scales = _scales(scale)
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
         known = next((s.error for s in sources if s.error is not None), None)
@@ -87,6 +106,8 @@ def iter_scores(
     if not sources:
         return
     net = cached_model(model, device, compile=compile)
+    check_scales(net.calibration, scales, source=net.name_or_path)
+    scaled = [s for s in scales if s != "raw"]
     predictor = Predictor(net, precision=precision, attributes=pairs, with_maps=with_maps)
     if num_workers is None:
         num_workers = 0 if len(sources) <= batch_size else default_num_workers(predictor.device)
@@ -97,7 +118,10 @@ def iter_scores(
     bar = tqdm(total=len(sources), unit="img", disable=not show, desc="temu")
     try:
         for batch in batches:
-            for result in predictor.results(batch, lambda i: sources[i].name):
+            results = predictor.results(batch, lambda i: sources[i].name)
+            if scaled:
+                _add_scales(results, net, scaled)
+            for result in results:
                 if result.error is not None and on_error == "raise":
                     failed = next((err for i, err in batch.failed if i == result.index), None)
                     raise failed if failed is not None else _score_error(result)
@@ -105,6 +129,16 @@ def iter_scores(
                 yield result
     finally:
         bar.close()
+
+
+def _add_scales(results: list[ScoreResult], model: TeMuIQA, scales: list[str]) -> None:
+    """Fill each scored result's ``mos`` / ``percentile`` from its raw score (one vectorised call per batch)."""
+    raw = [math.nan if r.score is None else r.score for r in results]
+    columns = scaled_columns(model.calibration, raw, scales, source=model.name_or_path)
+    for j, result in enumerate(results):
+        if result.score is not None:
+            for name, values in columns.items():
+                setattr(result, name, float(values[j]))
 
 
 def _score_error(result: ScoreResult) -> Exception:
@@ -126,8 +160,9 @@ def score(
     recursive: bool = False,
     on_error: OnError = "raise",
     skipped: list[SkippedEntry] | None = None,
+    scale: Scale = "raw",
 ) -> float | None | list[float | None]:
-    """Quality scores in [0, 1], higher is better.
+    """Quality scores: in [0, 1], higher is better (``scale="raw"``), or calibrated (``"mos"``, ``"percentile"``).
 
     Args:
         inputs: a path (str or Path), a folder (its images, sorted), a PIL image, a numpy array (HW or
@@ -135,14 +170,20 @@ def score(
             0-255, or floats in [0, 1]), or a list of these.
         model, batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
             skipped: as for :func:`iter_scores`.
+        scale: which value to return: ``"raw"``, ``"mos"`` or ``"percentile"`` (one of them; see
+            :func:`iter_scores`).
 
     Returns:
         A float for one image, else a list in input order (``[]`` for no input). With
         ``on_error="report"`` an image that could not be scored is None (:func:`iter_scores` says why).
     """
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise ValueError(
+            f"score returns one value per image: scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}"
+        )
     single = is_single_image(inputs)
     results = [
-        r.score
+        getattr(r, "score" if scale == "raw" else scale)
         for r in iter_scores(
             inputs,
             model,
@@ -155,6 +196,7 @@ def score(
             recursive=recursive,
             on_error=on_error,
             skipped=skipped,
+            scale=scale,
         )
     ]
     return results[0] if single and len(results) == 1 else results
@@ -171,6 +213,7 @@ class Explanation:
         maps: name -> ``[h, w]`` patch map (float32 numpy): ``"quality"`` (patch quality scores),
             ``"weight"`` (patch weights in the score's average) and one per attribute.
         error: why the image could not be scored (only with ``on_error="report"``), else None.
+        mos, percentile: the calibrated score when ``scale`` asked for it (see :func:`iter_scores`), else None.
     """
 
     name: str
@@ -178,6 +221,8 @@ class Explanation:
     attributes: Mapping[str, float]
     maps: Mapping[str, np.ndarray] = field(repr=False)
     error: str | None = None
+    mos: float | None = None
+    percentile: float | None = None
 
 
 def explain(
@@ -194,6 +239,7 @@ def explain(
     recursive: bool = False,
     on_error: OnError = "raise",
     skipped: list[SkippedEntry] | None = None,
+    scale: ScaleSpec = "raw",
 ) -> Explanation | list[Explanation]:
     """Quality score, attribute scores and patch maps of each image, from one backbone pass per batch.
 
@@ -206,7 +252,7 @@ def explain(
         attributes: None (the default set, :data:`temu.DEFAULT_ATTRIBUTES`), a list of its names, or a
             dict name -> (positive prompt, negative prompt).
         batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
-            skipped: as for :func:`iter_scores`.
+            skipped, scale: as for :func:`iter_scores`.
 
     Returns:
         One :class:`Explanation` for one image, else a list in input order.
@@ -223,6 +269,8 @@ def explain(
             dict(r.attributes or {}),
             {} if r.error else {"quality": r.score_map, "weight": r.weight_map, **(r.attribute_maps or {})},
             r.error,
+            r.mos,
+            r.percentile,
         )
         for r in iter_scores(
             inputs,
@@ -238,6 +286,7 @@ def explain(
             skipped=skipped,
             with_maps=True,
             attributes=attributes,
+            scale=scale,
         )
     ]
     return results[0] if single and len(results) == 1 else results

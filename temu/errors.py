@@ -92,3 +92,8 @@ class InvalidAttributesError(TeMuError, ValueError):
 
 class CorpusError(TeMuError, ValueError):
     """A corpus input, shard plan or output folder of a corpus run cannot be used as given."""
+
+
+class CalibrationError(TeMuError, ValueError):
+    """A calibration cannot be made or used as asked: too few or unusable labelled images, a fit that
+    did not converge, a reference that is not a finished corpus run, or a scale the head has no calibration for."""

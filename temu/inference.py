@@ -31,7 +31,9 @@ class ScoreResult:
     ``index`` is the image's position among the inputs and ``name`` its path (or a description of an
     in-memory input). ``score_map`` / ``weight_map`` (``[h, w]`` numpy arrays) are filled when maps
     were asked for; ``attributes`` (name -> score in [0, 1]) when attributes were, and with maps also
-    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`.
+    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`. ``mos`` (in the calibration
+    dataset's units) and ``percentile`` (in [0, 100]) are the calibrated score when that scale was
+    asked for (``scale=``, :mod:`temu.model.calibration`); ``score`` is always the raw score.
     """
 
     index: int
@@ -42,6 +44,8 @@ class ScoreResult:
     weight_map: np.ndarray | None = None
     attributes: dict[str, float] | None = None
     attribute_maps: dict[str, np.ndarray] | None = None
+    mos: float | None = None
+    percentile: float | None = None
 
 
 class HostOutput(NamedTuple):

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ..errors import TeMuError
-from .args import add_model_argument, add_runtime_arguments, attribute_names, usage_error
+from .args import (
+    add_model_argument,
+    add_runtime_arguments,
+    attribute_names,
+    flag_message,
+    scale_names,
+    usage_error,
+)
 from .corpus import (
     add_corpus_arguments,
     check_corpus_arguments,
@@ -58,6 +65,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write each image's patch-score map blended over it (long side at most 1024 px) as DIR/<name>.png; "
         "the output gets a 'map' column naming each image's map file",
+    )
+    p.add_argument(
+        "--scale",
+        type=scale_names,
+        default=["raw"],
+        metavar="raw|mos|percentile",
+        help="add a column with the calibrated score (temu calibrate): mos (the calibration dataset's MOS) and/or "
+        "percentile (better than P%% of the reference corpus), e.g. mos,percentile; the score column stays the raw "
+        "score (default: raw, no extra column)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image could not be scored")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
@@ -122,6 +138,10 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     if "" in args.paths:
         return "an empty path ('') names no image or folder; give '.' for the current folder"
     if is_corpus_mode(args):
+        if args.scale != ["raw"]:
+            return (
+                f"--scale {','.join(args.scale)} is for file mode: corpus mode (an --output folder) writes raw scores"
+            )
         return check_corpus_arguments(args)
     if (problem := check_file_mode_arguments(args)) is not None:
         return problem
@@ -221,14 +241,22 @@ class _FileRun:
         from ..cache import cached_model
 
         args = self.args
+        from ..model.calibration import check_scales
+
         try:
             model = cached_model(args.model, args.device, compile=args.compile)
         except (TeMuError, OSError) as err:
             print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
             return 2
+        scales = [s for s in args.scale if s != "raw"]
+        try:
+            check_scales(model.calibration, scales, source=args.model)
+        except TeMuError as err:
+            print(f"{PROG}: error: {flag_message(str(err), {'scale': '--scale'})}", file=sys.stderr)
+            return 2
         names = args.attributes or []
         with_maps = args.maps is not None
-        writer = self.writer = make_writer(self.stream, args.output, names, with_map=with_maps)
+        writer = self.writer = make_writer(self.stream, args.output, [*scales, *names], with_map=with_maps)
         used: set[str] = set()
         results = iter_scores(
             args.paths,
@@ -242,6 +270,7 @@ class _FileRun:
             recursive=args.recursive,
             attributes=names if names else False,
             skipped=self.skipped,
+            scale=scales or "raw",
         )
         try:
             for result in results:
@@ -255,7 +284,8 @@ class _FileRun:
                         self.map_failures += 1
                         print(f"temu: no map for {result.name}: {err}", file=sys.stderr)
                 with self.guard.protect():
-                    error = writer.write(result.name, result.score, result.error, result.attributes, map_file)
+                    extra = {s: getattr(result, s) for s in scales} | (result.attributes or {})
+                    error = writer.write(result.name, result.score, result.error, extra, map_file)
                     self.rows += 1
                 if error is None:
                     self.scored += 1
