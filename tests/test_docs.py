@@ -48,7 +48,7 @@ def command_options() -> dict[str, set[str]]:
 
     options = {}
     for name, run, argv in (
-        *((f"temu {cmd}", main, [cmd, "--help"]) for cmd in ("score", "eval", "presets", "demo")),
+        *((f"temu {cmd}", main, [cmd, "--help"]) for cmd in ("score", "eval", "calibrate", "presets", "demo")),
         ("temu-finetune", finetune_main, ["--help"]),
     ):
         with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):

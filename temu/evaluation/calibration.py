@@ -161,7 +161,7 @@ def read_reference(reference: str | os.PathLike[str]) -> np.ndarray:
     where = f"reference={reference}"
     if not folder.is_dir():
         raise CalibrationError(
-            f"{where}: no such folder; give the output folder of a finished corpus run (temu score ... --output DIR/)"
+            f"{where}: no such folder; give the output folder of a finished corpus run of temu score"
         )
     if not (folder / SUCCESS_NAME).is_file():
         raise CalibrationError(

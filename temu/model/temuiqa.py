@@ -99,6 +99,11 @@ class TeMuIQA(nn.Module):
     config: TeMuConfig
     backbone: CLIPBackbone
     head: TeMuHead
+    #: The head's calibration (``calibration.json``: MOS map, reference percentiles), or None; see
+    #: :mod:`temu.model.calibration`. Loaded and saved with the head.
+    calibration: Calibration | None = None
+    #: What :meth:`from_pretrained` loaded this model from (a preset, folder or Hub repo id), or None.
+    name_or_path: str | None = None
 
     def __init__(
         self,
@@ -163,11 +168,8 @@ class TeMuIQA(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(self.config.std).reshape(1, 3, 1, 1), persistent=False)
         #: (attribute prompts, device) -> their ``[A, 2, E]`` text vectors there; see :meth:`attribute_text_features`.
         self.attribute_text_cache: dict[tuple, torch.Tensor] = {}
-        #: The head's calibration (``calibration.json``: MOS map, reference percentiles), or None; see
-        #: :mod:`temu.model.calibration`. Loaded and saved with the head.
-        self.calibration: Calibration | None = None
-        #: What :meth:`from_pretrained` loaded this model from (a preset, folder or Hub repo id), or None.
-        self.name_or_path: str | None = None
+        self.calibration = None
+        self.name_or_path = None
 
     # ------------------------------------------------------------------ properties
 
