@@ -132,6 +132,17 @@ def test_isotonic_map_is_the_isotonic_regression_of_the_mos_on_the_raw_score(raw
     assert mapping.apply([-1.0, 2.0]).tolist() == [expected[0], expected[-1]]
 
 
+def test_a_metric_that_is_not_a_number_is_written_as_null(raw_scores, labelled, tmp_path):
+    from temu.model.calibration import Calibration, MOSMap
+
+    mapping = fit_mos_map(raw_scores, labelled[3])
+    mapping = MOSMap(**{**mapping.to_dict(), "metrics": {**mapping.metrics, "fitted_plcc": float("nan")}})
+    path = tmp_path / CALIBRATION_NAME
+    path.write_text(Calibration(mos=mapping, head="x").to_json())
+    assert json.loads(path.read_text())["mos"]["metrics"]["fitted_plcc"] is None
+    assert np.isnan(read_calibration(path).mos.metrics["fitted_plcc"])
+
+
 def test_a_dmos_map_decreases_in_the_raw_score_and_is_the_mos_map_turned_over(raw_scores, labelled):
     from scipy import stats
 
@@ -196,6 +207,21 @@ def test_percentiles_of_a_reference_corpus(calibrated, fitted_head, tmp_path):
     assert 0.0 <= value <= 100.0
 
 
+def test_data_and_reference_together_through_the_command_line(fitted_head, labelled, tmp_path, capsys):
+    csv_path, root, paths, _ = labelled
+    reference = write_corpus_run(tmp_path / "scores", np.linspace(0.1, 0.9, 200).tolist())
+    out = tmp_path / "both"
+    args = ["calibrate", "--model", str(fitted_head), "--data", str(csv_path), "--reference", str(reference)]
+    assert main([*args, "--output", str(out), "--precision", "fp32"]) == 0
+    err = capsys.readouterr().err
+    assert "logistic4 map on 40 images" in err and "200 scores" in err
+    calibration = read_calibration(out / CALIBRATION_NAME)
+    assert calibration.mos is not None and calibration.percentiles.images == 200
+    assert main(["score", paths[0], "--model", str(out), "--scale", "mos,percentile", "--quiet"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header == "path,score,mos,percentile" and 0 <= float(row.split(",")[3]) <= 100
+
+
 def test_a_run_of_ties_gets_the_middle_percentile():
     reference = Percentiles.of([0.1] * 50 + [0.5] * 100 + [0.9] * 50, "ties")
     # the middle of each run of equal scores (12.5 % of the reference is below-or-at 0.1's middle rank), to
@@ -235,6 +261,17 @@ def test_calibration_loads_saves_and_belongs_to_its_head(calibrated, tmp_path):
     # a model scored with other settings than it was calibrated with says so
     with pytest.warns(TeMuWarning, match="image_size=64 then, 96 now"):
         temu.load(calibrated, image_size=96)
+
+
+def test_a_hub_repo_brings_its_calibration(calibrated, fitted_head, hub_cache):
+    from temu_testing import write_hub_cache
+
+    files = {name: calibrated / name for name in ("config.json", "model.safetensors", CALIBRATION_NAME)}
+    write_hub_cache(hub_cache, "someone/calibrated", files)
+    assert temu.load("someone/calibrated").calibration == read_calibration(calibrated / CALIBRATION_NAME)
+    del files[CALIBRATION_NAME]
+    write_hub_cache(hub_cache, "someone/plain", files)  # offline, not cached: the head loads without one
+    assert temu.load("someone/plain").calibration is None
 
 
 def test_the_model_cache_picks_up_a_new_calibration(fitted_head, labelled, tmp_path):

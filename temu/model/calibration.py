@@ -150,7 +150,8 @@ class MOSMap:
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         object.__setattr__(self, "dataset", str(self.dataset))
-        object.__setattr__(self, "metrics", {str(k): float(v) for k, v in dict(self.metrics).items()})
+        metrics = {str(k): math.nan if v is None else float(v) for k, v in dict(self.metrics).items()}
+        object.__setattr__(self, "metrics", metrics)
 
     def apply(self, raw: Any) -> np.ndarray:
         """Raw scores (any shape) -> MOS in [low, high] (float64, the same shape)."""
@@ -172,7 +173,7 @@ class MOSMap:
             "lower_better": self.lower_better,
             "dataset": self.dataset,
             "images": self.images,
-            "metrics": dict(self.metrics),
+            "metrics": {k: (v if math.isfinite(v) else None) for k, v in self.metrics.items()},  # NaN: null
         }
 
     @classmethod
