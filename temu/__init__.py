@@ -5,6 +5,7 @@
 >>> temu.explain("photo.jpg")          # score + attribute scores (sharpness, noise, ...) + patch maps
 >>> temu.score_video("clip.mp4")       # a VideoScore: its frames' scores (1 per second) and their mean
 >>> model = temu.load("temu-iqa-s")    # a new TeMuIQA nn.Module (temu.cache.cached_model: the shared one)
+>>> temu.score("photo.jpg", model="runs/koniq-cal", scale="mos")   # a calibrated head: in the dataset's MOS units
 
 The public names below are imported on first use (PEP 562), so ``import temu`` and the ``temu``
 command's ``--version`` and ``--help`` do not load torch. Exception classes live in
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # what static type checkers and IDEs see; at run time __getat
     from .api import Explanation, explain, iter_scores, score, score_video
     from .cache import clear_model_cache, load
     from .errors import TeMuError
+    from .evaluation.calibration import calibrate
     from .inference import ScoreResult
     from .model import AttributeMaps, HeadConfig, MOSScale, QualityMaps, TeMuConfig, TeMuIQA
     from .model.attributes import DEFAULT_ATTRIBUTES
@@ -51,6 +53,8 @@ _EXPORTS = {
     "MOSScale": "model",
     "DEFAULT_ATTRIBUTES": "model.attributes",
     "TeMuError": "errors",
+    # the facade may name any layer: temu.calibrate fits with scipy (temu.evaluation), imported only when used
+    "calibrate": "evaluation.calibration",
 }
 
 #: names ``temu`` exported before 0.2, kept for one release with a DeprecationWarning: name -> (module, new home)
@@ -97,6 +101,7 @@ __all__ = [
     "MOSScale",
     "DEFAULT_ATTRIBUTES",
     "TeMuError",
+    "calibrate",
 ]
 
 

@@ -9,9 +9,10 @@ a video's frames sampled by :mod:`temu.images.video`) and one inference core
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,12 +28,23 @@ from .images.video import VideoSampling
 from .inference import Predictor, ScoreResult
 from .model import TeMuIQA
 from .model.attributes import AttributeSpec, resolve_attributes
+from .model.calibration import SCALES, Scale, check_scales, scaled_columns
 from .precision import Precision, check_precision
 from .runtime import default_num_workers
 from .video import Reduction, ResultAssembler, VideoScore, check_reduce
 
 ModelLike = TeMuIQA | str | os.PathLike[str] | None
 OnError = Literal["raise", "report"]
+ScaleSpec = Scale | Sequence[Scale]
+
+
+def _scales(scale: Any) -> tuple[str, ...]:
+    """``scale=`` as a tuple of scale names (checked), raw first if asked for."""
+    names = (scale,) if isinstance(scale, str) else tuple(scale)
+    bad = [s for s in names if s not in SCALES]
+    if bad or not names:
+        raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))} or a list of them, got {scale!r}")
+    return names
 
 
 def iter_scores(
@@ -55,6 +67,7 @@ def iter_scores(
     reduce: Reduction = "mean",
     max_frames: int | None = None,
     max_side: int | None = None,
+    scale: ScaleSpec = "raw",
 ) -> Iterator[ScoreResult]:
     """Score images and videos batch by batch and yield one :class:`ScoreResult` per input, in input order.
 
@@ -94,6 +107,11 @@ def iter_scores(
 
     Raises:
         VideoOptionsError: unusable video options, before any work.
+        scale: ``"raw"`` (the score in [0, 1]), ``"mos"`` (the MOS of the dataset the head was calibrated
+            on, in its units) or ``"percentile"`` (better than P % of the head's reference corpus, 0-100),
+            or a list of them: each result's ``mos`` / ``percentile`` is filled; ``score`` stays the raw
+            score. A head without that calibration raises :class:`~temu.errors.CalibrationError` naming
+            the ``temu calibrate`` command that makes one (:mod:`temu.model.calibration`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -103,6 +121,7 @@ def iter_scores(
     sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
     check_reduce(reduce)
     pairs = None if attributes is False else resolve_attributes(attributes)
+    scales = _scales(scale)
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
         known = next((s.error for s in sources if s.error is not None), None)
@@ -111,6 +130,8 @@ def iter_scores(
     if not sources:
         return
     net = cached_model(model, device, compile=compile)
+    check_scales(net.calibration, scales, source=net.name_or_path)
+    scaled = [s for s in scales if s != "raw"]
     predictor = Predictor(net, precision=precision, attributes=pairs, with_maps=with_maps)
     videos = any(is_video_name(s.name) for s in sources)
     if num_workers is None:
@@ -128,13 +149,26 @@ def iter_scores(
     bar = tqdm(total=len(sources), unit="input", disable=not show, desc="temu")
     try:
         for batch in batches:
-            for result in assembler.add(batch):
+            results = assembler.add(batch)
+            if scaled:
+                _add_scales(results, net, scaled)
+            for result in results:
                 if result.error is not None and on_error == "raise":
                     raise assembler.exception(result.index)
                 bar.update(1)
                 yield result
     finally:
         bar.close()
+
+
+def _add_scales(results: list[ScoreResult], model: TeMuIQA, scales: list[str]) -> None:
+    """Fill each scored result's ``mos`` / ``percentile`` from its raw score (one vectorised call per batch)."""
+    raw = [math.nan if r.score is None else r.score for r in results]
+    columns = scaled_columns(model.calibration, raw, scales, source=model.name_or_path)
+    for j, result in enumerate(results):
+        if result.score is not None:
+            for name, values in columns.items():
+                setattr(result, name, float(values[j]))
 
 
 def score(
@@ -155,8 +189,9 @@ def score(
     reduce: Reduction = "mean",
     max_frames: int | None = None,
     max_side: int | None = None,
+    scale: Scale = "raw",
 ) -> float | None | list[float | None]:
-    """Quality scores in [0, 1], higher is better.
+    """Quality scores: in [0, 1], higher is better (``scale="raw"``), or calibrated (``"mos"``, ``"percentile"``).
 
     Args:
         inputs: a path (str or Path) of an image or a video, a folder (its images and videos, sorted),
@@ -164,15 +199,21 @@ def score(
             ``[3, H, W]`` or ``[N, 3, H, W]`` (uint8 0-255, or floats in [0, 1]), or a list of these.
         model, batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
             skipped, fps, frames, reduce, max_frames, max_side: as for :func:`iter_scores`.
+        scale: which value to return: ``"raw"``, ``"mos"`` or ``"percentile"`` (one of them; see
+            :func:`iter_scores`).
 
     Returns:
         A float for one image or video (its sampled frames' scores reduced), else a list in input order
         (``[]`` for no input). With ``on_error="report"`` an input that could not be scored is None
         (:func:`iter_scores` says why).
     """
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise ValueError(
+            f"score returns one value per image: scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}"
+        )
     single = is_single_image(inputs)
     results = [
-        r.score
+        getattr(r, "score" if scale == "raw" else scale)
         for r in iter_scores(
             inputs,
             model,
@@ -190,6 +231,7 @@ def score(
             reduce=reduce,
             max_frames=max_frames,
             max_side=max_side,
+            scale=scale,
         )
     ]
     return results[0] if single and len(results) == 1 else results
@@ -268,6 +310,7 @@ class Explanation:
         error: why the image could not be scored (only with ``on_error="report"``), else None.
         frames: for a video, one Explanation per sampled frame, in time order; empty for an image.
         time: for a video's frame, its presentation time in seconds from the video's first frame.
+        mos, percentile: the calibrated score when ``scale`` asked for it (see :func:`iter_scores`), else None.
     """
 
     name: str
@@ -277,15 +320,21 @@ class Explanation:
     error: str | None = None
     frames: tuple[Explanation, ...] = field(default=(), repr=False)
     time: float | None = None
+    mos: float | None = None
+    percentile: float | None = None
 
 
 def _explanation(r: ScoreResult, time: float | None = None) -> Explanation:
     if r.frames is not None:  # a video: its frames carry the maps
         times = r.timestamps or []
         parts = tuple(_explanation(f, t) for f, t in zip(r.frame_results or [], times))
-        return Explanation(r.name, r.score, dict(r.attributes or {}), {}, r.error, parts)
+        return Explanation(
+            r.name, r.score, dict(r.attributes or {}), {}, r.error, parts, mos=r.mos, percentile=r.percentile
+        )
     maps = {} if r.error else {"quality": r.score_map, "weight": r.weight_map, **(r.attribute_maps or {})}
-    return Explanation(r.name, r.score, dict(r.attributes or {}), maps, r.error, time=time)
+    return Explanation(
+        r.name, r.score, dict(r.attributes or {}), maps, r.error, time=time, mos=r.mos, percentile=r.percentile
+    )
 
 
 def explain(
@@ -307,6 +356,7 @@ def explain(
     reduce: Reduction = "mean",
     max_frames: int | None = None,
     max_side: int | None = None,
+    scale: ScaleSpec = "raw",
 ) -> Explanation | list[Explanation]:
     """Quality score, attribute scores and patch maps of each image, from one backbone pass per batch.
 
@@ -323,7 +373,7 @@ def explain(
         attributes: None (the default set, :data:`temu.DEFAULT_ATTRIBUTES`), a list of its names, or a
             dict name -> (positive prompt, negative prompt).
         batch_size, device, progress, num_workers, precision, compile, recursive, on_error,
-            skipped, fps, frames, reduce, max_frames, max_side: as for :func:`iter_scores`.
+            skipped, fps, frames, reduce, max_frames, max_side, scale: as for :func:`iter_scores`.
 
     Returns:
         One :class:`Explanation` for one image or video, else a list in input order.
@@ -354,6 +404,7 @@ def explain(
             reduce=reduce,
             max_frames=max_frames,
             max_side=max_side,
+            scale=scale,
         )
     ]
     return results[0] if single and len(results) == 1 else results

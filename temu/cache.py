@@ -5,8 +5,9 @@
 for the rest of the process; :func:`clear_model_cache` empties it.
 
 A cache entry is keyed by what the model *is*, not how it was named: a head folder by its
-resolved path and its files' modification times (so ``"runs/x"``, ``"runs/x/"`` and
-``"./runs/x"`` are one entry, and a head retrained in place is loaded again), a Hub repo by its
+resolved path and its files' modification times (config.json, model.safetensors and
+calibration.json: so ``"runs/x"``, ``"runs/x/"`` and ``"./runs/x"`` are one entry, and a head
+retrained or calibrated in place is loaded again), a Hub repo by its
 id and revision, then the device (``"cuda"`` is ``"cuda:0"`` when that is the current device),
 the config overrides and whether the backbone is compiled. Building is thread-safe: concurrent
 calls for one model build it once.
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 
 from .model import TeMuIQA
+from .model.calibration import CALIBRATION_NAME
 from .model.hub import CONFIG_NAME, WEIGHTS_NAME, list_presets, preset_root
 from .runtime import resolve_device
 
@@ -60,7 +62,7 @@ def _source_key(source: str | os.PathLike[str], revision: str | None) -> tuple:
     folder = preset_root() / text if text in list_presets() else Path(text).expanduser()
     if folder.is_dir():
         folder = folder.resolve()
-        stamps = tuple(_mtime(folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME))
+        stamps = tuple(_mtime(folder / name) for name in (CONFIG_NAME, WEIGHTS_NAME, CALIBRATION_NAME))
         return ("folder", str(folder), stamps)
     return ("hub", text, revision)
 

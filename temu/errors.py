@@ -125,3 +125,8 @@ class CorpusRunError(CorpusError):
 
     def __reduce__(self):
         return (type(self), (str(self), self.output))
+
+
+class CalibrationError(TeMuError, ValueError):
+    """A calibration cannot be made or used as asked: too few or unusable labelled images, a fit that
+    did not converge, a reference that is not a finished corpus run, or a scale the head has no calibration for."""

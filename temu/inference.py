@@ -31,7 +31,10 @@ class ScoreResult:
     ``index`` is the image's position among the inputs and ``name`` its path (or a description of an
     in-memory input). ``score_map`` / ``weight_map`` (``[h, w]`` numpy arrays) are filled when maps
     were asked for; ``attributes`` (name -> score in [0, 1]) when attributes were, and with maps also
-    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`.
+    ``attribute_maps`` (name -> ``[h, w]``); see :func:`temu.explain`. ``mos`` (in the calibration
+    dataset's units) and ``percentile`` (in [0, 100]) are the calibrated score when that scale was
+    asked for (``scale=``, :mod:`temu.model.calibration`; a video's reduced score is mapped);
+    ``score`` is always the raw score.
 
     For a video (:mod:`temu.video`), ``score`` and ``attributes`` are its sampled frames' values
     reduced (mean by default), ``frames`` the number of samples, ``frame_scores`` and ``timestamps``
@@ -52,6 +55,8 @@ class ScoreResult:
     frame_scores: list[float] | None = None
     timestamps: list[float] | None = None
     frame_results: list[ScoreResult] | None = None
+    mos: float | None = None
+    percentile: float | None = None
 
 
 class HostOutput(NamedTuple):

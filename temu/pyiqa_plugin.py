@@ -10,10 +10,19 @@ them when pyiqa is imported, so ``import temu`` is not needed first.
 >>> metric = pyiqa.create_metric("temu_iqa", device="cuda")
 >>> metric("photo.jpg")                      # a [1, 1] tensor in [0, 1]
 >>> pyiqa.create_metric("temu_iqa", head="runs/koniq-s")   # a trained head: directory or Hub repo id
+>>> pyiqa.create_metric("temu_iqa", head="runs/koniq-s-cal", scale="mos")   # a calibrated head, in MOS units
+
+With ``scale="mos"`` or ``"percentile"`` the metric's ``score_range`` and ``lower_better`` are the
+calibration's. pyiqa's ``InferenceModel`` copies both from the metric's config before it builds the
+arch, so the arch corrects them on the ``InferenceModel`` as it is attached to it (``net``), through
+torch's module-registration hook (:func:`torch.nn.modules.module.register_module_module_registration_hook`).
+``pyiqa.default_model_configs.DEFAULT_CONFIGS["temu_iqa"]["score_range"]`` stays ``"0, 1"``: it is
+per metric name, not per head.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -21,6 +30,8 @@ from torch import nn
 
 from _temu_pyiqa_hook import METRIC_CONFIGS, add_arch, add_configs
 
+from .errors import CalibrationError
+from .model.calibration import check_scales
 from .precision import Precision, autocast_context, check_precision
 
 __all__ = ["METRIC_CONFIGS", "TeMuIQAMetric", "register"]
@@ -46,6 +57,12 @@ class TeMuIQAMetric(nn.Module):
             (see :meth:`temu.TeMuIQA.from_pretrained`).
         precision: the backbone's autocast, as in :func:`temu.score` (``"auto"``: see
             :data:`temu.precision.AUTO_RULE`; ``"fp32"`` turns it off). The head runs in fp32.
+        scale: ``"raw"`` (in [0, 1]), ``"mos"`` or ``"percentile"``: the head's calibration, as in
+            :func:`temu.score` (not differentiable: ``as_loss`` needs ``"raw"``).
+
+    Attributes:
+        score_range: pyiqa's range string of the scores, e.g. ``"0, 1"``, ``"10, 90"`` (a MOS
+            calibration's range), ``"0, 100"``; lower_better: True for a MOS map to a DMOS dataset.
     """
 
     def __init__(
@@ -58,6 +75,7 @@ class TeMuIQAMetric(nn.Module):
         variant: str = _UNSET,
         prompts: Any = _UNSET,
         precision: Precision = "auto",
+        scale: str = "raw",
     ) -> None:
         super().__init__()
         from .model import TeMuIQA
@@ -75,6 +93,14 @@ class TeMuIQAMetric(nn.Module):
         if isinstance(overrides.get("variant"), str):
             overrides["variant"] = overrides["variant"].upper()
         self.model = TeMuIQA.from_pretrained(head, **overrides).eval()
+        check_scales(self.model.calibration, [scale], source=str(head))
+        self.scale = scale
+        calibration = self.model.calibration
+        low, high = calibration.score_range(scale) if calibration is not None else (0.0, 1.0)
+        self.score_range = f"{low:g}, {high:g}"
+        self.lower_better = calibration is not None and calibration.lower_better(scale)
+        if scale != "raw":
+            _tell_inference_model(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` (or ``[N, 1, H, W]``) in [0, 1] -> ``[N, 1]`` scores.
@@ -90,7 +116,38 @@ class TeMuIQAMetric(nn.Module):
         # as a loss (x requires grad) pyiqa skips its range check, and so do we
         with autocast_context(x.device, self.precision):
             scores = self.model(x, check_input=not x.requires_grad)
-        return scores.float().unsqueeze(1)
+        scores = scores.float()
+        if self.scale != "raw" and self.model.calibration is not None:
+            if scores.requires_grad:
+                raise CalibrationError(
+                    f"scale={self.scale!r} is not differentiable; as a loss (as_loss=True) use scale='raw'"
+                )
+            values = self.model.calibration.apply(scores.cpu().numpy(), self.scale)
+            scores = torch.as_tensor(values, dtype=torch.float32, device=scores.device)
+        return scores.unsqueeze(1)
+
+
+#: Calibrated metrics not yet attached to a pyiqa InferenceModel (see the module docstring).
+_PENDING: weakref.WeakSet[TeMuIQAMetric] = weakref.WeakSet()
+_HOOK: list[Any] = []
+
+
+def _tell_inference_model(metric: TeMuIQAMetric) -> None:
+    """Have pyiqa's ``InferenceModel`` report ``metric``'s ``score_range`` and ``lower_better`` once it holds
+    ``metric`` as its ``net``: one process-wide module-registration hook, installed on first use, that
+    does nothing for any other module."""
+    _PENDING.add(metric)
+    if not _HOOK:
+        _HOOK.append(torch.nn.modules.module.register_module_module_registration_hook(_on_register))
+
+
+def _on_register(parent: nn.Module, name: str, child: Any) -> None:
+    if not _PENDING or not isinstance(child, TeMuIQAMetric) or child not in _PENDING:
+        return
+    _PENDING.discard(child)
+    if name == "net" and hasattr(parent, "score_range") and hasattr(parent, "lower_better"):
+        parent.score_range = child.score_range
+        parent.lower_better = child.lower_better
 
 
 def is_8bit(x: torch.Tensor) -> bool:

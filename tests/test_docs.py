@@ -48,7 +48,10 @@ def command_options() -> dict[str, set[str]]:
 
     options = {}
     for name, run, argv in (
-        *((f"temu {cmd}", main, [cmd, "--help"]) for cmd in ("score", "select", "eval", "presets", "demo")),
+        *(
+            (f"temu {cmd}", main, [cmd, "--help"])
+            for cmd in ("score", "select", "eval", "calibrate", "presets", "demo")
+        ),
         ("temu-finetune", finetune_main, ["--help"]),
     ):
         with contextlib.redirect_stdout(io.StringIO()) as out, pytest.raises(SystemExit):

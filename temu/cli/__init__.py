@@ -1,4 +1,5 @@
-"""The ``temu`` command: ``temu score``, ``temu select``, ``temu eval``, ``temu presets`` and ``temu demo`` (``temu-finetune``: :mod:`temu.cli.finetune`).
+"""The ``temu`` command: ``temu score``, ``temu select``, ``temu eval``, ``temu calibrate``, ``temu presets`` and ``temu demo``
+(``temu-finetune``: :mod:`temu.cli.finetune`).
 
 Exit status: 0 on success (unreadable images are reported on stderr and in the output file, and
 do not fail the run), 1 when ``--strict`` is given and some image could not be scored, 2 for a
@@ -14,6 +15,7 @@ import argparse
 from collections.abc import Sequence
 
 from .._version import __version__
+from . import calibrate as calibrate_command
 from . import demo as demo_command
 from . import eval as eval_command
 from . import presets as presets_command
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     score_command.add_parser(sub)
     select_command.add_parser(sub)
     eval_command.add_parser(sub)
+    calibrate_command.add_parser(sub)
     presets_command.add_parser(sub)
     demo_command.add_parser(sub)
     return parser

@@ -124,6 +124,21 @@ def attribute_names(text: str) -> list[str]:
     return names
 
 
+#: ``--scale`` values (:data:`temu.model.calibration.SCALES`, kept here so --help needs no numpy).
+SCALE_NAMES = ("raw", "mos", "percentile")
+
+
+def scale_names(text: str) -> list[str]:
+    """``--scale``: ``raw``, ``mos``, ``percentile``, or calibrated scales separated by commas (``mos,percentile``)."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    bad = [name for name in names if name not in SCALE_NAMES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected raw, mos, percentile or mos,percentile, got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a scale is listed twice in {text!r}")
+    return names
+
+
 def split_column(text: str) -> str | int:
     """``--split-column``: a column name, or K for pyiqa's ``ratio802_seed123_split_K``."""
     return int(text) if text.strip().isdigit() else text
@@ -246,11 +261,14 @@ def data_options(values: Mapping[str, Any]) -> Any:
     return DataOptions(**{name: values[name] for name in names if name in values})
 
 
-def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str, per_dataset: bool = False) -> None:
-    """The dataset options shared by ``temu-finetune`` (``--train``) and ``temu eval`` (``--data``).
+def add_data_arguments(
+    p: argparse._ActionsContainer, *, csv_flag: str, per_dataset: bool = False, required: bool = True
+) -> None:
+    """The dataset options shared by ``temu-finetune`` (``--train``), ``temu eval`` (``--data``) and ``temu calibrate``.
 
     ``per_dataset``: ``csv_flag`` may be repeated, and every other option here belongs to the
     ``csv_flag`` before it (:class:`PerDataset`); ``--image-root`` is then checked by the caller.
+    ``required=False``: the dataset is optional, and ``--image-root`` defaults to the CSV's folder.
     """
     if per_dataset:
         p.add_argument(
@@ -267,7 +285,8 @@ def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str, per_data
             csv_flag,
             dest="csv",
             type=Path,
-            required=True,
+            required=required,
+            default=None,
             metavar="CSV",
             help="CSV with an image path column and a score column",
         )
@@ -275,7 +294,14 @@ def add_data_arguments(p: argparse._ActionsContainer, *, csv_flag: str, per_data
     def opt(*flags: str, **kwargs: Any) -> None:
         _option(p, per_dataset, *flags, **kwargs)
 
-    opt("--image-root", type=Path, required=True, metavar="DIR", help="folder the CSV's image paths are relative to")
+    opt(
+        "--image-root",
+        type=Path,
+        required=required,
+        default=None,
+        metavar="DIR",
+        help="folder the CSV's image paths are relative to" + ("" if required else " (default: the CSV's folder)"),
+    )
     opt(
         "--format",
         default=None,

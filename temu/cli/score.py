@@ -9,7 +9,15 @@ import sys
 from pathlib import Path
 
 from ..errors import TeMuError, os_reason
-from .args import add_model_argument, add_runtime_arguments, attribute_names, positive_int, usage_error
+from .args import (
+    add_model_argument,
+    add_runtime_arguments,
+    attribute_names,
+    flag_message,
+    positive_int,
+    scale_names,
+    usage_error,
+)
 from .corpus import (
     add_corpus_arguments,
     check_corpus_arguments,
@@ -59,6 +67,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="write each image's patch-score map blended over it (long side at most 1024 px) as DIR/<name>.png; "
         "the output gets a 'map' column naming each image's map file",
+    )
+    p.add_argument(
+        "--scale",
+        type=scale_names,
+        default=["raw"],
+        metavar="raw|mos|percentile",
+        help="add a column with the calibrated score (temu calibrate): mos (the calibration dataset's MOS) and/or "
+        "percentile (better than P%% of the reference corpus), e.g. mos,percentile; the score column stays the raw "
+        "score (default: raw, no extra column)",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image could not be scored")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
@@ -199,6 +216,10 @@ def check_arguments(args: argparse.Namespace) -> str | None:
             return (
                 f"{given[0]} is not available in corpus mode (--output DIR/) yet; score videos with --output FILE.csv"
             )
+        if args.scale != ["raw"]:
+            return (
+                f"--scale {','.join(args.scale)} is for file mode: corpus mode (an --output folder) writes raw scores"
+            )
         return check_corpus_arguments(args)
     if args.fps is not None and args.frames is not None:
         return "--fps samples by time and --frames a fixed number per video: give one of them"
@@ -330,15 +351,23 @@ class _FileRun:
         from ..cache import cached_model
 
         args = self.args
+        from ..model.calibration import check_scales
+
         try:
             model = cached_model(args.model, args.device, compile=args.compile)
         except (TeMuError, OSError) as err:
             print(f"{PROG}: error: cannot load model {args.model!r}: {err}", file=sys.stderr)
             return 2
+        scales = [s for s in args.scale if s != "raw"]
+        try:
+            check_scales(model.calibration, scales, source=args.model)
+        except TeMuError as err:
+            print(f"{PROG}: error: {flag_message(str(err), {'scale': '--scale'})}", file=sys.stderr)
+            return 2
         names = args.attributes or []
         with_maps = args.maps is not None
         writer = self.writer = make_writer(
-            self.stream, args.output, names, with_map=with_maps, with_frames=self._videos_expected()
+            self.stream, args.output, [*scales, *names], with_map=with_maps, with_frames=self._videos_expected()
         )
         if self.frame_stream is not None:
             self.frame_writer = FrameRowWriter(self.frame_stream)
@@ -360,6 +389,7 @@ class _FileRun:
             reduce=args.reduce or "mean",
             max_frames=args.max_frames,
             max_side=args.max_side,
+            scale=scales or "raw",
         )
         try:
             for result in results:
@@ -379,9 +409,8 @@ class _FileRun:
                         self.map_failures += 1
                         print(f"temu: no map for {result.name}: {err}", file=sys.stderr)
                 with self.guard.protect():
-                    error = writer.write(
-                        result.name, result.score, result.error, result.attributes, map_file, result.frames
-                    )
+                    extra = {s: getattr(result, s) for s in scales} | (result.attributes or {})
+                    error = writer.write(result.name, result.score, result.error, extra, map_file, result.frames)
                     if self.frame_writer is not None and error is None and result.frame_scores is not None:
                         self.frame_writer.write(result.name, result.timestamps, result.frame_scores)
                     self.rows += 1

@@ -1,9 +1,10 @@
 """The rows ``temu score`` writes: CSV, JSON Lines or a JSON array, one row per image as it is scored.
 
-Each row has the image's path and score, then (when videos are scored) the number of frames
+Each row has the image's path and (raw) score, then (when videos are scored) the number of frames
 scored (``frames``: empty / null for an image), then the extra ``columns`` the writer was opened with
-(the attributes of ``--attributes``, in order; empty / null when the image failed), then the
-quality map's file (``map``, with ``--maps``), then the error.
+(the calibrated scores of ``--scale``, ``mos`` and ``percentile``, then the attributes of
+``--attributes``, in order; empty / null when the image failed), then the quality map's file
+(``map``, with ``--maps``), then the error.
 
 File names are kept exactly, also when they are not UTF-8 (old Linux disks): Python holds such a
 name with one surrogate escape (U+DC80..U+DCFF) per byte that is not UTF-8. CSV (file and

@@ -1,6 +1,7 @@
 """The VQEG 4-parameter logistic map from predicted scores to MOS, and the PLCC after it ("fitted PLCC").
 
-``logistic4(x, (b1, b2, b3, b4)) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``: monotone
+``logistic4(x, (b1, b2, b3, b4)) = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``
+(:func:`temu.model.calibration.logistic4`, in the core: a calibrated head applies it when scoring): monotone
 in ``x`` (increasing when ``b1 > b2``), running from ``b2`` (x -> -inf) to ``b1`` (x -> +inf).
 
 :func:`fit_logistic4` fits it by least squares with ``scipy.optimize.curve_fit`` (method
@@ -12,6 +13,10 @@ the fit, so a fitted map never bends back. Bounds (in units of the data's ranges
 ``[min x - 10 rx, max x + 10 rx]``, ``b4`` within ``[1e-6 rx, 100 rx]``. Initial values:
 ``b1 = max y``, ``b2 = min y``, ``b3 = mean x``, ``b4 = std x`` (swapped for a decreasing fit).
 
+With ``within_range=True`` (a calibration's map, :mod:`temu.evaluation.calibration`) both
+asymptotes stay within ``[min y, max y]`` instead, so the map never leaves the MOS range it was
+fitted on; its PLCC can be a little lower than the fitted PLCC.
+
 When the fit does not converge (scipy gives up after ``maxfev`` evaluations), the result has
 ``converged=False`` and the initial parameters, and :func:`fitted_plcc` is NaN: no number is
 reported for a fit that did not happen. The plain PLCC (:func:`temu.evaluation.metrics.plcc`)
@@ -21,36 +26,19 @@ is always reported beside it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..extras import import_extra
+from ..model.calibration import logistic4
 from .metrics import _check_not_constant, _check_pair, _clip
 
 __all__ = ["LogisticFit", "fit_logistic4", "fitted_plcc", "logistic4"]
 
 #: Function evaluations :func:`fit_logistic4` allows by default before it gives up.
 MAXFEV = 10_000
-
-
-def logistic4(x: Any, params: Sequence[float]) -> np.ndarray:
-    """The VQEG 4-parameter logistic ``(b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2``, element-wise.
-
-    Args:
-        x: scores, any shape (array-like).
-        params: ``(b1, b2, b3, b4)``; ``b4`` must not be 0.
-
-    Returns:
-        float64 array of ``x``'s shape, between ``b2`` and ``b1``.
-    """
-    b1, b2, b3, b4 = (float(p) for p in params)
-    if b4 == 0:
-        raise ValueError("b4 (the logistic's scale) must not be 0")
-    z = (np.asarray(x, dtype=np.float64) - b3) / abs(b4)
-    return (b1 - b2) * (0.5 + 0.5 * np.tanh(0.5 * z)) + b2  # sigmoid(z) without overflow
 
 
 @dataclass(frozen=True)
@@ -93,13 +81,31 @@ def _standard_logistic(x: np.ndarray, low: float, span: float, b3: float, b4: fl
     return span * (0.5 + 0.5 * np.tanh(0.5 * (x - b3) / b4)) + low
 
 
-def fit_logistic4(pred: Any, target: Any, *, maxfev: int = MAXFEV) -> LogisticFit:
+def _ranged_logistic(increasing: bool, lo_y: float, hi_y: float):
+    """The logistic with both asymptotes in [lo_y, hi_y], as box-bounded parameters (u, v, b3, b4), u, v in [0, 1]:
+    the first asymptote is ``u`` of the way in from its end of the range, the second ``v`` of the way from
+    the first to the other end."""
+    ry = hi_y - lo_y
+
+    def model(x: np.ndarray, u: float, v: float, b3: float, b4: float) -> np.ndarray:
+        start = lo_y + u * ry if increasing else hi_y - u * ry
+        end = start + v * ((hi_y if increasing else lo_y) - start)
+        return (end - start) * (0.5 + 0.5 * np.tanh(0.5 * (x - b3) / b4)) + start
+
+    return model
+
+
+def fit_logistic4(pred: Any, target: Any, *, maxfev: int = MAXFEV, within_range: bool = False) -> LogisticFit:
     """Fit the VQEG 4-parameter logistic from ``pred`` to ``target`` (least squares, bounded, deterministic).
 
     Args:
         pred: ``[N]`` predicted scores (any scale), N >= 2, finite, not constant.
         target: ``[N]`` MOS (any scale), finite, not constant.
         maxfev: function evaluations before scipy gives up (then ``converged=False``).
+        within_range: keep both asymptotes (``b1``, ``b2``) within ``[min target, max target]``, so the
+            map never leaves the targets' range and is strictly monotone (a calibration's map,
+            :mod:`temu.evaluation.calibration`); False: the wider bounds of the module docstring (the
+            fitted PLCC of ``temu eval``).
 
     Returns:
         The fit; increasing in ``pred`` when ``srcc(pred, target) >= 0``. See the module docstring for
@@ -121,25 +127,36 @@ def fit_logistic4(pred: Any, target: Any, *, maxfev: int = MAXFEV) -> LogisticFi
     xs, ys = (x - mx) / sx, (y - my) / sy
     rx, ry = float(np.ptp(xs)), float(np.ptp(ys))
     lo_y, hi_y = float(ys.min()), float(ys.max())
-    # parameters (low, span, b3, b4) of _standard_logistic, on the standardised data
-    initial = [lo_y, ry, float(np.mean(xs)), float(np.std(xs))] if increasing else [hi_y, -ry, 0.0, 1.0]
-    span_bounds = (0.0, 20 * ry) if increasing else (-20 * ry, 0.0)
-    lower = [lo_y - 10 * ry, span_bounds[0], float(xs.min()) - 10 * rx, 1e-6 * rx]
-    upper = [hi_y + 10 * ry, span_bounds[1], float(xs.max()) + 10 * rx, 100 * rx]
+    x_bounds = ([float(xs.min()) - 10 * rx, 1e-6 * rx], [float(xs.max()) + 10 * rx, 100 * rx])  # b3, b4
+    if within_range:
+        # parameters (u, v, b3, b4) of _ranged_logistic; the start: asymptotes just inside the range
+        function = _ranged_logistic(increasing, lo_y, hi_y)
+        initial = [0.01, 0.98, 0.0, 1.0]
+        lower, upper = [0.0, 0.0, *x_bounds[0]], [1.0, 1.0, *x_bounds[1]]
+    else:
+        # parameters (low, span, b3, b4) of _standard_logistic, on the standardised data
+        function = _standard_logistic
+        initial = [lo_y, ry, float(np.mean(xs)), float(np.std(xs))] if increasing else [hi_y, -ry, 0.0, 1.0]
+        span_bounds = (0.0, 20 * ry) if increasing else (-20 * ry, 0.0)
+        lower = [lo_y - 10 * ry, span_bounds[0], *x_bounds[0]]
+        upper = [hi_y + 10 * ry, span_bounds[1], *x_bounds[1]]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optimize.OptimizeWarning)  # no covariance: not needed here
             found, _ = optimize.curve_fit(
-                _standard_logistic, xs, ys, p0=initial, bounds=(lower, upper), method="trf", maxfev=maxfev
+                function, xs, ys, p0=initial, bounds=(lower, upper), method="trf", maxfev=maxfev
             )
         converged, message = True, ""
     except RuntimeError as err:  # scipy: "Optimal parameters not found: ..."
         found, converged, message = np.asarray(initial), False, str(err)
-    low, span, b3, b4 = (float(v) for v in found)
-    # back to the data's units: b2 = low, b1 = low + span on y's scale; b3, b4 on x's scale
-    b2 = my + sy * low
-    b1 = my + sy * (low + span)
-    return LogisticFit(b1, b2, mx + sx * b3, sx * b4, converged, message)
+    first, second, b3, b4 = (float(v) for v in found)
+    if within_range:  # the asymptotes at x -> -inf (b2) and +inf (b1), standardised
+        low = float(function(np.array([-np.inf]), first, second, b3, b4)[0])
+        high = float(function(np.array([np.inf]), first, second, b3, b4)[0])
+    else:  # b2 = low, b1 = low + span
+        low, high = first, first + second
+    # back to the data's units: b1, b2 on y's scale; b3, b4 on x's scale
+    return LogisticFit(my + sy * high, my + sy * low, mx + sx * b3, sx * b4, converged, message)
 
 
 def fitted_plcc(pred: Any, target: Any, *, maxfev: int = MAXFEV) -> float:

@@ -19,7 +19,7 @@ from ..model.attributes import resolve_attributes
 from ..model.scale import MOSScale
 from .report import evaluate_scores
 
-__all__ = ["evaluate_model", "predict"]
+__all__ = ["evaluate_model", "predict", "predict_records"]
 
 Gather = Callable[[torch.Tensor], torch.Tensor]
 
@@ -89,6 +89,46 @@ def predict(
     return result
 
 
+def predict_records(
+    model: TeMuIQA,
+    records: Sequence[IQARecord],
+    scale: MOSScale,
+    *,
+    batch_size: int = 32,
+    workers: int = 0,
+    precision: str = "auto",
+    progress: bool = False,
+    desc: str = "temu eval",
+    attribute: str | None = None,
+) -> np.ndarray:
+    """Scores ``[len(records)]`` (float64 in [0, 1]) of ``records`` by ``model`` (on its device), in record order.
+
+    ``scale`` normalises the MOS the loader carries (unused here); ``attribute``: see :func:`predict`.
+    """
+    device = next(model.parameters()).device
+    dataset = IQADataset.for_model(records, model.input_size, scale)
+    loader = make_loader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        seed=0,
+        drop_last=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        by_size=True,
+    )
+    return predict(
+        model,
+        loader,
+        size=len(dataset),
+        device=device,
+        precision=precision,
+        progress=progress,
+        desc=desc,
+        attribute=attribute,
+    )
+
+
 def evaluate_model(
     model: TeMuIQA,
     records: Sequence[IQARecord],
@@ -104,26 +144,14 @@ def evaluate_model(
 
     ``attribute``: predict that default attribute's score instead of quality (see :func:`predict`).
     """
-    device = next(model.parameters()).device
-    dataset = IQADataset.for_model(records, model.input_size, scale)
-    loader = make_loader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        seed=0,
-        drop_last=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        by_size=True,
-    )
-    pred = predict(
+    pred = predict_records(
         model,
-        loader,
-        size=len(dataset),
-        device=device,
+        records,
+        scale,
+        batch_size=batch_size,
+        workers=workers,
         precision=precision,
         progress=progress,
-        desc="temu eval",
         attribute=attribute,
     )
     target = np.asarray(scale.normalise([r.mos for r in records]), dtype=np.float64)

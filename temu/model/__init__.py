@@ -10,6 +10,7 @@
 ``prompts``     CoCoOp's learned prompts (variant I)
 ``head``        the trainable head
 ``attributes``  the named prompt pairs of ``temu.explain`` (no torch)
+``calibration`` a head's calibration.json applied (raw score -> MOS, percentile; numpy only)
 ``hub``         presets, head folders and Hugging Face Hub downloads
 ``presets`` / ``card``  the shipped presets and model cards
 

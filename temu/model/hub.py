@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import NotCachedError, WeightsError
+from .calibration import CALIBRATION_NAME
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -94,6 +95,28 @@ def download(repo_id: str, filenames: Iterable[str], *, what: str, revision: str
     raise WeightsError(f"{what}: the Hugging Face repo {repo_id!r} has none of the files {names}.")
 
 
+def download_optional(repo_id: str, filename: str, *, revision: str | None = None) -> Path | None:
+    """Fetch ``filename`` if the repo has it, else None (offline: if the cache has it). Other failures
+    (no such repo, no network and not cached) are :func:`download`'s errors."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=hub_cache_dir(),
+                local_files_only=hub_offline(),
+                library_name="temu",
+                library_version=__version__,
+            )
+        )
+    except EntryNotFoundError:  # LocalEntryNotFoundError too: offline and not cached, or not in the repo
+        return None
+
+
 # ---------------------------------------------------------------- presets (shipped in weights/)
 
 
@@ -133,7 +156,7 @@ def local_path_reason(text: str) -> str | None:
 
 
 def resolve_head_dir(source: str | os.PathLike[str], *, revision: str | None = None) -> Path:
-    """A local directory holding ``config.json`` and ``model.safetensors`` for ``source``.
+    """A local directory holding ``config.json`` and ``model.safetensors`` (and ``calibration.json`` if the head has one) for ``source``.
 
     ``source`` is a preset name (:func:`list_presets`), a local directory, or a Hub repo id
     (``org/name``), tried in that order. A name that must be a local path (:func:`local_path_reason`)
@@ -158,6 +181,7 @@ def resolve_head_dir(source: str | os.PathLike[str], *, revision: str | None = N
     if _REPO_ID.match(text) and local is None:
         config = download(text, [CONFIG_NAME], what=f"the temu head config of {text}", revision=revision)
         download(text, [WEIGHTS_NAME], what=f"the temu head weights of {text}", revision=revision)
+        download_optional(text, CALIBRATION_NAME, revision=revision)  # a calibrated head's; most have none
         return config.parent
     if local is not None:
         raise WeightsError(

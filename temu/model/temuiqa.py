@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast, overload
@@ -15,14 +16,15 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError, TeMuWarning, WeightsError
 from ..files import atomic_write
 from ..images.decode import pixels_to_float
 from ..images.sources import check_batch
 from ..images.transforms import InputSize
 from .attributes import DEFAULT_ATTRIBUTES, AttributeSpec, resolve_attributes
 from .backbone import CLIPBackbone, build_backbone
-from .card import model_card
+from .calibration import CALIBRATION_NAME, Calibration, head_digest, read_calibration
+from .card import model_card, with_calibration_section
 from .config import (
     CONFIG_FORMAT,
     DEFAULT_MAX_PIXELS,
@@ -44,6 +46,8 @@ _WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 #: Config fields that change the head's shapes or meaning (see :meth:`TeMuIQA.from_pretrained`).
 _ARCHITECTURE_FIELDS = frozenset({"backbone", "variant", "layers", "prompts", "head"})
+#: Config fields that change a head's scores without changing its weights, recorded with a calibration.
+SCORING_FIELDS = ("image_size", "max_pixels", "mean", "std")
 
 
 class QualityMaps(NamedTuple):
@@ -98,6 +102,11 @@ class TeMuIQA(nn.Module):
     config: TeMuConfig
     backbone: CLIPBackbone
     head: TeMuHead
+    #: The head's calibration (``calibration.json``: MOS map, reference percentiles), or None; see
+    #: :mod:`temu.model.calibration`. Loaded and saved with the head.
+    calibration: Calibration | None = None
+    #: What :meth:`from_pretrained` loaded this model from (a preset, folder or Hub repo id), or None.
+    name_or_path: str | None = None
 
     def __init__(
         self,
@@ -164,6 +173,8 @@ class TeMuIQA(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(self.config.std).reshape(1, 3, 1, 1), persistent=False)
         #: (attribute prompts, device) -> their ``[A, 2, E]`` text vectors there; see :meth:`attribute_text_features`.
         self.attribute_text_cache: dict[tuple, torch.Tensor] = {}
+        self.calibration = None
+        self.name_or_path = None
 
     # ------------------------------------------------------------------ properties
 
@@ -171,6 +182,10 @@ class TeMuIQA(nn.Module):
     def num_head_parameters(self) -> int:
         """Number of trainable parameters (all in :attr:`head`)."""
         return sum(p.numel() for p in self.head.parameters())
+
+    def head_digest(self) -> str:
+        """sha256 of the head's weights (:func:`temu.model.calibration.head_digest`): what a calibration is tied to."""
+        return head_digest({k: v.detach().to("cpu", torch.float32).numpy() for k, v in self.head.state_dict().items()})
 
     @property
     def patch_size(self) -> tuple[int, int]:
@@ -198,7 +213,8 @@ class TeMuIQA(nn.Module):
 
         ``low + score * (high - low)``; for a DMOS dataset (lower is better) the direction is
         flipped back, ``high - score * (high - low)``. Raises ValueError for a head that was not
-        fine-tuned (it has no MOS range; its scores are only in [0, 1]).
+        fine-tuned (it has no MOS range; its scores are only in [0, 1]). A map fitted to a
+        dataset's MOS is a calibration (``temu calibrate``; ``temu.score(..., scale="mos")``).
         """
         scale = self.mos_scale
         if scale is None:
@@ -328,9 +344,13 @@ class TeMuIQA(nn.Module):
         return self.config.replace(layers=[i + 1 for i in self.layer_ids])
 
     def save_pretrained(self, save_directory: str | os.PathLike[str]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (the head only) and, if missing, a ``README.md`` model card.
+        """Write ``config.json`` and ``model.safetensors`` (the head only), ``calibration.json`` when the model
+        has a :attr:`calibration`, and, if missing, a ``README.md`` model card.
 
-        Files are written atomically (to a temporary name, then renamed). Returns the directory.
+        A calibration is written only while the head still has the weights it was fitted for: a head
+        changed since (trained further) is saved without it, with a :class:`~temu.errors.TeMuWarning`.
+        A ``calibration.json`` already in the directory that is not this model's is removed. Files
+        are written atomically (to a temporary name, then renamed). Returns the directory.
         """
         from safetensors.torch import save
 
@@ -346,9 +366,20 @@ class TeMuIQA(nn.Module):
         }
         atomic_write(directory / CONFIG_NAME, (_compact_json(meta) + "\n").encode("utf-8"))
         atomic_write(directory / WEIGHTS_NAME, save(state, metadata={"format": "pt", "temu_version": __version__}))
+        calibration = self.calibration
+        if calibration is not None and calibration.head != head_digest({k: v.numpy() for k, v in state.items()}):
+            warnings.warn(
+                f"the head changed since it was calibrated ({calibration.head[:12]}...): {directory} is saved "
+                "without calibration.json; run temu calibrate on it again",
+                TeMuWarning,
+                stacklevel=2,
+            )
+            calibration = None
+        write_calibration(directory, calibration)
         card = directory / "README.md"
         if not card.exists():
-            card.write_text(model_card(self.saved_config(), self.num_head_parameters), encoding="utf-8")
+            text = model_card(self.saved_config(), self.num_head_parameters, calibration)
+            card.write_text(text, encoding="utf-8")
         return directory
 
     @classmethod
@@ -385,7 +416,39 @@ class TeMuIQA(nn.Module):
             given = f" with overrides {sorted(overrides)}" if overrides else ""
             raise WeightsError(f"{directory / CONFIG_NAME}{given}: invalid model config: {err}") from err
         model.load_head(directory / WEIGHTS_NAME)
+        model.name_or_path = os.fspath(source)
+        model.calibration = model._checked_calibration(directory / CALIBRATION_NAME)
         return model
+
+    def _checked_calibration(self, path: Path) -> Calibration | None:
+        """The calibration in ``path`` if there is one; it must be this head's (WeightsError otherwise).
+        Warns when the model scores with other settings (``image_size``, ...) than it was fitted with."""
+        calibration = read_calibration(path)
+        if calibration is None:
+            return None
+        if calibration.head != self.head_digest():
+            raise WeightsError(
+                f"{path} was fitted for other head weights than {path.parent / WEIGHTS_NAME} (the head was "
+                "retrained or replaced since): run temu calibrate on this head again, or delete the file"
+            )
+        now = scoring_settings(self.saved_config())
+        changed = [
+            f"{name}={calibration.scoring[name]!r} then, {now[name]!r} now"
+            for name in SCORING_FIELDS
+            if name in calibration.scoring and _plain(calibration.scoring[name]) != now[name]
+        ]
+        if changed:
+            warnings.warn(
+                f"{path} was fitted on scores made with other settings ({'; '.join(changed)}): mos and percentile "
+                "values may not hold for this model",
+                TeMuWarning,
+                stacklevel=3,
+            )
+        return calibration
+
+    def scoring_settings(self) -> dict[str, Any]:
+        """The config fields that change scores without changing the head (:data:`SCORING_FIELDS`), as JSON values."""
+        return scoring_settings(self.saved_config())
 
     def load_head(self, path: str | os.PathLike[str]) -> None:
         """Load head weights from a safetensors file; keys and shapes must match exactly, values be finite."""
@@ -471,6 +534,33 @@ def untrained_model(config: TeMuConfig, *, load_weights: bool = True) -> TeMuIQA
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRESET_SEED)
         return TeMuIQA.from_config(config, load_weights=load_weights)
+
+
+def write_calibration(directory: str | os.PathLike[str], calibration: Calibration | None) -> None:
+    """Write ``calibration.json`` into a head ``directory`` (atomically), or remove it for None; keep the
+    calibration section of the model card (README.md), if there is a card, in step."""
+    directory = Path(directory)
+    path = directory / CALIBRATION_NAME
+    if calibration is None:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write(path, calibration.to_json().encode("utf-8"))
+    card = directory / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        updated = with_calibration_section(text, calibration)
+        if updated != text:
+            atomic_write(card, updated.encode("utf-8"))
+
+
+def scoring_settings(config: TeMuConfig) -> dict[str, Any]:
+    """``config``'s fields that change scores without changing the head (:data:`SCORING_FIELDS`), as JSON values."""
+    return {name: _plain(getattr(config, name)) for name in SCORING_FIELDS}
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON reads it back (tuples as lists), for comparisons."""
+    return json.loads(json.dumps(value))
 
 
 def _compact_json(obj: Any) -> str:
