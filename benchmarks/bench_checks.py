@@ -2,7 +2,7 @@
 
 Baseline, in the same process: what the full check did before it used the loader's reader,
 ``PIL.Image.open(path).load()`` (decode only). ``check_records(full=True)`` now reads each image
-with ``temu.inputs.read_image`` (decode, EXIF orientation, conversion to a float tensor), so it
+with ``temu.images.decode.read_image`` (decode, EXIF orientation, conversion to a float tensor), so it
 refuses exactly what training would. ``check_records()`` (the default, header only) opens each
 image and checks its pixel format. Images: JPEGs re-encoded from scikit-image's photographs at
 512x384 (KonIQ-10k's size) and 4000x3000 (a phone photo, as in SPAQ).

@@ -81,7 +81,7 @@ def panel_seconds(grid: int, repeats: int) -> tuple[float, float]:
     from temu.images.decode import read_image
 
     start = time.perf_counter()
-    from temu.cli.panels import draw_panel, thumbnail
+    from temu.plots import draw_panel, thumbnail
 
     draw_panel(np.zeros((8, 8, 3), np.uint8), "warm-up", {"quality": (0.5, np.zeros((2, 2)))}, Path(tempfile.mktemp()))
     imported = time.perf_counter() - start

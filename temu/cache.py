@@ -82,7 +82,15 @@ def model_cache_key(
     compile: bool = False,
     overrides: Mapping[str, Any] | None = None,
 ) -> Hashable:
-    """The :data:`MODEL_CACHE` key of a model (see the module docstring)."""
+    """The :data:`MODEL_CACHE` key of a model (see the module docstring).
+
+    Args:
+        source, device, revision, compile, overrides: as for :func:`cached_model`.
+
+    Returns:
+        A hashable tuple: the source (a folder's resolved path with its files' modification times, or a
+        repo id and revision), the device, the overrides and ``compile``.
+    """
     frozen = tuple(sorted((k, repr(v)) for k, v in (overrides or {}).items()))
     return (_source_key(source, revision), str(resolve_device(device)), frozen, bool(compile))
 
@@ -95,12 +103,20 @@ def cached_model(
     revision: str | None = None,
     **overrides: Any,
 ) -> TeMuIQA:
-    """The shared model :func:`score` uses, built once per process (see the module docstring).
+    """The shared model :func:`temu.score` uses, built once per process (see the module docstring).
 
-    A :class:`TeMuIQA` is used as given (moved to ``device`` if one is given; ``compile=True``
-    compiles it in place, as it is the caller's). A preset, directory or repo id is built once
-    per :func:`model_cache_key` and kept in :data:`MODEL_CACHE`; with ``compile=True`` that is a
-    separate, compiled entry, so the shared uncompiled model is never changed.
+    Args:
+        model: a :class:`TeMuIQA` (used as given: moved to ``device`` if one is given, compiled in
+            place with ``compile=True``), or a preset name, head directory or Hub repo id, built once
+            per :func:`model_cache_key` and kept in :data:`MODEL_CACHE`; None: the default preset.
+        device: e.g. ``"cuda"``; None: CUDA when available.
+        compile: ``torch.compile`` the backbone's blocks; a separate cache entry, so the shared
+            uncompiled model is never changed.
+        revision: the Hub revision of a repo id.
+        **overrides: config fields for :func:`load` (part of the cache key).
+
+    Returns:
+        The model, in eval mode on ``device``. :func:`load` builds a new one instead.
     """
     if isinstance(model, TeMuIQA):
         if compile:

@@ -123,13 +123,21 @@ def draw_panel(
     *,
     alpha: float = 0.6,
 ) -> Path:
-    """Write one panel PNG (atomically) and return its path.
+    """Write one panel PNG (atomically): the photo, then each map over it.
 
-    photo: ``[H, W, 3]`` uint8 (already bounded in size, see :func:`thumbnail`); title: the
-    photo tile's title (e.g. its file name); maps: name -> (image-level value in [0, 1], ``[h, w]``
-    patch map in [0, 1]), in drawing order (the quality map first). Each map is drawn per patch
-    (nearest neighbour) over the photo with opacity ``alpha``. Tiles are placed at fixed pixel
-    positions (one photo pixel = one panel pixel), which is several times faster than a layout engine.
+    Tiles are placed at fixed pixel positions (one photo pixel = one panel pixel), several times
+    faster than a layout engine. Each map is drawn per patch (nearest neighbour).
+
+    Args:
+        photo: ``[H, W, 3]`` uint8, already bounded in size (see :func:`thumbnail`).
+        title: the photo tile's title (e.g. its file name).
+        maps: name -> (image-level value in [0, 1], ``[h, w]`` patch map in [0, 1]), in drawing order
+            (the quality map first).
+        path: the PNG to write.
+        alpha: the maps' opacity.
+
+    Returns:
+        ``path``.
     """
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -251,7 +259,17 @@ def plot_scatter(
     title: str = "",
     metrics: Mapping[str, float] | None = None,
 ) -> Path:
-    """Scatter of predicted score (y) against normalised MOS (x), both in [0, 1], with the diagonal."""
+    """Scatter of predicted score (y) against normalised MOS (x), with the diagonal.
+
+    Args:
+        pred, target: ``[N]`` scores and normalised MOS, both in [0, 1].
+        path: the PNG to write.
+        title: the plot's title.
+        metrics: name -> value, printed in the corner.
+
+    Returns:
+        ``path``.
+    """
     pred = np.asarray(pred, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     fig = _figure(5, 5)

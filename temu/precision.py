@@ -5,15 +5,12 @@ for :func:`temu.score`, ``temu score``, ``temu eval``, ``temu-finetune`` and the
 torch is imported only when an autocast context is made, so the command line can list the
 choices without loading it.
 
-How ``"auto"`` decides on the CPU: bf16 only where the CPU computes bf16 matrix products
-natively, i.e. it reports one of :data:`NATIVE_BF16_FLAGS` (AVX512-BF16: AMD Zen 4 and later,
-Intel Cooper Lake and later; AMX: Intel Sapphire Rapids and later), and torch has oneDNN (its
-bf16 matrix kernels). The flags are read from ``/proc/cpuinfo`` (Linux) and from torch's own
-CPU probes (any OS). Without them bf16 is emulated and much slower than fp32: on an AMD EPYC
-with AVX2 only, bf16 autocast took 4 to 6 times as long as fp32 (ViT-B/16 at 224 and ViT-L/14 at
-448, batch 1 to 8; ``benchmarks/bench_cpu_precision.py``, ``benchmarks/RESULTS.md``), so there
-"auto" is fp32. A CPU with native bf16 has not been measured yet. Arm CPUs stay fp32 until bf16
-is measured faster on one. The head always runs in fp32.
+``"auto"`` on the CPU is bf16 only where the CPU computes bf16 matrix products natively (one of
+:data:`NATIVE_BF16_FLAGS`, read from ``/proc/cpuinfo`` and torch's CPU probes) and torch has oneDNN.
+Measured (``benchmarks/bench_cpu_precision.py``, ``benchmarks/RESULTS.md`` section 10): emulated
+bf16 takes 4 to 6 times as long as fp32 on an AVX2-only EPYC; on an EPYC with AVX512-BF16 bf16
+is 1.15x to 1.6x as fast as fp32. Arm CPUs stay fp32 until bf16 is measured faster on one. The
+head always runs in fp32.
 """
 
 from __future__ import annotations

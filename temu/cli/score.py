@@ -188,7 +188,7 @@ def _shown(name: str) -> str:
 
 
 def _write_map(result, path: Path, with_attributes: bool) -> None:
-    """The quality map of one scored image (with attributes: its panel, :mod:`temu.cli.panels`; matplotlib
+    """The quality map of one scored image (with attributes: its panel, :func:`temu.plots.draw_panel`; matplotlib
     loads on first use), drawn over a bounded-size copy of the image and written atomically.
     Raises TeMuError / OSError for this image only."""
     from ..files import atomic_write

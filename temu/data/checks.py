@@ -22,24 +22,21 @@ def check_records(
     """Every record that cannot be trained on, with its CSV line and the reasons, in record order.
 
     Checks: the score is a finite number; the path is an existing, non-empty regular file that
-    can be opened for reading; PIL recognises it (``Image.open`` reads only the header) and the
-    loader accepts its pixel format (a 32-bit float TIFF, PIL mode ``F``, is refused). With
-    ``full=True`` each image is read with the loader's own reader
-    (:func:`temu.inputs.read_image`: decode, EXIF orientation, conversion), so every image
-    the loader would refuse, truncated or corrupt ones included, is reported here.
+    can be opened for reading; Pillow recognises it (reading only the header) and the loader
+    accepts its pixel format (a 32-bit float TIFF is refused). One image on several rows is bad
+    too (it would be trained on twice, or land in both parts of a split): with equal scores every
+    row after the first, with different scores all of them.
 
-    Duplicates: one image on several otherwise usable rows is reported too, since a repeat
-    would be trained or validated on twice, or land in both parts of a split. Rows with the
-    same score: every row after the first is bad. Rows with different scores: all of them,
-    since which score is right is unknown. ``sources`` names where each record comes from
-    (e.g. its CSV), for the messages about a row of another file.
+    Args:
+        records: the records to check.
+        full: also decode each image with the loader's own reader
+            (:func:`temu.images.decode.read_image`), so truncated and corrupt files are found. One
+            4000x3000 JPEG takes about 340 ms, the header check 0.3 ms
+            (``benchmarks/bench_checks.py``): run the full check once after getting a dataset.
+        sources: where each record comes from (its CSV), for messages about rows of another file.
 
-    Cost per image (``python benchmarks/bench_checks.py --images 64 --large 4``, JPEGs, one
-    thread, on this project's 2-core CPU box shared with other jobs, warm disk cache): the header
-    check 0.08 ms at 512x384 and 0.3 ms at 4000x3000; the full check 2.9 ms and 340 ms, 2.0x and
-    4.4x a bare decode, since it also converts to a float tensor as training does. So KonIQ-10k
-    takes ~30 s to check fully, SPAQ's 11k phone photos ~1 h. Run the full check once after
-    getting a dataset.
+    Returns:
+        The bad rows (:class:`BadRow`), in record order.
     """
     return [bad for _, bad in find_bad_records(records, full=full, sources=sources)]
 
@@ -51,11 +48,17 @@ def find_bad_records(
     sources: Sequence[str] | None = None,
     cache: dict[Path, str | None] | None = None,
 ) -> list[tuple[int, BadRow]]:
-    """:func:`check_records` with each bad row's position in ``records`` (rows of two CSVs can share a line number).
+    """The bad rows of ``records`` with their positions (rows of two CSVs can share a line number).
 
-    ``cache``: image file -> its problem (None: usable), filled here and read back, so checking
-    the same images again (the splits of one dataset) reads each file once. Use one cache per
-    ``full`` setting.
+    Args:
+        records: the records to check (:func:`check_records`).
+        full: decode every image (else read headers only).
+        sources: each record's CSV, for the rows' locations.
+        cache: image file -> its problem (None: usable), filled here and read back, so checking the
+            same images again (the splits of one dataset) reads each file once; one cache per ``full``.
+
+    Returns:
+        ``(position in records, BadRow)`` for each bad row, in record order.
     """
     if sources is not None and len(sources) != len(records):
         raise ValueError(f"sources has {len(sources)} entries for {len(records)} records")
@@ -162,7 +165,7 @@ def _image_problem(path: Path, full: bool, modes: dict[str, str | None]) -> str 
 
 def _mode_problem(mode: str) -> str | None:
     """Why the loader refuses images of PIL ``mode``, found by converting a 1x1 image of that mode
-    with the loader's own conversion (:func:`temu.inputs.pil_to_tensor`); None if it accepts them."""
+    with the loader's own conversion (:func:`temu.images.decode.pil_to_tensor`); None if it accepts them."""
     try:
         probe = Image.new(mode, (1, 1))
     except ValueError:  # a mode Pillow only reads: only decoding it (full check) can tell

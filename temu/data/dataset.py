@@ -110,13 +110,27 @@ def make_loader(
     pin_memory: bool = False,
     by_size: bool = False,
 ) -> DataLoader:
-    """A DataLoader whose sampler shards ``dataset`` over ``world_size`` processes and, if ``shuffle``,
-    draws a new order each epoch from ``(seed, epoch)`` (call ``loader.sampler.set_epoch``).
+    """A DataLoader that shards ``dataset`` over processes, with an order fixed by the seed and the epoch.
 
     A :class:`~torch.utils.data.DistributedSampler` is used for one process too, so the order
-    depends only on the seed and the epoch: a resumed run sees the same batches.
-    Without ``drop_last`` the shards are padded to equal length by repeating items.
-    Batches are ``(images, targets, indices)``; with ``by_size`` a list of them, one per image size.
+    depends only on ``(seed, epoch)`` (call ``loader.sampler.set_epoch``): a resumed run sees the
+    same batches.
+
+    Args:
+        dataset: the records' Dataset.
+        batch_size: images per batch and process.
+        shuffle: draw a new order each epoch.
+        seed: the order's seed.
+        drop_last: drop the last incomplete batch; without it the shards are padded to equal
+            length by repeating items.
+        num_workers: DataLoader worker processes.
+        rank, world_size: this process and the number of processes.
+        pin_memory: page-locked host batches (for CUDA).
+        by_size: group images of one size per batch (native-size models).
+
+    Returns:
+        A DataLoader of ``(images, targets, indices)`` batches; with ``by_size`` each batch is a list
+        of them, one per image size.
     """
     sampler = DistributedSampler(
         dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=False

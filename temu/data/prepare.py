@@ -123,12 +123,23 @@ def drop_bad_rows(
 ) -> tuple[list[list[IQARecord]], list[BadRow]]:
     """Check every record of ``parts`` together (:func:`~temu.data.checks.check_records`).
 
-    Bad rows stop the run with their list (:class:`~temu.DataError`), or with ``options.skip_bad``
-    are logged and left out. An image on rows of two parts is a bad row of the later part, so
-    it never lands in both. ``sources`` names each part's CSV where the parts come from different
-    files. ``bad_file`` gets the full list either way. ``cache`` keeps each image file's check
-    for the next call (:func:`~temu.data.checks.find_bad_records`). Returns the parts without
-    the bad rows, and the bad rows.
+    An image on rows of two parts is a bad row of the later part, so it never lands in both.
+
+    Args:
+        parts: the records of each part (train, val, ...).
+        options: the data options (``options.skip_bad``: leave bad rows out instead of stopping).
+        what: the parts' name in messages.
+        log: where the skipped rows are reported.
+        bad_file: gets the full list of bad rows either way.
+        sources: each part's CSV, where the parts come from different files.
+        cache: each image file's check, kept for the next call
+            (:func:`~temu.data.checks.find_bad_records`).
+
+    Returns:
+        The parts without the bad rows, and the bad rows.
+
+    Raises:
+        DataError: bad rows without ``options.skip_bad``, listing them.
     """
     flat = [r for part in parts for r in part]
     labels = None if sources is None else [name for name, part in zip(sources, parts) for _ in part]

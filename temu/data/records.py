@@ -162,8 +162,15 @@ def read_table(
 def find_column(header: list[str], wanted: str, what: str, csv_path: Any, field: str | None = None) -> int:
     """Position of the column ``wanted`` in ``header`` (case-insensitive, spaces and hyphens read as ``_``).
 
-    ``what`` names the column's role in messages, ``field`` the argument that gave the name (if any).
-    Raises ValueError when no column or more than one column has that name.
+    Args:
+        header: the CSV's column names.
+        wanted: the name looked for.
+        what: the column's role, for messages.
+        csv_path: the CSV, for messages.
+        field: the argument that gave ``wanted`` (if any), for messages.
+
+    Raises:
+        ValueError: no column, or more than one column, has that name.
     """
     target = norm_header(wanted)
     hits = [i for i, name in enumerate(header) if norm_header(name) == target]
@@ -205,10 +212,14 @@ def resolve_format(
 ) -> DatasetFormat:
     """The format to read ``csv_path`` with, its columns checked against the header.
 
-    ``format`` (name or DatasetFormat) gives columns and direction; explicit
-    ``path_col``/``mos_col`` override its columns; ``lower_better`` overrides its
-    direction (generic CSVs default to higher-is-better). The returned
-    format's ``path_col``/``mos_col`` are spelled as in the header.
+    Args:
+        csv_path: the labels CSV.
+        format: a registry name or a :class:`DatasetFormat`: columns and direction.
+        path_col, mos_col: override the format's columns.
+        lower_better: overrides its direction (generic CSVs default to higher-is-better).
+
+    Returns:
+        The format, with ``path_col`` and ``mos_col`` spelled as in the header.
     """
     header, _ = read_table(csv_path)
     return _resolve(header, csv_path, format, path_col, mos_col, lower_better)
@@ -292,18 +303,22 @@ def read_records(
     path_col: str | None = None,
     mos_col: str | None = None,
 ) -> list[IQARecord]:
-    """One IQARecord per data row of ``csv_path``, in file order.
+    """One :class:`IQARecord` per data row of ``csv_path``, in file order.
 
-    Paths are made absolute against ``image_root`` (absolute paths in the CSV
-    are kept; backslashes are read as '/'). Scores are returned raw, in the
-    CSV's units and direction: see ``resolve_format(...).lower_better`` and
-    ``MOSScale``. ``format`` is a registry name or a DatasetFormat, e.g. the
-    one ``resolve_format`` returned. A format's ``skip_rows`` leading rows are
-    left out (LIVE Challenge). Rows with an unreadable score get ``mos=nan``
-    and rows with an empty path get ``path=image_root``; ``check_records``
-    reports both.
-    Raises ValueError for an unusable header and FileNotFoundError when the
-    CSV or the image root does not exist.
+    Scores are returned raw, in the CSV's units and direction (see ``resolve_format(...).lower_better``
+    and :class:`MOSScale`). A format's ``skip_rows`` leading rows are left out (LIVE Challenge). Rows
+    with an unreadable score get ``mos=nan``, rows with an empty path ``path=image_root``;
+    :func:`~temu.data.checks.check_records` reports both.
+
+    Args:
+        csv_path: the labels CSV.
+        image_root: relative paths are made absolute against it (absolute paths are kept;
+            backslashes are read as ``/``).
+        format: a registry name or a :class:`DatasetFormat` (e.g. the one :func:`resolve_format` returned).
+        path_col, mos_col: override the format's columns.
+
+    Raises:
+        ValueError: an unusable header. FileNotFoundError: the CSV or the image root does not exist.
     """
     root = Path(os.path.abspath(os.path.expanduser(os.fspath(image_root))))
     if not root.is_dir():

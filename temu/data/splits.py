@@ -142,14 +142,21 @@ def column_split(
     *,
     split_ratio: str = "802",
 ) -> dict[str, list[IQARecord]]:
-    """Select train/val/test records with a split column of a pyiqa meta-info CSV.
+    """Train/val/test records from a split column of a pyiqa meta-info CSV.
 
-    Newer pyiqa CSVs hold their splits as columns (``official_split``,
-    ``ratio802_seed123_split_01`` ...) whose cells are 'train', 'val' or
-    'test'. An int ``column`` k means pyiqa's ``ratio{split_ratio}_seed123_split_{k:02d}``.
-    As in pyiqa, record ``i`` takes the label of data row ``i`` of the CSV; for
-    LIVE Challenge (7 rows skipped) that is pyiqa's behaviour, not a
-    row-by-row match. Rows with other labels are in no part.
+    Newer pyiqa CSVs hold their splits as columns (``official_split``, ``ratio802_seed123_split_01``,
+    ...) whose cells are ``train``, ``val`` or ``test``. As in pyiqa, record ``i`` takes the label of
+    data row ``i`` of the CSV (for LIVE Challenge, 7 rows skipped, that is pyiqa's behaviour, not a
+    row-by-row match). Rows with other labels are in no part.
+
+    Args:
+        csv_path: the meta-info CSV.
+        records: its records, in file order.
+        column: the column's name, or k for pyiqa's ``ratio{split_ratio}_seed123_split_{k:02d}``.
+        split_ratio: the ratio in that name.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``.
     """
     header, rows = read_table(csv_path)
     name = f"ratio{split_ratio}_seed123_split_{column:02d}" if isinstance(column, int) else column
@@ -183,12 +190,17 @@ def random_split(
     *,
     group_key: Callable[[_T], Hashable] | None = None,
 ) -> tuple[list[_T], list[_T]]:
-    """Deterministic random (train, val) split; both keep the input order.
+    """Deterministic random (train, val) split; both parts keep the input order.
 
-    ``round(val_fraction * N)`` items go to val (at least 1, and at least 1
-    stays in train). With ``group_key`` whole groups move together (e.g. all
-    distorted versions of one reference image), and the fraction counts groups.
-    The same records, fraction and seed always give the same split.
+    Args:
+        records: the items to split.
+        val_fraction: ``round(val_fraction * N)`` items go to val (at least 1, and at least 1 stays in train).
+        seed: the same records, fraction and seed always give the same split.
+        group_key: whole groups move together (e.g. all distorted versions of one reference image),
+            and the fraction counts groups.
+
+    Returns:
+        ``(train, val)``.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")

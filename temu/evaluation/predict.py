@@ -101,9 +101,19 @@ def predict_records(
     desc: str = "temu eval",
     attribute: str | None = None,
 ) -> np.ndarray:
-    """Scores ``[len(records)]`` (float64 in [0, 1]) of ``records`` by ``model`` (on its device), in record order.
+    """Scores of ``records`` by ``model`` (on its device), in record order.
 
-    ``scale`` normalises the MOS the loader carries (unused here); ``attribute``: see :func:`predict`.
+    Args:
+        model: the model.
+        records: the labelled images.
+        scale: normalises the MOS the loader carries (unused here).
+        batch_size, workers, precision: as for :func:`temu.iter_scores` (``workers``: ``num_workers``).
+        progress: a progress bar, labelled ``desc``.
+        desc: the bar's label.
+        attribute: score that default attribute instead of quality (see :func:`predict`).
+
+    Returns:
+        ``[len(records)]`` float64 in [0, 1].
     """
     device = next(model.parameters()).device
     dataset = IQADataset.for_model(records, model.input_size, scale)
@@ -140,9 +150,14 @@ def evaluate_model(
     progress: bool = False,
     attribute: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Score ``records`` with ``model`` (on its device); returns ``(pred, target, metrics)``, target = normalised MOS.
+    """Score ``records`` with ``model`` (on its device) and compare with their MOS.
 
-    ``attribute``: predict that default attribute's score instead of quality (see :func:`predict`).
+    Args:
+        model, records, batch_size, workers, precision, progress, attribute: as for :func:`predict_records`.
+        scale: normalises the records' MOS to [0, 1], higher is better.
+
+    Returns:
+        ``(pred, target, metrics)``: ``[N]`` scores, ``[N]`` normalised MOS, and the metrics (SRCC, PLCC, ...).
     """
     pred = predict_records(
         model,

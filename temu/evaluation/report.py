@@ -88,15 +88,22 @@ def format_metric(metrics: dict[str, float], key: str) -> str:
 def random_subsets(
     n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
 ) -> list[np.ndarray]:
-    """``k`` random subsets of ``range(n)`` (``temu eval --splits``).
+    """``k`` random subsets of ``range(n)``: the test parts of ``k`` random train/test splits.
 
-    Subset ``j`` (``j = 0..k-1``) is the held-out part of :func:`temu.data.random_split` of the
-    ``n`` items with ``val_fraction=fraction`` and ``seed=seed + j``: ``round(fraction * n)``
-    items (at least 1, at most ``n - 1``), drawn without replacement, sorted. This is the test
-    part a random train/test split would give, so averaging a fixed model over the ``k`` subsets
-    follows the "mean of k random splits" protocol without retraining. With ``groups`` (one key
-    per item, e.g. its reference image) whole groups are drawn and the fraction counts groups,
-    as the split of a full-reference dataset does.
+    Subset ``j`` is the held-out part of :func:`temu.data.random_split` of the ``n`` items with
+    ``val_fraction=fraction`` and ``seed=seed + j``, so averaging a fixed model over the subsets
+    follows the "mean of k random splits" protocol without retraining.
+
+    Args:
+        n: the number of items.
+        k: the number of subsets.
+        fraction: ``round(fraction * n)`` items per subset (at least 1, at most ``n - 1``).
+        seed: the first split's seed.
+        groups: one key per item (e.g. its reference image): whole groups are drawn and the fraction
+            counts groups, as the split of a full-reference dataset does.
+
+    Returns:
+        ``k`` sorted int arrays of item positions.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -108,8 +115,17 @@ def random_subsets(
 def split_subsets(
     n: int, k: int, fraction: float, seed: int, *, groups: Sequence[Hashable] | None = None
 ) -> list[np.ndarray]:
-    """:func:`random_subsets`, refusing with :class:`~temu.DataError` subsets that cannot be scored
-    (fewer than 2 items: no correlation), so they can be checked before scoring."""
+    """:func:`random_subsets`, checked before scoring.
+
+    Args:
+        n, k, fraction, seed, groups: as for :func:`random_subsets`.
+
+    Returns:
+        ``k`` sorted int arrays of item positions.
+
+    Raises:
+        DataError: a subset of fewer than 2 items (no correlation can be computed).
+    """
     try:
         subsets = random_subsets(n, k, fraction, seed, groups=groups)
     except ValueError as err:
@@ -162,11 +178,18 @@ def split_metrics(
     group_column: str | None = None,
     subsets: Sequence[np.ndarray] | None = None,
 ) -> SplitSummary:
-    """Metrics on each of :func:`split_subsets` ``(len(pred), k, fraction, seed, groups=groups)``, with mean and std.
+    """Metrics on each of ``k`` subsets of the scored items, with their mean and std.
 
-    ``subsets``: those subsets when already drawn (``temu eval`` draws them before the model loads,
-    to refuse unusable ones early). ``size`` is the first subset's item count (with ``groups`` the
-    subsets' sizes differ).
+    Args:
+        pred, target: ``[N]`` scores and normalised MOS.
+        k, fraction, seed, groups: as for :func:`split_subsets`.
+        group_column: the column ``groups`` came from, for the summary.
+        subsets: the subsets when already drawn (``temu eval`` draws them before the model loads, to
+            refuse unusable ones early).
+
+    Returns:
+        A :class:`SplitSummary`; its ``size`` is the first subset's item count (with ``groups`` the
+        subsets' sizes differ).
     """
     if subsets is None:
         subsets = split_subsets(len(pred), k, fraction, seed, groups=groups)
@@ -225,11 +248,18 @@ def _json_safe(value: Any) -> Any:
 
 
 def target_scale(choice: str, model: TeMuIQA, records: Sequence[IQARecord], lower_better: bool) -> tuple[MOSScale, str]:
-    """The MOS scale targets are normalised with: ``choice`` is ``auto``, ``model``, ``data`` or ``LOW,HIGH``.
+    """The MOS scale targets are normalised with, and where it came from.
 
-    ``model``: the range the head was fine-tuned on (its ``config.mos_scale``); ``data``: the
-    min and max of the evaluated rows; ``auto``: ``model`` when the head has a range, else
-    ``data``. The direction (lower is better or not) always comes from the dataset's format.
+    Args:
+        choice: ``"model"`` (the range the head was fine-tuned on, its ``config.mos_scale``),
+            ``"data"`` (the min and max of the evaluated rows), ``"auto"`` (``model`` when the head
+            has a range, else ``data``) or ``"LOW,HIGH"``.
+        model: the evaluated model.
+        records: the evaluated rows.
+        lower_better: the dataset's direction (always from its format).
+
+    Returns:
+        ``(scale, source)``: the :class:`MOSScale` and a few words saying which choice gave it.
     """
     choice = choice.strip().lower()
     if choice in ("auto", "model"):

@@ -104,8 +104,18 @@ def collate_sources(items: list[tuple[int, torch.Tensor | None, Exception | None
 def load_batches(
     sources: Sequence[Source], input_size: InputSize, device: torch.device, *, batch_size: int, num_workers: int
 ) -> Iterator[Batch]:
-    """``sources`` read in batches of ``batch_size`` by a DataLoader (``num_workers`` worker processes;
-    0: this process), each batch on ``device``. A batch is read only when asked for."""
+    """Images read in batches by a DataLoader; a batch is read only when asked for.
+
+    Args:
+        sources: the inputs (:func:`temu.images.sources.expand_sources`).
+        input_size: the model's resize rule.
+        device: where each batch goes.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes (0: this process).
+
+    Returns:
+        An iterator of :class:`Batch` in input order.
+    """
     loader = DataLoader(
         SourceDataset(sources, input_size),
         batch_size=batch_size,
@@ -278,8 +288,19 @@ def load_frame_batches(
     num_workers: int,
     sampling: VideoSampling,
 ) -> Iterator[FrameBatch]:
-    """The frames of images and videos in :class:`FrameBatch` es of ``batch_size`` frames, read by
-    ``num_workers`` DataLoader worker processes (0: this process, reading only when asked), on ``device``."""
+    """The frames of images and videos in batches; frames of consecutive inputs share batches.
+
+    Args:
+        sources: the inputs (:func:`temu.images.sources.expand_sources`).
+        input_size: the model's resize rule.
+        device: where each batch goes.
+        batch_size: frames per batch.
+        num_workers: DataLoader worker processes (0: this process, reading only when asked).
+        sampling: which frames of a video (:class:`temu.images.video.VideoSampling`).
+
+    Returns:
+        An iterator of :class:`FrameBatch` in input order.
+    """
     stream = FrameStream(sources, input_size, sampling, batch_size)
     workers = min(num_workers, len(stream.chunks))
     if workers:

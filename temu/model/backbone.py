@@ -217,7 +217,14 @@ def build_backbone(
 ) -> CLIPBackbone:
     """Resolve, download (through the Hugging Face cache) and build a frozen :class:`CLIPBackbone`.
 
-    ``extra_prompts`` are encoded with ``prompts`` in one text pass and cached (:attr:`CLIPBackbone.prompt_features`).
+    Args:
+        backbone, pretrained: the architecture and its weights, as
+            :func:`~temu.model.weights.resolve_backbone` reads them.
+        keep_text: keep the text tower (variant I re-encodes prompts).
+        prompts: the quality prompts, encoded once.
+        extra_prompts: encoded with ``prompts`` in the same text pass and cached
+            (:attr:`CLIPBackbone.prompt_features`).
+        load_weights: False builds the architecture only (the weights come later).
     """
     source = resolve_backbone(backbone, pretrained, load_weights=load_weights)
     clip = create_clip(source)

@@ -44,10 +44,20 @@ def hub_cache_dir() -> Path:
 
 
 def download(repo_id: str, filenames: Iterable[str], *, what: str, revision: str | None = None) -> Path:
-    """Fetch the first of ``filenames`` that the repo has; return its local path.
+    """Fetch the first of ``filenames`` that the repo has.
 
-    Offline, only the cache is looked at, and a miss raises :class:`NotCachedError` at once,
-    naming ``what`` is missing, the cache folder and the command that fetches it.
+    Args:
+        repo_id: the Hub repo.
+        filenames: the files to try, in order.
+        what: what the file is, for messages.
+        revision: a branch, tag or commit.
+
+    Returns:
+        The file's local path (in the Hugging Face cache).
+
+    Raises:
+        NotCachedError: offline and not in the cache; the message names the cache folder and the
+            command that fetches the file.
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError

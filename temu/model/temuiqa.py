@@ -515,7 +515,18 @@ class TeMuIQA(nn.Module):
         commit_message: str = "Upload TeMu-IQA head",
         revision: str | None = None,
     ) -> str:
-        """Upload the head (config.json, model.safetensors, README.md) to a Hub model repo; returns the commit URL."""
+        """Upload the head (config.json, model.safetensors, README.md, calibration.json if any) to a Hub model repo.
+
+        Args:
+            repo_id: the model repo (created if missing).
+            private: create it private.
+            token: a Hub token; None: the logged-in user's.
+            commit_message: the commit's message.
+            revision: the branch to commit to.
+
+        Returns:
+            The commit's URL.
+        """
         from huggingface_hub import HfApi
 
         api = HfApi(token=token, library_name="temu", library_version=__version__)

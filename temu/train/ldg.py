@@ -37,15 +37,22 @@ def sample_boxes(
     reference_size: int = 448,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Random boxes for local distortion: int64 [n, 4] as (top, left, h, w).
+    """Random boxes for local distortion (docs/method.md, "Local Distortion Guidance").
 
-    ``w`` is uniform over the integers of ``size_range`` scaled by
-    ``width / reference_size`` and ``h`` over ``size_range`` scaled by
-    ``height / reference_size`` (bounds rounded half up, then clamped to
-    [1, width] / [1, height]). So at 448 x 448 sides are in [40, 150] px (the
-    paper's Eq. 8) and other sizes keep the same proportions, e.g. [20, 75] px
-    at 224. The position is uniform among those that keep the box inside the
-    image. Drawn on the generator's device (CPU if ``generator`` is None).
+    Sides are uniform over the integers of ``size_range`` scaled by ``width / reference_size``
+    (``w``) and ``height / reference_size`` (``h``), bounds rounded half up, then clamped to the
+    image: at 448 x 448 sides are in [40, 150] px (the paper's Eq. 8), at 224 in [20, 75]. The
+    position is uniform among those that keep the box inside the image.
+
+    Args:
+        n: the number of boxes.
+        height, width: the image's size.
+        size_range: the side range at ``reference_size``.
+        reference_size: the image side ``size_range`` is given for.
+        generator: the random generator; the boxes are drawn on its device (CPU if None).
+
+    Returns:
+        int64 ``[n, 4]`` as ``(top, left, h, w)``.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")

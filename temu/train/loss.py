@@ -45,11 +45,17 @@ def loss_parts(
     plcc_weight: float = 1.0,
     ldg_weight: float = 1.0,
 ) -> torch.Tensor:
-    """``[total, mse, 1 - plcc, ldg_mse]`` with total = mse_w * mse + plcc_w * (1 - plcc) + ldg_w * ldg_mse.
+    """The training loss and its parts (docs/method.md, "Training").
 
-    scores, targets: ``[N]`` predictions and normalised MOS of the originals;
-    ldg_scores, ldg_targets: ``[N]`` predictions for the distorted copies and their targets ``f * y``
-    (None without LDG: the LDG part is 0).
+    Args:
+        scores, targets: ``[N]`` predictions and normalised MOS of the originals.
+        ldg_scores, ldg_targets: ``[N]`` predictions for the distorted copies and their targets
+            ``f * y``; None without LDG (the LDG part is 0).
+        mse_weight, plcc_weight, ldg_weight: the parts' weights.
+
+    Returns:
+        ``[4]``: ``[total, mse, 1 - plcc, ldg_mse]``, total = mse_weight * mse +
+        plcc_weight * (1 - plcc) + ldg_weight * ldg_mse.
     """
     mse = F.mse_loss(scores, targets)
     plcc = 1.0 - pearson_torch(scores, targets)
