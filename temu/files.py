@@ -28,13 +28,21 @@ def is_temporary(name: str) -> bool:
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temporary name in the same folder (created if needed), then rename it over ``path``."""
+    """Write ``data`` to a temporary name in the same folder (created if needed), then rename it over ``path``.
+
+    Raises:
+        OSError: the folder or the file cannot be written (a full disk); its ``filename`` is ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(temporary_name(path.as_posix()))
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is not None and err.filename != str(tmp):
+            raise
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -424,9 +424,26 @@ def test_bad_rows_are_reported_with_row_numbers(tmp_path):
     assert "not found" in bad[3]
     assert "0 bytes" in bad[4]
     assert "not readable as an image" in bad[5]
-    assert "not a finite number" in bad[6] and "not a finite number" in bad[7]
+    assert "score 'abc' is not a number" in bad[6] and "the CSV cell is empty" in bad[7]
     assert "folder" in bad[8]
-    assert "not found" in bad[9] and "not a finite number" in bad[9]
+    assert "not found" in bad[9] and "score 'n/a' is not a number" in bad[9]
+
+
+@pytest.mark.parametrize(
+    "cell, says",
+    [
+        ("3,5", "score '3,5' is not a number: write the decimal separator as '.' (3.5)"),
+        ("14%", "score '14%' is not a number (expected a decimal number such as 3.5"),
+        ("1e400", "score '1e400' is not a finite number (read as inf)"),
+        (" ", "score is missing: the CSV cell is empty"),
+    ],
+)
+def test_a_score_that_is_not_a_number_is_quoted_with_what_to_write(tmp_path, cell, says):
+    make_image(tmp_path / "a.png")
+    csv_path = tmp_path / "x.csv"
+    csv_path.write_text(f'image,mos\na.png,"{cell}"\n')
+    (bad,) = check_records(read_records(csv_path, tmp_path))
+    assert bad.row == 2 and says in bad.reason, bad.reason
 
 
 def test_full_check_decodes_images(tmp_path):

@@ -79,3 +79,27 @@ def test_one_file_has_one_score_whichever_way_in(jpegs, tiny_head_dir, tmp_path,
 
     far = {name: float(np.abs(got - reference).max()) for name, got in ways.items()}
     assert all(d <= TOL for d in far.values()), far
+
+
+def test_validation_keeps_dataset_order_when_a_native_size_model_groups_images_by_size(tiny_kwargs, photos, tmp_path):
+    """Fine-tuning's validation and temu eval batch images of one size together (``by_size``): the
+    predictions must still come back in the dataset's order, not the loader's."""
+    import temu
+    from temu.data.records import IQARecord
+    from temu.evaluation.predict import predict_records
+    from temu.model.scale import MOSScale
+
+    model = temu.TeMuIQA(**{**tiny_kwargs, "image_size": None})
+    sizes = [(48, 40), (64, 64), (48, 40), (32, 56), (64, 64), (32, 56), (48, 40)]  # interleaved sizes
+    arrays = list(photos.values())
+    files = []
+    for i, (w, h) in enumerate(sizes):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(arrays[i % len(arrays)][:, :: 1 if i < len(arrays) else -1]).resize((w, h), Image.BICUBIC).save(
+            files[-1]
+        )
+    records = [IQARecord(f, 1.0, i + 2) for i, f in enumerate(files)]
+    got = predict_records(model, records, MOSScale(0.0, 1.0), batch_size=4, precision="fp32")
+    want = np.array([temu.score(str(f), model=model, precision="fp32") for f in files])
+    assert len(set(np.round(want, 6))) == len(files)
+    assert np.abs(got - want).max() <= TOL

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import socket
 from pathlib import Path
@@ -99,6 +100,14 @@ def test_two_epoch_run_writes_every_output(full_run):
     assert config["mos_scale"]["high"] == 90.0 and config["mos_scale"]["low"] >= min(lows)
     assert config["mos_scale"]["lower_better"] is False
     assert json.loads((full_run / "run.json").read_text())["data"]["train_images"] == 32
+
+
+def test_the_lr_column_follows_one_cosine_over_all_steps_of_the_run(full_run):
+    """Cosine annealing from --lr 0.01 to eta_min 0 over epochs x steps: after epoch e of E the rate is
+    0.01 * (1 + cos(pi * e / E)) / 2. A schedule stepped over the wrong length would not match."""
+    rows = read_metrics(full_run / "metrics.csv")
+    want = [0.01 * (1 + math.cos(math.pi * e / EPOCHS)) / 2 for e in range(1, EPOCHS + 1)]
+    assert [float(r["lr"]) for r in rows] == pytest.approx(want, abs=1e-9)
 
 
 def test_training_loss_goes_down(full_run, dataset, tiny_kwargs):
@@ -344,7 +353,7 @@ def test_bad_rows_stop_the_run_before_training(dataset, base_args, tmp_path, cap
     for row, reason in (
         (42, "image file not found"),
         (43, "not readable as an image"),
-        (44, "score is not a finite number"),
+        (44, "score 'n/a' is not a number"),
     ):
         assert f"row {row}:" in err and reason in err
     assert "--skip-bad" in err

@@ -308,3 +308,21 @@ def test_a_damaged_safetensors_backbone_names_the_file(tiny_head_dir, tiny_check
     checkpoint.write_bytes(tiny_checkpoint.read_bytes()[:-100])
     with pytest.raises(BackboneError, match=rf"^pretrained='{checkpoint}': .*; found a damaged safetensors file"):
         TeMuIQA.from_pretrained(tiny_head_dir, pretrained=str(checkpoint))
+
+
+def test_a_full_disk_names_the_file_that_could_not_be_written(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from temu.train.checkpoint import atomic_torch_save
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    target = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(OSError) as caught:
+        atomic_torch_save({"epoch": 1}, target)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert str(target) in str(caught.value) and "No space left on device" in str(caught.value)
+    assert list(target.parent.iterdir()) == []  # no temporary file left behind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,20 @@ def check_records(
     return [bad for _, bad in find_bad_records(records, full=full, sources=sources)]
 
 
+def score_problem(record: IQARecord) -> str:
+    """Why ``record``'s score cannot be used (it is not a finite number), quoting its CSV cell."""
+    cell = record.cell
+    if cell is None:
+        return f"score is not a finite number ({record.mos})"
+    if not cell:
+        return "score is missing: the CSV cell is empty"
+    if re.fullmatch(r"[+-]?\d+,\d+", cell):
+        return f"score {cell!r} is not a number: write the decimal separator as '.' ({cell.replace(',', '.')})"
+    if not math.isnan(record.mos):
+        return f"score {cell!r} is not a finite number (read as {record.mos})"
+    return f"score {cell!r} is not a number (expected a decimal number such as 3.5, with '.' as the decimal separator)"
+
+
 def find_bad_records(
     records: Sequence[IQARecord],
     *,
@@ -67,7 +82,7 @@ def find_bad_records(
     for position, record in enumerate(records):
         reasons = []
         if not math.isfinite(record.mos):
-            reasons.append(f"score is not a finite number ({record.mos}): the CSV cell is empty or not a number")
+            reasons.append(score_problem(record))
         if cache is not None and record.path in cache:
             problem = cache[record.path]
         else:

@@ -27,7 +27,7 @@ import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +94,13 @@ ref_img_path, score``). A random split keeps all rows of one reference on one si
 
 @dataclass(frozen=True)
 class IQARecord:
-    """One image: absolute ``path``, raw score ``mos``, 1-based CSV line ``row``."""
+    """One image: absolute ``path``, raw score ``mos``, 1-based CSV line ``row``; ``cell``: the score's
+    CSV text when it is not a finite number (``mos`` is then NaN or infinite), for messages."""
 
     path: Path
     mos: float
     row: int
+    cell: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,9 @@ def read_records(
     for line, cells in rows[fmt.skip_rows :]:
         path_text = cells[path_idx] if path_idx < len(cells) else ""
         mos_text = cells[mos_idx] if mos_idx < len(cells) else ""
-        records.append(IQARecord(_resolve_path(root, path_text), _parse_score(mos_text), line))
+        mos = _parse_score(mos_text)
+        cell = None if math.isfinite(mos) else mos_text.strip()
+        records.append(IQARecord(_resolve_path(root, path_text), mos, line, cell))
     return records
 
 
