@@ -1,6 +1,7 @@
 """temu's demo page as a Hugging Face Space (SDK: gradio).
 
-Copy this file into the Space as ``app.py`` with a ``requirements.txt`` that holds ``temu-iqa[demo]``.
+Copy this file into the Space as ``app.py`` with a ``requirements.txt`` that holds ``temu-iqa[demo,video]``
+(``video``: PyAV, for clips; without it the page scores images and says so for each video).
 Locally, ``python examples/app.py`` serves the same page as ``temu demo --model temu-iqa-s temu-iqa-i``.
 """
 

@@ -1,5 +1,5 @@
 """Helpers for the demo page's tests (tests/test_demo.py) and its README screenshot (docs/make_demo_screenshot.py):
-a free port, awkward files, and a headless Chromium driven by Playwright."""
+a free port, awkward files, a small video clip, and a headless Chromium driven by Playwright."""
 
 from __future__ import annotations
 
@@ -49,6 +49,24 @@ def write_huge_png(path: Path, side: int = 40_000) -> Path:
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)  # 8-bit RGB
     pixels = zlib.compress(b"\0" * 64)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+    return path
+
+
+def write_clip(path: Path, pictures: Sequence[Any], *, seconds: float = 2.0, rate: int = 10) -> Path:
+    """A ``seconds``-long H.264 clip at ``rate`` frames per second showing ``pictures`` (``[H, W, 3]`` uint8
+    arrays with even sides) in turn, a tenth of a second each (written with PyAV)."""
+    import av
+
+    height, width = pictures[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(round(seconds * rate)):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 

@@ -7,6 +7,7 @@ head and a "trained" one (a MOS scale in its config). Scores on the page must be
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from demo_testing import browser_missing, chromium_page, free_port, upload_and_wait, write_huge_png
+from demo_testing import browser_missing, chromium_page, free_port, upload_and_wait, write_clip, write_huge_png
 from PIL import Image
 from temu_testing import perturb_head
 
@@ -28,7 +29,18 @@ gradio = pytest.importorskip("gradio", reason="the demo page needs gradio (extra
 gradio_client = pytest.importorskip("gradio_client", reason="the API tests need gradio_client (in the test extra)")
 
 import temu.demo  # noqa: E402 (after the skips: it imports gradio)
-from temu.demo.results import DemoError, ModelChoices, ScoredImage, Scoring, comparison, write_csv  # noqa: E402
+from temu.demo.results import (  # noqa: E402
+    REDUCTIONS,
+    VIDEO_FRAMES,
+    DemoError,
+    ModelChoices,
+    ScoredImage,
+    Scoring,
+    comparison,
+    reduced,
+    score_files,
+    write_csv,
+)
 from temu.errors import DeviceError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,6 +70,14 @@ def page_url(tiny_head_dir: Path, trained_head_dir: Path):
 
 
 @pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 s 64x64 clip at 10 fps: coffee.jpg and rocket.jpg in turn, each shown for a tenth of a second."""
+    pytest.importorskip("av", reason="videos need PyAV (extra temu-iqa[video])")
+    pictures = [np.asarray(Image.open(p).convert("RGB").resize((64, 64), Image.BICUBIC)) for p in (COFFEE, ROCKET)]
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip.mp4", pictures)
+
+
+@pytest.fixture(scope="module")
 def client(page_url: str):
     return gradio_client.Client(page_url, verbose=False, analytics_enabled=False)
 
@@ -69,9 +89,14 @@ def reference(tiny_head_dir: Path, trained_head_dir: Path) -> dict[str, temu.TeM
 
 
 def score_rows(table: dict) -> dict[str, list]:
-    """The page's score table (as gradio_client returns it): image name -> [score, attributes...]."""
+    """The page's score table (as gradio_client returns it): image name -> [score, (frames,) attributes...]."""
     assert table["headers"][:2] == ["image", "score"]
     return {row[0]: row[1:] for row in table["data"]}
+
+
+def read_csv(download: dict) -> list[dict[str, str]]:
+    with open(download["value"], encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 # ----------------------------------------------------------------------------------------- the API
@@ -146,13 +171,91 @@ def test_api_compare_puts_two_images_side_by_side(client, reference, tiny_head_d
     assert list(rows) == ["score", *temu.DEFAULT_ATTRIBUTES]
 
 
+@pytest.mark.parametrize("reduce", ["mean", "min"])
+def test_api_a_video_is_one_row_with_its_frame_count_and_temu_scores_reduced_score(
+    client, reference, tiny_head_dir, clip, reduce
+):
+    name = str(tiny_head_dir)
+    files = [gradio_client.handle_file(clip), gradio_client.handle_file(COFFEE)]
+    table, note, _, download = client.predict(files, name, reduce, api_name="/score")
+    assert note == ""
+    assert table["headers"] == ["image", "score", "frames", *temu.DEFAULT_ATTRIBUTES]
+    rows = score_rows(table)
+    expected = temu.explain(clip, model=reference[name], frames=VIDEO_FRAMES, reduce=reduce)
+    assert rows["clip.mp4"][:2] == [pytest.approx(expected.score, abs=1e-6), VIDEO_FRAMES]
+    assert rows["clip.mp4"][2:] == pytest.approx([expected.attributes[a] for a in temu.DEFAULT_ATTRIBUTES], abs=1e-6)
+    assert rows["coffee.jpg"][:2] == [pytest.approx(temu.score(COFFEE, model=reference[name]), abs=1e-6), ""]
+    written = read_csv(download)
+    assert [(r["image"], r["frames"]) for r in written] == [("clip.mp4", str(VIDEO_FRAMES)), ("coffee.jpg", "")]
+    assert float(written[0]["score"]) == pytest.approx(expected.score, abs=1e-6)
+
+
+def test_api_without_pyav_or_with_a_broken_video_says_why_and_scores_the_rest(
+    client, reference, tiny_head_dir, clip, tmp_path, monkeypatch
+):
+    name = str(tiny_head_dir)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    table, note, _, download = client.predict(
+        [gradio_client.handle_file(p) for p in (broken, COFFEE)], name, api_name="/score"
+    )
+    assert list(score_rows(table)) == ["coffee.jpg"] and "frames" not in table["headers"]
+    assert "Could not score 1 of 2" in note and "`broken.mp4`: not a video file FFmpeg can read" in note
+    assert str(tmp_path) not in note
+    assert [r["error"] != "" for r in read_csv(download)] == [False, True]
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError, in the page's threads too
+    table, note, _, _ = client.predict([gradio_client.handle_file(p) for p in (clip, ROCKET)], name, api_name="/score")
+    assert list(score_rows(table)) == ["rocket.jpg"]
+    assert 'clip.mp4`: reading videos needs PyAV, which is not installed: pip install "temu-iqa[video]"' in note
+    monkeypatch.delitem(sys.modules, "av")
+    table, note, _, _ = client.predict([gradio_client.handle_file(clip)], name, api_name="/score")  # served again
+    assert note == "" and score_rows(table)["clip.mp4"][1] == VIDEO_FRAMES
+
+
+def test_a_videos_frames_are_scored_once_and_reduced_again_as_temu_explain_reduces(reference, tiny_head_dir, clip):
+    from temu.demo.app import _Frames, _View
+
+    model = reference[str(tiny_head_dir)]
+    scoring = score_files([clip], model, "m", "auto")
+    (video,) = scoring.images
+    explained = temu.explain(clip, model=model, frames=VIDEO_FRAMES)
+    assert [f.time for f in video.frames] == [f.time for f in explained.frames]
+    assert [f.score for f in video.frames] == pytest.approx([f.score for f in explained.frames], abs=1e-6)
+    assert {f.preview.shape for f in video.frames} == {(64, 64, 3)} and video.preview is None
+    assert REDUCTIONS == temu.video.REDUCTIONS  # the page's copy (temu.video imports torch)
+    for reduce in REDUCTIONS:
+        again = reduced(scoring, reduce).images[0]
+        assert again.score == pytest.approx(temu.score(clip, model=model, frames=VIDEO_FRAMES, reduce=reduce), abs=1e-6)
+    with pytest.raises(DemoError, match="reduce must be one of"):
+        reduced(scoring, "max")
+    # the page: the frame scores over time, the worst frame chosen first, any frame on request
+    worst = min(range(VIDEO_FRAMES), key=lambda i: video.frames[i].score)
+    assert video.worst_frame == worst
+    panel, plot, choice = _Frames.render(video)
+    assert panel.visible and list(plot.columns) == ["time (s)", "score"] and len(plot) == VIDEO_FRAMES
+    labels = {index: label for label, index in choice.choices}
+    assert choice.value == worst and labels[worst].endswith("(the worst)") and len(labels) == VIDEO_FRAMES
+    text, quality, *_ = _View.render(video, 0.5, None, None, "min")
+    assert (
+        "the min of its 8 frames' scores" in text and f"frame at {video.frames[worst].time:.2f} s (the worst)" in text
+    )
+    other = (worst + 1) % VIDEO_FRAMES
+    text, *_ = _View.render(video, 0.5, None, other, "mean")
+    assert f"frame at {video.frames[other].time:.2f} s, score" in text and quality.size == (64, 64)
+    assert _Frames.render(fake_image("a.jpg", 0.5))[0].visible is False
+
+
 # -------------------------------------------------------------------------------------- the browser
+
+TABLE_TEXT = "(document.querySelector('#temu-table')?.innerText ?? '')"
 
 
 @pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
-def test_page_in_chromium_shows_the_score_and_the_maps(page_url, reference, tiny_head_dir, tmp_path):
+def test_page_in_chromium_shows_the_score_and_the_maps(page_url, reference, tiny_head_dir, tmp_path, request):
     """Upload coffee.jpg as a user would; the number shown is temu.score's, the maps are drawn at the
-    photo's aspect ratio, a click on an attribute shows its map, and the page asks nothing of the internet."""
+    photo's aspect ratio, a click on an attribute shows its map; a clip dropped next shows its row and
+    frames; and the page asks nothing of the internet."""
+    clip = request.getfixturevalue("clip") if importlib.util.find_spec("av") else None
     expected = temu.score(COFFEE, model=reference[str(tiny_head_dir)])
     with chromium_page(tmp_path / "profile", page_url) as (page, outside):
         page.goto(page_url, wait_until="load")
@@ -172,6 +275,16 @@ def test_page_in_chromium_shows_the_score_and_the_maps(page_url, reference, tiny
             "() => /Attribute map: noise/.test(document.querySelector('#temu-attribute-map')?.innerText ?? '')"
         )
         page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+        if clip is not None:  # a clip dropped beside it: its row; clicked, its frames over time, the worst shown
+            page.set_input_files("#temu-files input[type=file]", [str(clip)])
+            page.wait_for_function(f"() => {TABLE_TEXT}.includes('clip.mp4')", timeout=60_000)
+            page.locator("#temu-table").get_by_text("clip.mp4", exact=True).click()
+            page.wait_for_function(
+                "() => /clip.mp4.*8 frames(.|\\n)*the frame at [0-9.]+ s \\(the worst\\)/"
+                ".test(document.querySelector('#temu-score')?.innerText ?? '')",
+                timeout=60_000,
+            )
+            assert page.locator("#temu-frame-plot").is_visible() and page.locator("#temu-reduce").is_visible()
     assert outside == []
     with Image.open(tmp_path / "demo.png") as shot:
         assert shot.width == 1280 and shot.height > 900

@@ -18,7 +18,8 @@ port_number = checked_number(int, lambda v: 0 < v < 65536, "a port number from 1
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="a local web page: score images, see their quality maps and attributes, compare two (temu-iqa[demo])",
+        help="a local web page: score images and videos, see their quality maps and attributes, compare two "
+        "(temu-iqa[demo])",
     )
     p.add_argument(
         "--model",

@@ -17,16 +17,21 @@ import gradio as gr
 import pandas as pd
 
 from ..errors import TeMuError
+from ..images.names import VIDEO_EXTENSIONS
 from ..precision import Precision, check_precision
 from .pictures import DEFAULT_OPACITY, legend_html, map_over, weights_over
 from .results import (
+    REDUCTIONS,
     SHOWN_DECIMALS,
+    VIDEO_FRAMES,
     ModelChoices,
     ScoredImage,
     Scoring,
     comparison,
     describe_model,
+    frame_table,
     message,
+    reduced,
     score_files,
     table,
     write_csv,
@@ -41,8 +46,18 @@ _UI_ONLY: Mapping[str, Any] = MappingProxyType({"api_visibility": "undocumented"
 #: What ``build(model=...)`` takes for one model: a preset name, a head folder or a Hub repo id.
 ModelSource = str | os.PathLike[str]
 
-#: (file paths, model name) -> (their Scoring, the Markdown message for the page): what the tabs call to score.
-_Scorer = Callable[[Sequence[str], str], tuple[Scoring, str]]
+#: (file paths, model name, reduction) -> (their Scoring, the Markdown message for the page): what the tabs call.
+_Scorer = Callable[[Sequence[str], str, str], tuple[Scoring, str]]
+
+#: What the file input accepts: images, and videos by their endings.
+_FILE_TYPES = ["image", *sorted(VIDEO_EXTENSIONS)]
+
+#: What the page says about videos (the sampling rule and the reduction).
+_VIDEO_NOTE = (
+    f"**Videos** ({' '.join(sorted(VIDEO_EXTENSIONS))}) are scored by {VIDEO_FRAMES} frames spread over their "
+    f"duration (`temu.explain(video, frames={VIDEO_FRAMES})`: the frames at the centres of {VIDEO_FRAMES} equal "
+    "parts); a video's score and attributes are its frames' reduced as chosen here."
+)
 
 
 def build(
@@ -51,7 +66,11 @@ def build(
     device: str | torch.device | None = None,
     precision: Precision = "auto",
 ) -> gr.Blocks:
-    """The demo page: score uploaded images, show their maps and attributes, compare two, download a CSV.
+    """The demo page: score uploaded images and videos, show their maps and attributes, compare two, download a CSV.
+
+    A video is scored by :data:`~temu.demo.results.VIDEO_FRAMES` frames spread over its duration; its row holds
+    their scores reduced (mean, min, median or p10, a choice on the page) and the page plots each frame's
+    score over time and draws the maps of the frame chosen (at first the worst).
 
     Nothing is loaded here: each model loads when it is first needed (the first one when the page
     is first opened), once, and a model that cannot be loaded is a message on the page.
@@ -122,11 +141,11 @@ def _page(choices: ModelChoices, precision: Precision) -> gr.Blocks:
         except (TeMuError, OSError) as err:
             return f"**Cannot load model `{name}`:** {err}"
 
-    def score(paths: Sequence[str], name: str) -> tuple[Scoring, str]:
+    def score(paths: Sequence[str], name: str, reduce: str) -> tuple[Scoring, str]:
         net = load(name)
         if isinstance(net, str):
-            return Scoring(name), net
-        scoring = score_files(paths, net, name, precision)
+            return Scoring(name, reduce=reduce), net
+        scoring = score_files(paths, net, name, precision, reduce)
         return scoring, message(scoring)
 
     def describe(name: str) -> str:
@@ -134,7 +153,7 @@ def _page(choices: ModelChoices, precision: Precision) -> gr.Blocks:
         return net if isinstance(net, str) else describe_model(name, net)
 
     with gr.Blocks(title="temu: image quality", analytics_enabled=False) as demo:
-        gr.Markdown("# temu: image quality (TeMu-IQA)")
+        gr.Markdown("# temu: image and video quality (TeMu-IQA)")
         model_box = gr.Dropdown(
             choices=list(choices.names),
             value=choices.default,
@@ -144,11 +163,10 @@ def _page(choices: ModelChoices, precision: Precision) -> gr.Blocks:
         )
         about_box = gr.Markdown(f"Loading model `{choices.default}` ...", elem_id="temu-about")
         legend = gr.HTML()  # filled when a page opens: temu.plots imports torch
-        with gr.Tab("Images"):
+        with gr.Tab("Images and videos"):
             _images_tab(score, model_box, workdir)
         with gr.Tab("Compare two"):
             _compare_tab(score, model_box)
-        # a video tab (frames scored over time) goes here, beside Images and Compare two
         demo.load(describe, model_box, about_box, **_UI_ONLY)
         demo.load(legend_html, None, legend, **_UI_ONLY)
         model_box.change(describe, model_box, about_box, api_name="describe")
@@ -156,23 +174,81 @@ def _page(choices: ModelChoices, precision: Precision) -> gr.Blocks:
 
 
 @dataclass(frozen=True)
+class _Frames:
+    """The components that show a video's frames: their scores over time, and the choice of the frame whose
+    maps are shown (hidden for an image)."""
+
+    panel: gr.Row
+    plot: gr.LinePlot
+    choice: gr.Dropdown
+
+    @classmethod
+    def make(cls, key: str) -> _Frames:
+        with gr.Row(visible=False, elem_id=f"{key}-frames") as panel:
+            plot = gr.LinePlot(
+                x="time (s)",
+                y="score",
+                label="Frame scores over time",
+                height=220,
+                scale=2,
+                elem_id=f"{key}-frame-plot",
+            )
+            choice = gr.Dropdown(
+                label="Frame shown (its score, maps and attributes)",
+                choices=[],
+                interactive=True,
+                scale=1,
+                elem_id=f"{key}-frame",
+            )
+        return cls(panel, plot, choice)
+
+    @property
+    def outputs(self) -> list[gr.components.Component]:
+        return [self.panel, self.plot, self.choice]
+
+    @staticmethod
+    def render(item: ScoredImage | None) -> list[Any]:
+        """The values of :attr:`outputs` for ``item``: hidden unless it is a video, its worst frame chosen."""
+        if item is None or not item.frames:
+            return [gr.Row(visible=False), None, gr.Dropdown(choices=[], value=None)]
+        headers, rows = frame_table(item)
+        picks = [
+            (
+                f"{f.time:.2f} s: score {f.score:.{SHOWN_DECIMALS}f}"
+                + (" (the worst)" if i == item.worst_frame else ""),
+                i,
+            )
+            for i, f in enumerate(item.frames)
+        ]
+        return [
+            gr.Row(visible=True),
+            pd.DataFrame(rows, columns=headers),
+            gr.Dropdown(choices=picks, value=item.worst_frame),
+        ]
+
+
+@dataclass(frozen=True)
 class _View:
-    """The components that show one scored image: its score, quality map, weight map, attribute bars and one attribute's map."""
+    """The components that show one scored image: its score, quality map, weight map, attribute bars and one
+    attribute's map; with ``frames``, a video's frame scores and the choice of its frame shown."""
 
     score: gr.Markdown
     quality: gr.Image
     weight: gr.Image
     attributes: gr.Label
     attribute_map: gr.Image
+    frames: _Frames | None = None
 
     @classmethod
-    def make(cls, key: str, *, wide: bool) -> _View:
-        """Lay the components out (maps side by side when ``wide``); ``key`` prefixes their element ids."""
+    def make(cls, key: str, *, wide: bool, frames: bool = False) -> _View:
+        """Lay the components out (maps side by side when ``wide``; a video's frames under the score when
+        ``frames``); ``key`` prefixes their element ids."""
 
         def picture(label: str, name: str) -> gr.Image:
             return gr.Image(label=label, type="pil", format="png", interactive=False, elem_id=f"{key}-{name}")
 
         score = gr.Markdown(elem_id=f"{key}-score")
+        frame_view = _Frames.make(key) if frames else None
         with gr.Row(equal_height=True) if wide else gr.Column():
             quality = picture("Quality map", "quality-map")
             weight = picture("Patch weights", "weight-map")
@@ -181,26 +257,48 @@ class _View:
                 label="Attributes (click one for its map)", show_heading=False, elem_id=f"{key}-attributes"
             )
             attribute_map = picture("Attribute map", "attribute-map")
-        return cls(score, quality, weight, attributes, attribute_map)
+        return cls(score, quality, weight, attributes, attribute_map, frame_view)
 
     @property
     def outputs(self) -> list[gr.components.Component]:
         return [self.score, self.quality, self.weight, self.attributes, self.attribute_map]
 
     @staticmethod
-    def render(item: ScoredImage | None, opacity: float, attribute: str | None) -> list[Any]:
+    def render(
+        item: ScoredImage | None,
+        opacity: float,
+        attribute: str | None,
+        frame: int | None = None,
+        reduce: str = "mean",
+    ) -> list[Any]:
         """The values of :attr:`outputs` for ``item`` (all empty for None), with ``attribute``'s map
-        (the first attribute's when ``attribute`` is None or not one of the item's)."""
+        (the first attribute's when ``attribute`` is None or not one of the item's). For a video, the maps,
+        bars and frame score are those of its frame ``frame`` (the worst when None), and ``reduce`` names
+        how its score was made from its frames'."""
         if item is None:
             return ["", None, None, None, gr.Image(value=None, label="Attribute map")]
-        if attribute not in item.attributes:
-            attribute = next(iter(item.attributes))
+        text = f"### `{item.name}`: score {item.score:.{SHOWN_DECIMALS}f} (in [0, 1], higher is better)"
+        shown = item
+        if item.frames:
+            if frame is None or not 0 <= frame < len(item.frames):
+                frame = item.worst_frame
+            shown = item.frames[frame]
+            worst = " (the worst)" if frame == item.worst_frame else ""
+            text = (
+                f"### `{item.name}`: score {item.score:.{SHOWN_DECIMALS}f} (the {reduce} of its "
+                f"{len(item.frames)} frames' scores; in [0, 1], higher is better)\n\n"
+                f"Shown: the frame at {shown.time:.2f} s{worst}, score {shown.score:.{SHOWN_DECIMALS}f}"
+            )
+        if attribute not in shown.attributes:
+            attribute = next(iter(shown.attributes))
         return [
-            f"### `{item.name}`: score {item.score:.{SHOWN_DECIMALS}f} (in [0, 1], higher is better)",
-            map_over(item.preview, item.maps["quality"], opacity),
-            weights_over(item.preview, item.maps["weight"], opacity),
-            dict(item.attributes),
-            gr.Image(value=map_over(item.preview, item.maps[attribute], opacity), label=f"Attribute map: {attribute}"),
+            text,
+            map_over(shown.preview, shown.maps["quality"], opacity),
+            weights_over(shown.preview, shown.maps["weight"], opacity),
+            dict(shown.attributes),
+            gr.Image(
+                value=map_over(shown.preview, shown.maps[attribute], opacity), label=f"Attribute map: {attribute}"
+            ),
         ]
 
 
@@ -218,54 +316,94 @@ def _picked(scoring: Scoring | None, index: int | None) -> ScoredImage | None:
 
 
 def _images_tab(score: _Scorer, model_box: gr.Dropdown, workdir: tempfile.TemporaryDirectory) -> None:
-    """The tab that scores one or more images: a table of scores, a CSV, and the maps of the image chosen."""
+    """The tab that scores one or more images and videos: a table of scores, a CSV, and the maps of the one chosen
+    (for a video: its frame scores over time and the maps of one frame)."""
     files = gr.File(
-        label="Images: drop or pick one or more",
+        label="Images or videos: drop or pick one or more",
         file_count="multiple",
-        file_types=["image"],
+        file_types=_FILE_TYPES,
         elem_id="temu-files",
     )
     note = gr.Markdown(elem_id="temu-message")
     scores = gr.Dataframe(label="Scores (click a row to show it)", interactive=False, elem_id="temu-table")
     download = gr.DownloadButton("Download CSV", visible=False, elem_id="temu-csv")
+    with gr.Row(visible=False, elem_id="temu-video-options") as video_options:
+        gr.Markdown(_VIDEO_NOTE)
+        reduce_box = gr.Radio(
+            list(REDUCTIONS),
+            value="mean",
+            label="A video's score: its frames' ...",
+            info="p10: the 10th percentile",
+            elem_id="temu-reduce",
+        )
     with gr.Row():
         chooser = gr.Dropdown(label="Show", choices=[], elem_id="temu-chooser", interactive=True)
         opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Map opacity", elem_id="temu-opacity")
-    view = _View.make("temu", wide=True)
+    view = _View.make("temu", wide=True, frames=True)
+    assert view.frames is not None  # for the type checker: make(frames=True) makes them
     results = gr.State(None)  # the Scoring shown
     attribute = gr.State(None)  # the attribute whose map is shown
 
-    def run(paths: list[str] | None, name: str) -> list[Any]:
-        scoring, text = score(paths or [], name)
+    def csv_button(scoring: Scoring) -> gr.DownloadButton:
         csv = None
         if scoring.images or scoring.errors:
             csv = write_csv(scoring, Path(tempfile.mkdtemp(dir=workdir.name)) / "temu-scores.csv")
+        return gr.DownloadButton(value=str(csv) if csv else None, visible=csv is not None)
+
+    def run(paths: list[str] | None, name: str, reduce: str) -> list[Any]:
+        scoring, text = score(paths or [], name, reduce)
         picks = [(f"{i + 1}. {item.name}", i) for i, item in enumerate(scoring.images)]
         return [
             scoring,
             _table_value(*table(scoring)),
             text,
             gr.Dropdown(choices=picks, value=0 if picks else None),
-            gr.DownloadButton(value=str(csv) if csv else None, visible=csv is not None),
+            csv_button(scoring),
+            gr.Row(visible=scoring.has_videos),
         ]
 
-    def show(scoring: Scoring | None, index: int | None, alpha: float, name: str | None) -> list[Any]:
-        return _View.render(_picked(scoring, index), alpha, name)
+    def rereduce(scoring: Scoring | None, reduce: str) -> list[Any]:
+        if scoring is None:
+            return [None, gr.Dataframe(), gr.DownloadButton()]
+        scoring = reduced(scoring, reduce)
+        return [scoring, _table_value(*table(scoring)), csv_button(scoring)]
 
-    def pick_attribute(scoring: Scoring | None, index: int | None, alpha: float, evt: gr.SelectData) -> list[Any]:
-        return [*show(scoring, index, alpha, evt.value), evt.value]
+    def pick(scoring: Scoring | None, index: int | None) -> list[Any]:
+        return _Frames.render(_picked(scoring, index))
+
+    def show(
+        scoring: Scoring | None, index: int | None, alpha: float, name: str | None, frame: int | None
+    ) -> list[Any]:
+        reduce = scoring.reduce if scoring is not None else "mean"
+        return _View.render(_picked(scoring, index), alpha, name, frame, reduce)
+
+    def pick_attribute(
+        scoring: Scoring | None, index: int | None, alpha: float, frame: int | None, evt: gr.SelectData
+    ) -> list[Any]:
+        return [*show(scoring, index, alpha, evt.value, frame), evt.value]
 
     def pick_row(evt: gr.SelectData) -> int:
         return int(evt.index[0])
 
-    shown = [results, chooser, opacity, attribute]
-    scored = [results, scores, note, chooser, download]
-    files.change(run, [files, model_box], scored, api_name="score").then(show, shown, view.outputs, **_UI_ONLY)
-    model_box.change(run, [files, model_box], scored, **_UI_ONLY).then(show, shown, view.outputs, **_UI_ONLY)
-    chooser.input(show, shown, view.outputs, **_UI_ONLY)
-    scores.select(pick_row, None, chooser, **_UI_ONLY).then(show, shown, view.outputs, **_UI_ONLY)
+    shown = [results, chooser, opacity, attribute, view.frames.choice]
+    picked = ([results, chooser], view.frames.outputs)
+    scored = [results, scores, note, chooser, download, video_options]
+    for event, options in ((files.change, {"api_name": "score"}), (model_box.change, _UI_ONLY)):
+        event(run, [files, model_box, reduce_box], scored, **options).then(pick, *picked, **_UI_ONLY).then(
+            show, shown, view.outputs, **_UI_ONLY
+        )
+    reduce_box.change(rereduce, [results, reduce_box], [results, scores, download], **_UI_ONLY).then(
+        show, shown, view.outputs, **_UI_ONLY
+    )
+    chooser.input(pick, *picked, **_UI_ONLY).then(show, shown, view.outputs, **_UI_ONLY)
+    scores.select(pick_row, None, chooser, **_UI_ONLY).then(pick, *picked, **_UI_ONLY).then(
+        show, shown, view.outputs, **_UI_ONLY
+    )
     opacity.change(show, shown, view.outputs, **_UI_ONLY)
-    view.attributes.select(pick_attribute, shown[:3], [*view.outputs, attribute], **_UI_ONLY)
+    view.frames.choice.input(show, shown, view.outputs, **_UI_ONLY)
+    view.attributes.select(
+        pick_attribute, [results, chooser, opacity, view.frames.choice], [*view.outputs, attribute], **_UI_ONLY
+    )
 
 
 def _compare_tab(score: _Scorer, model_box: gr.Dropdown) -> None:
@@ -288,7 +426,7 @@ def _compare_tab(score: _Scorer, model_box: gr.Dropdown) -> None:
         items: list[ScoredImage | None] = []
         notes: list[str] = []
         for path in (first, second):
-            scoring, text = score([path], name) if path else (None, "")
+            scoring, text = score([path], name, "mean") if path else (None, "")
             items.append(scoring.images[0] if scoring is not None and scoring.images else None)
             notes += [text] if text else []
         value = _table_value(*comparison(items[0], items[1])) if items[0] and items[1] else None
