@@ -59,7 +59,7 @@ def test_scorer_schema_is_the_same_with_and_without_errors_and_scores_equal_temu
     )
     out_good, out_bad = scorer(good), scorer(bad)
     assert out_good.schema == out_bad.schema
-    assert out_good.schema.names == ["__key__", "score", "error", "n"]
+    assert out_good.schema.names == ["__key__", "score", "error", "frames", "n"]
     assert out_good.schema.field("score").type == pa.float32()
     assert out_good.column("error").null_count == 3
     for key, score in zip(names[:3], out_good.column("score").to_pylist()):
@@ -183,7 +183,7 @@ def test_engine_ray_killed_mid_run_resumes_with_every_image_once(
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet") if p.name in done} == done
     assert not list(out.glob(".*.tmp-*")) and (out / "_SUCCESS").is_file()
     table = read_outputs(out)
-    assert table.schema.names == ["id", "score", "sharpness", "error", "shard", "id_bytes"]
+    assert table.schema.names == ["id", "score", "sharpness", "frames", "error", "shard", "id_bytes"]
     rows = table.to_pylist()
     assert all((r["sharpness"] is None) == (r["score"] is None) for r in rows)
     assert all(0 <= r["sharpness"] <= 1 for r in rows if r["sharpness"] is not None)

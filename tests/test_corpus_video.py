@@ -1,0 +1,220 @@
+"""Corpus mode with videos and calibrated scales: one row per video (its reduced score, ``frames``),
+per-frame files counted in resume, video options and scales recorded in the plan, ``temu select --by mos``.
+
+Clips are made here with PyAV from scikit-image's photographs, 64x48 and a few frames."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+pa = pytest.importorskip("pyarrow", reason="corpus mode needs pyarrow (pip install 'temu[corpus]')")
+av = pytest.importorskip("av")
+import pyarrow.parquet as pq  # noqa: E402
+from corpus_testing import add_member  # noqa: E402
+
+import temu  # noqa: E402
+from temu.cli import main  # noqa: E402
+from temu.errors import CalibrationError, CorpusError  # noqa: E402
+from temu.model.calibration import Calibration, MOSMap, Percentiles  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+W, H = 64, 48
+
+
+@pytest.fixture(autouse=True)
+def no_launcher_environment(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def write_clip(path: Path, pictures: list[np.ndarray], count: int, rate: int = 10) -> Path:
+    """``count`` frames at ``rate`` fps, cycling through ``pictures``."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory, photos) -> Path:
+    """``media/``: two clips, two images and a broken clip; ``clips.tar`` (a clip and a broken one as
+    members of samples keyed 000000, 000001); ``clips.parquet`` (a clip's bytes in a cell)."""
+    root = tmp_path_factory.mktemp("media-corpus")
+    folder = root / "media"
+    folder.mkdir()
+    pictures = []
+    for arr in photos.values():
+        img = Image.fromarray(arr).resize((W, H), Image.BICUBIC)
+        pictures += [np.asarray(img), np.asarray(img.filter(ImageFilter.GaussianBlur(2)))]
+    write_clip(folder / "a.mp4", pictures, 25)
+    write_clip(folder / "b.mkv", pictures[3:], 12, rate=5)
+    (folder / "c.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    for k, name in enumerate(sorted(photos)[:2]):
+        Image.fromarray(photos[name]).resize((80, 60)).save(folder / f"p{k}.png")
+    with tarfile.open(root / "clips.tar", "w") as tar:
+        add_member(tar, "000000.mp4", (folder / "a.mp4").read_bytes())
+        add_member(tar, "000000.json", b"{}")
+        add_member(tar, "000001.mp4", b"not a video at all")
+    table = pa.table({"id": ["cell"], "video": [(folder / "b.mkv").read_bytes()]})
+    pq.write_table(table, root / "clips.parquet")
+    return root
+
+
+@pytest.fixture(scope="module")
+def calibrated_head(tiny_head_dir, tmp_path_factory) -> Path:
+    """The tiny head with a hand-made calibration: a logistic MOS map (1-5) and percentiles of 0..1."""
+    model = temu.load(tiny_head_dir)
+    model.calibration = Calibration(
+        mos=MOSMap("logistic4", {"b1": 5.0, "b2": 1.0, "b3": 0.5, "b4": 0.05}, 1.0, 5.0, False, "made up", 10),
+        percentiles=Percentiles.of(np.linspace(0.0, 1.0, 201), "made up"),
+        head=model.head_digest(),
+    )
+    return model.save_pretrained(tmp_path_factory.mktemp("heads") / "calibrated")
+
+
+def run(inputs, output, model, **kwargs):
+    from temu.corpus import run as corpus_run
+
+    return corpus_run(inputs, str(output), model=str(model), progress=False, precision="fp32", **kwargs)
+
+
+def file_mode(paths, model, **kwargs) -> dict[str, temu.ScoreResult]:
+    results = temu.iter_scores(paths, model=str(model), precision="fp32", on_error="report", num_workers=0, **kwargs)
+    return {r.name: r for r in results}
+
+
+def test_videos_are_one_row_each_with_frames_and_per_frame_files_equal_to_file_mode(media, tiny_head_dir, monkeypatch):
+    monkeypatch.chdir(media)
+    out = media / "out"
+    report = run(["media/", "clips.tar", "clips.parquet"], out, tiny_head_dir, fps=4, per_frame=True, shard_size=2)
+    assert report.complete and report.images == 8 and report.errors == 2
+    table = pq.read_table(out)  # the per-frame files (in _frames/) are not part of the shards' dataset
+    assert table.schema.names == ["id", "score", "frames", "error", "shard", "id_bytes"]
+    assert table.schema.field("frames").type == pa.int32()
+    rows = {r["id"]: r for r in table.to_pylist()}
+    files = [f"media/{n}" for n in ("a.mp4", "b.mkv", "c.mp4", "p0.png", "p1.png")]
+    expected = file_mode(files, tiny_head_dir, fps=4)
+    for path in files:
+        want, got = expected[path], rows[path]
+        if want.error is not None:
+            assert got["score"] is None and got["frames"] is None and "c.mp4" in got["error"], got
+            continue
+        assert got["error"] is None and got["score"] == pytest.approx(want.score, abs=1e-5)
+        assert got["frames"] == want.frames  # None for the images
+    assert rows["media/a.mp4"]["frames"] == 10 and rows["media/p0.png"]["frames"] is None
+    # a tar member and a table cell holding video bytes score as the files do; broken bytes are an error row
+    assert rows["000000"]["score"] == pytest.approx(rows["media/a.mp4"]["score"], abs=1e-5)
+    assert rows["000000"]["frames"] == 10
+    assert rows["000001"]["score"] is None and "not a video file FFmpeg can read" in rows["000001"]["error"]
+    assert rows["cell"]["score"] == pytest.approx(rows["media/b.mkv"]["score"], abs=1e-5)
+    # the per-frame rows: every scored video's frames, as temu.iter_scores gives them
+    frames = pq.read_table(out / "_frames")
+    assert frames.schema.names == ["id", "frame", "time", "score", "id_bytes"]
+    by_id: dict[str, list] = {}
+    for r in frames.to_pylist():
+        by_id.setdefault(r["id"], []).append(r)
+    assert sorted(by_id) == ["000000", "cell", "media/a.mp4", "media/b.mkv"]
+    for key, path in (("media/a.mp4", "media/a.mp4"), ("media/b.mkv", "media/b.mkv"), ("000000", "media/a.mp4")):
+        got = sorted(by_id[key], key=lambda r: r["frame"])
+        assert [r["frame"] for r in got] == list(range(expected[path].frames))
+        assert [r["time"] for r in got] == pytest.approx(expected[path].timestamps, abs=1e-9)
+        assert [r["score"] for r in got] == pytest.approx(expected[path].frame_scores, abs=1e-5)
+
+
+def test_a_resumed_video_run_scores_each_input_once_and_a_shard_needs_its_frames_file(media, tiny_head_dir):
+    out = media / "resumed"
+    inputs = [str(media / "media")]
+    first = run(inputs, out, tiny_head_dir, frames=2, per_frame=True, shard_size=2, shard=(0, 3))
+    assert first.shards_done == 1 and not first.complete
+    written = {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet")}
+    # a shard file whose per-frame file is gone is not done: it is scored again
+    (out / "_frames" / "media-00000.parquet").unlink()
+    again = run(inputs, out, tiny_head_dir, frames=2, per_frame=True, shard_size=2)
+    assert again.complete and again.shards_done == 3 and again.shards_skipped == 0
+    assert {p.name for p in out.glob("*.parquet")} == {
+        "media-00000.parquet",
+        "media-00001.parquet",
+        "media-00002.parquet",
+    }
+    last = run(inputs, out, tiny_head_dir, frames=2, per_frame=True, shard_size=2)
+    assert last.shards_done == 0 and last.shards_skipped == 3
+    ids = pq.read_table(out).column("id").to_pylist()
+    assert sorted(ids) == sorted(str(p) for p in (media / "media").iterdir())  # each input once
+    assert pq.read_table(out / "_frames").num_rows == 2 * 2  # two clips, two frames each
+    assert written  # (the first run wrote its shard)
+    # other video options than the plan's are refused, naming the argument (the CLI: the flag)
+    with pytest.raises(CorpusError, match=r"other options \(fps: null then, 1.0 now; frames: 2 then, null now"):
+        run(inputs, out, tiny_head_dir, per_frame=True, shard_size=2)
+    with pytest.raises(CorpusError, match=r"per_frame: true then, false now"):
+        run(inputs, out, tiny_head_dir, frames=2, shard_size=2)
+
+
+def test_a_changed_fps_is_refused_by_the_command_line_naming_the_flag(media, tiny_head_dir, capsys):
+    args = ["score", str(media / "media" / "p0.png"), "--model", str(tiny_head_dir), "--output"]
+    args += [str(media / "fps-out/"), "-q", "--precision", "fp32"]
+    assert main([*args, "--fps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--fps", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--fps: 2.0 then, 3.0 now" in err and "--overwrite" in err, err
+    assert main([*args, "--per-frame", "x.csv"]) == 2
+    assert "--per-frame takes no file in corpus mode" in capsys.readouterr().err
+
+
+def test_scale_columns_equal_file_mode_and_select_ranks_by_them(media, calibrated_head, tiny_head_dir, capsys):
+    out = media / "scaled"
+    inputs = [str(media / "media")]
+    report = run(inputs, out, calibrated_head, scale=["percentile", "mos"], shard_size=3)
+    assert report.complete
+    table = pq.read_table(out)
+    assert table.schema.names == ["id", "score", "mos", "percentile", "frames", "error", "shard", "id_bytes"]
+    assert table.schema.field("mos").type == pa.float32()
+    expected = file_mode(
+        sorted(str(p) for p in (media / "media").iterdir()), calibrated_head, scale=["mos", "percentile"]
+    )
+    for row in table.to_pylist():
+        want = expected[row["id"]]
+        if want.error is not None:
+            assert row["mos"] is None and row["percentile"] is None
+            continue
+        assert row["score"] == pytest.approx(want.score, abs=1e-5)
+        assert row["mos"] == pytest.approx(want.mos, abs=1e-4) and row["percentile"] == pytest.approx(
+            want.percentile, abs=1e-3
+        )
+    # other scales than the plan's are refused
+    with pytest.raises(CorpusError, match=r"scale"):
+        run(inputs, out, calibrated_head, scale="mos", shard_size=3)
+    # temu select --by mos ranks by the column; a folder without it says which columns it has
+    assert main(["select", str(out), "--top-k", "2", "--by", "mos", "-q"]) == 0
+    kept = capsys.readouterr().out.split()
+    scored = sorted((r for r in table.to_pylist() if r["mos"] is not None), key=lambda r: -r["mos"])
+    assert kept == [r["id"] for r in scored[:2]]
+    selection = temu.corpus.select(str(out), top_k=1, by="percentile")
+    assert selection.table.column("id").to_pylist() == [max(scored, key=lambda r: r["percentile"])["id"]]
+    plain = media / "plain"
+    run([str(media / "media" / "p0.png")], plain, tiny_head_dir)
+    assert main(["select", str(plain), "--top-k", "1", "--by", "mos"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--by mos" in err and "it ranks by score" in err, err
+
+
+def test_a_scale_the_head_lacks_is_refused_before_anything_is_written(media, tiny_head_dir, capsys):
+    out = media / "never"
+    with pytest.raises(CalibrationError, match=r"scale='mos' needs a MOS calibration.*temu calibrate"):
+        run([str(media / "media")], out, tiny_head_dir, scale="mos")
+    assert not out.exists()
+    code = main(["score", str(media / "media"), "--model", str(tiny_head_dir), "--output", f"{out}/", "--scale", "mos"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--scale mos needs a MOS calibration" in err, err
+    assert not out.exists()
