@@ -1,29 +1,24 @@
 """Corpus mode with videos and calibrated scales: one row per video (its reduced score, ``frames``),
 per-frame files counted in resume, video options and scales recorded in the plan, ``temu select --by mos``.
 
-Clips are made here with PyAV from scikit-image's photographs, 64x48 and a few frames."""
+Clips are made with PyAV from scikit-image's photographs, 64x48 and a few frames (corpus_testing.make_media)."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image, ImageFilter
 
 pa = pytest.importorskip("pyarrow", reason="corpus mode needs pyarrow (pip install 'temu[corpus]')")
 av = pytest.importorskip("av")
 import pyarrow.parquet as pq  # noqa: E402
-from corpus_testing import add_member  # noqa: E402
+from corpus_testing import make_calibrated_head, make_media  # noqa: E402
 
 import temu  # noqa: E402
 from temu.cli import main  # noqa: E402
 from temu.errors import CalibrationError, CorpusError  # noqa: E402
-from temu.model.calibration import Calibration, MOSMap, Percentiles  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-W, H = 64, 48
 
 
 @pytest.fixture(autouse=True)
@@ -32,55 +27,14 @@ def no_launcher_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def write_clip(path: Path, pictures: list[np.ndarray], count: int, rate: int = 10) -> Path:
-    """``count`` frames at ``rate`` fps, cycling through ``pictures``."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(count):
-            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, photos) -> Path:
-    """``media/``: two clips, two images and a broken clip; ``clips.tar`` (a clip and a broken one as
-    members of samples keyed 000000, 000001); ``clips.parquet`` (a clip's bytes in a cell)."""
-    root = tmp_path_factory.mktemp("media-corpus")
-    folder = root / "media"
-    folder.mkdir()
-    pictures = []
-    for arr in photos.values():
-        img = Image.fromarray(arr).resize((W, H), Image.BICUBIC)
-        pictures += [np.asarray(img), np.asarray(img.filter(ImageFilter.GaussianBlur(2)))]
-    write_clip(folder / "a.mp4", pictures, 25)
-    write_clip(folder / "b.mkv", pictures[3:], 12, rate=5)
-    (folder / "c.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
-    for k, name in enumerate(sorted(photos)[:2]):
-        Image.fromarray(photos[name]).resize((80, 60)).save(folder / f"p{k}.png")
-    with tarfile.open(root / "clips.tar", "w") as tar:
-        add_member(tar, "000000.mp4", (folder / "a.mp4").read_bytes())
-        add_member(tar, "000000.json", b"{}")
-        add_member(tar, "000001.mp4", b"not a video at all")
-    table = pa.table({"id": ["cell"], "video": [(folder / "b.mkv").read_bytes()]})
-    pq.write_table(table, root / "clips.parquet")
-    return root
+    return make_media(tmp_path_factory.mktemp("media-corpus"), photos)
 
 
 @pytest.fixture(scope="module")
 def calibrated_head(tiny_head_dir, tmp_path_factory) -> Path:
-    """The tiny head with a hand-made calibration: a logistic MOS map (1-5) and percentiles of 0..1."""
-    model = temu.load(tiny_head_dir)
-    model.calibration = Calibration(
-        mos=MOSMap("logistic4", {"b1": 5.0, "b2": 1.0, "b3": 0.5, "b4": 0.05}, 1.0, 5.0, False, "made up", 10),
-        percentiles=Percentiles.of(np.linspace(0.0, 1.0, 201), "made up"),
-        head=model.head_digest(),
-    )
-    return model.save_pretrained(tmp_path_factory.mktemp("heads") / "calibrated")
+    return make_calibrated_head(tiny_head_dir, tmp_path_factory.mktemp("heads") / "calibrated")
 
 
 def run(inputs, output, model, **kwargs):
@@ -202,11 +156,16 @@ def test_scale_columns_equal_file_mode_and_select_ranks_by_them(media, calibrate
     assert kept == [r["id"] for r in scored[:2]]
     selection = temu.corpus.select(str(out), top_k=1, by="percentile")
     assert selection.table.column("id").to_pylist() == [max(scored, key=lambda r: r["percentile"])["id"]]
+    # a DMOS (lower is better) is not ranked as if higher were better
+    plan = out / "_temu" / "plan.json"
+    plan.write_text(plan.read_text().replace('"mos_lower_better": false', '"mos_lower_better": true'))
+    with pytest.raises(CorpusError, match="is a DMOS .lower is better.*by='percentile'"):
+        temu.corpus.select(str(out), top_k=1, by="mos")
     plain = media / "plain"
     run([str(media / "media" / "p0.png")], plain, tiny_head_dir)
     assert main(["select", str(plain), "--top-k", "1", "--by", "mos"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--by mos" in err and "it ranks by score" in err, err
+    assert err.count("\n") == 1 and "--by mos" in err and "--scale mos" in err and "it ranks by score" in err, err
 
 
 def test_a_scale_the_head_lacks_is_refused_before_anything_is_written(media, tiny_head_dir, capsys):

@@ -237,3 +237,34 @@ def test_engine_ray_bad_model_or_changed_input_is_one_line_not_rays_traceback(
         engine.score_shards([shard], folder, on_shard=lambda result: None)
     engine.close()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_engine_ray_scores_videos_and_scales_as_the_local_engine(
+    ray_cluster, tmp_path, photos, tiny_head_dir, monkeypatch
+):
+    pytest.importorskip("av")
+    import pyarrow.parquet as pq
+    from corpus_testing import make_calibrated_head, make_media
+
+    from temu.corpus import run
+
+    root = make_media(tmp_path, photos)
+    monkeypatch.chdir(root)
+    head = make_calibrated_head(tiny_head_dir, tmp_path / "calibrated")
+    options = dict(model=str(head), fps=4, per_frame=True, scale=["mos", "percentile"], shard_size=2)
+    options.update(precision="fp32", progress=False)
+    inputs = ["media/", "clips.tar", "clips.parquet"]
+    local = run(inputs, "local", **options)
+    remote = run(inputs, "remote", engine="ray", address=ray_cluster, gpus_per_worker=0, cpus_per_worker=1,
+                 max_workers=1, **options)  # fmt: skip
+    assert local.complete and remote.complete and remote.images == 8 and remote.errors == 2
+    for what in ("", "_frames"):  # the shards' rows, then the per-frame rows
+        a, b = (pq.read_table(root / name / what) for name in ("local", "remote"))
+        assert a.schema == b.schema and a.num_rows == b.num_rows
+        key = (lambda r: (r["id"], r["frame"])) if what else (lambda r: (r["shard"], r["id"]))
+        for x, y in zip(sorted(a.to_pylist(), key=key), sorted(b.to_pylist(), key=key)):
+            for column, value in x.items():
+                if isinstance(value, float):
+                    assert y[column] == pytest.approx(value, abs=1e-5), (column, x, y)
+                else:
+                    assert y[column] == value, (column, x, y)
