@@ -9,7 +9,6 @@ a video's frames sampled by :mod:`temu.images.video`) and one inference core
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from .images.video import VideoSampling
 from .inference import Predictor, ScoreResult
 from .model import TeMuIQA
 from .model.attributes import AttributeSpec, resolve_attributes
-from .model.calibration import SCALES, Scale, check_scales, scaled_columns
+from .model.calibration import SCALES, Scale, check_scales, fill_scales
 from .precision import Precision, check_precision
 from .runtime import default_num_workers
 from .video import Reduction, ResultAssembler, VideoScore, check_reduce
@@ -163,12 +162,7 @@ def iter_scores(
 
 def _add_scales(results: list[ScoreResult], model: TeMuIQA, scales: list[str]) -> None:
     """Fill each scored result's ``mos`` / ``percentile`` from its raw score (one vectorised call per batch)."""
-    raw = [math.nan if r.score is None else r.score for r in results]
-    columns = scaled_columns(model.calibration, raw, scales, source=model.name_or_path)
-    for j, result in enumerate(results):
-        if result.score is not None:
-            for name, values in columns.items():
-                setattr(result, name, float(values[j]))
+    fill_scales(results, model.calibration, scales, source=model.name_or_path)
 
 
 def score(

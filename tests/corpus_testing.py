@@ -1,4 +1,5 @@
-"""A small corpus of every input kind, shared by the corpus and Ray tests (importable: tests/ is on pythonpath)."""
+"""A small corpus of every input kind, and one of videos, shared by the corpus and Ray tests (importable: tests/
+is on pythonpath)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -145,3 +147,62 @@ def fake_scores(
         folder.write_table(shard.file_name, table)
     if finish:
         write_success(plan, folder)
+
+
+# ---------------------------------------------------------------- videos and calibrated scales
+
+VIDEO_W, VIDEO_H = 64, 48
+
+
+def write_clip(path: Path, pictures: list, count: int, rate: int = 10) -> Path:
+    """A 64x48 H.264 clip of ``count`` frames at ``rate`` fps, cycling through ``pictures`` (PyAV)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_media(root: Path, photos: dict) -> Path:
+    """``root/media/``: two clips, two images and a broken clip; ``clips.tar`` (a clip and a broken one as
+    members of samples keyed 000000, 000001); ``clips.parquet`` (a clip's bytes in a cell)."""
+    from PIL import Image, ImageFilter
+
+    folder = root / "media"
+    folder.mkdir()
+    pictures = []
+    for arr in photos.values():
+        img = Image.fromarray(arr).resize((VIDEO_W, VIDEO_H), Image.BICUBIC)
+        pictures += [np.asarray(img), np.asarray(img.filter(ImageFilter.GaussianBlur(2)))]
+    write_clip(folder / "a.mp4", pictures, 25)
+    write_clip(folder / "b.mkv", pictures[3:], 12, rate=5)
+    (folder / "c.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    for k, name in enumerate(sorted(photos)[:2]):
+        Image.fromarray(photos[name]).resize((80, 60)).save(folder / f"p{k}.png")
+    with tarfile.open(root / "clips.tar", "w") as tar:
+        add_member(tar, "000000.mp4", (folder / "a.mp4").read_bytes())
+        add_member(tar, "000000.json", b"{}")
+        add_member(tar, "000001.mp4", b"not a video at all")
+    table = pa.table({"id": ["cell"], "video": [(folder / "b.mkv").read_bytes()]})
+    pq.write_table(table, root / "clips.parquet")
+    return root
+
+
+def make_calibrated_head(head: Path, target: Path) -> Path:
+    """``head`` with a hand-made calibration (a logistic MOS map, 1-5, and percentiles of 0..1) saved in ``target``."""
+    from temu.model.calibration import Calibration, MOSMap, Percentiles
+
+    model = temu.load(head)
+    model.calibration = Calibration(
+        mos=MOSMap("logistic4", {"b1": 5.0, "b2": 1.0, "b3": 0.5, "b4": 0.05}, 1.0, 5.0, False, "made up", 10),
+        percentiles=Percentiles.of(np.linspace(0.0, 1.0, 201), "made up"),
+        head=model.head_digest(),
+    )
+    return model.save_pretrained(target)

@@ -49,7 +49,7 @@ def score_cli(capsys, *args: str) -> tuple[int, str]:
 def check_outputs(folder: Path, corpus, *, abs_tol: float = 1e-5) -> None:
     """Every image of the corpus exactly once, scored as temu.score scores it, or an error row."""
     table = read_outputs(folder)
-    assert table.schema.names == ["id", "score", "error", "shard", "id_bytes"]
+    assert table.schema.names == ["id", "score", "frames", "error", "shard", "id_bytes"]
     rows = table.to_pylist()
     pairs = [(r["shard"], r["id"]) for r in rows]
     assert len(pairs) == len(set(pairs)) == corpus.images

@@ -59,7 +59,7 @@ def test_scorer_schema_is_the_same_with_and_without_errors_and_scores_equal_temu
     )
     out_good, out_bad = scorer(good), scorer(bad)
     assert out_good.schema == out_bad.schema
-    assert out_good.schema.names == ["__key__", "score", "error", "n"]
+    assert out_good.schema.names == ["__key__", "score", "error", "frames", "n"]
     assert out_good.schema.field("score").type == pa.float32()
     assert out_good.column("error").null_count == 3
     for key, score in zip(names[:3], out_good.column("score").to_pylist()):
@@ -183,7 +183,7 @@ def test_engine_ray_killed_mid_run_resumes_with_every_image_once(
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.parquet") if p.name in done} == done
     assert not list(out.glob(".*.tmp-*")) and (out / "_SUCCESS").is_file()
     table = read_outputs(out)
-    assert table.schema.names == ["id", "score", "sharpness", "error", "shard", "id_bytes"]
+    assert table.schema.names == ["id", "score", "sharpness", "frames", "error", "shard", "id_bytes"]
     rows = table.to_pylist()
     assert all((r["sharpness"] is None) == (r["score"] is None) for r in rows)
     assert all(0 <= r["sharpness"] <= 1 for r in rows if r["sharpness"] is not None)
@@ -237,3 +237,34 @@ def test_engine_ray_bad_model_or_changed_input_is_one_line_not_rays_traceback(
         engine.score_shards([shard], folder, on_shard=lambda result: None)
     engine.close()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_engine_ray_scores_videos_and_scales_as_the_local_engine(
+    ray_cluster, tmp_path, photos, tiny_head_dir, monkeypatch
+):
+    pytest.importorskip("av")
+    import pyarrow.parquet as pq
+    from corpus_testing import make_calibrated_head, make_media
+
+    from temu.corpus import run
+
+    root = make_media(tmp_path, photos)
+    monkeypatch.chdir(root)
+    head = make_calibrated_head(tiny_head_dir, tmp_path / "calibrated")
+    options = dict(model=str(head), fps=4, per_frame=True, scale=["mos", "percentile"], shard_size=2)
+    options.update(precision="fp32", progress=False)
+    inputs = ["media/", "clips.tar", "clips.parquet"]
+    local = run(inputs, "local", **options)
+    remote = run(inputs, "remote", engine="ray", address=ray_cluster, gpus_per_worker=0, cpus_per_worker=1,
+                 max_workers=1, **options)  # fmt: skip
+    assert local.complete and remote.complete and remote.images == 8 and remote.errors == 2
+    for what in ("", "_frames"):  # the shards' rows, then the per-frame rows
+        a, b = (pq.read_table(root / name / what) for name in ("local", "remote"))
+        assert a.schema == b.schema and a.num_rows == b.num_rows
+        key = (lambda r: (r["id"], r["frame"])) if what else (lambda r: (r["shard"], r["id"]))
+        for x, y in zip(sorted(a.to_pylist(), key=key), sorted(b.to_pylist(), key=key)):
+            for column, value in x.items():
+                if isinstance(value, float):
+                    assert y[column] == pytest.approx(value, abs=1e-5), (column, x, y)
+                else:
+                    assert y[column] == value, (column, x, y)

@@ -232,7 +232,7 @@ def test_run_from_python_with_attribute_columns(tmp_path, photo_files, tiny_head
     assert (report.images, report.errors, report.shards_done, report.complete) == (5, 1, 1, True)
     assert report.output == str(tmp_path / "scores") and report.scored == 4 and report.count_error_rows() == 1
     table = read_outputs(tmp_path / "scores")
-    assert table.column_names == ["id", "score", "sharpness", "noise", "error", "shard", "id_bytes"]
+    assert table.column_names == ["id", "score", "sharpness", "noise", "frames", "error", "shard", "id_bytes"]
     assert table.schema.field("sharpness").type == pa.float32()
     for row in table.to_pylist():
         want = expected[row["id"]]

@@ -435,7 +435,9 @@ def test_cli_video_options_are_checked_before_the_model_loads(clips, tmp_path, c
         (["--fps", "2", "--frames", "3"], "give one of them"),
         (["--frames", "9", "--max-frames", "8"], "more frames per video than --max-frames 8"),
         (["--per-frame", str(tmp_path / "f.json")], "--per-frame must end in .csv"),
-        (["--output", str(tmp_path / "scores/"), "--fps", "2"], "--fps is not available in corpus mode"),
+        (["--output", str(tmp_path / "scores/"), "--per-frame", "f.csv"], "--per-frame takes no file in corpus mode"),
+        (["--output", str(tmp_path / "scores/"), "--fps", "2", "--frames", "3"], "give one of them"),
+        (["--per-frame"], "--per-frame needs a file here"),
     ):
         assert main(["score", clip, "--model", missing, *extra]) == 2
         err = capsys.readouterr().err

@@ -28,6 +28,8 @@ DEFAULT_SHARD_SIZE = 10_000
 DEFAULT_MAX_MEMBER_SIZE = "256M"
 _RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
 _CORPUS_OPTIONS = ("shard_size", "image_column", "id_column", "max_member_size")
+#: Arguments without an underscore that the library's messages name bare (a rerun's "fps: 1.0 then, 2.0 now").
+BARE = ("fps", "frames", "reduce", "scale")
 #: Library argument -> the flag that gives it, for the library's messages (:func:`temu.cli.args.flag_message`).
 FLAGS = {
     "output": "--output",
@@ -39,6 +41,13 @@ FLAGS = {
     "id_column": "--id-column",
     "max_member_size": "--max-member-size",
     "attributes": "--attributes",
+    "fps": "--fps",
+    "frames": "--frames",
+    "reduce": "--reduce",
+    "max_frames": "--max-frames",
+    "max_side": "--max-side",
+    "per_frame": "--per-frame",
+    "scale": "--scale",
     "batch_size": "--batch-size",
     "decode_threads": "--workers",
     "device": "--device",
@@ -236,6 +245,13 @@ def run_corpus(args: argparse.Namespace) -> int:
                 shard_size=args.shard_size or DEFAULT_SHARD_SIZE,
                 recursive=bool(args.recursive),
                 attributes=args.attributes,
+                fps=args.fps,
+                frames=args.frames,
+                reduce=args.reduce or "mean",
+                max_frames=args.max_frames,
+                max_side=args.max_side,
+                per_frame=args.per_frame is True,
+                scale=args.scale,
                 image_column=args.image_column,
                 id_column=args.id_column,
                 max_member_size=args.max_member_size or max_member_size,
@@ -260,12 +276,12 @@ def run_corpus(args: argparse.Namespace) -> int:
         return stop.exit_status
     except CorpusRunError as err:
         print(
-            f"{PROG}: error: {flag_message(str(err), FLAGS).replace('run again', 'rerun the same command')}",
+            f"{PROG}: error: {flag_message(str(err), FLAGS, bare=BARE).replace('run again', 'rerun the same command')}",
             file=sys.stderr,
         )
         return 1
     except TeMuError as err:
-        return usage_error(PROG, flag_message(str(err), FLAGS))
+        return usage_error(PROG, flag_message(str(err), FLAGS, bare=BARE))
     if not args.quiet:
         print(f"temu: {report.summary()}", file=sys.stderr)
         if report.complete:

@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="raw|mos|percentile",
         help="add a column with the calibrated score (temu calibrate): mos (the calibration dataset's MOS) and/or "
         "percentile (better than P%% of the reference corpus), e.g. mos,percentile; the score column stays the raw "
-        "score (default: raw, no extra column)",
+        "score (default: raw, no extra column); in corpus mode float32 columns, rankable by temu select --by",
     )
     p.add_argument("--strict", action="store_true", help="exit with status 1 if any image could not be scored")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone first (long GPU runs)")
@@ -162,9 +162,12 @@ def add_video_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--per-frame",
         type=Path,
+        nargs="?",
+        const=True,
         default=None,
         metavar="FILE.csv",
-        help="also write each scored video frame: path,frame,time,score (frame numbered from 0, time in seconds)",
+        help="also write each scored video frame: path,frame,time,score (frame numbered from 0, time in seconds); "
+        "in corpus mode (--output DIR/) give it alone: DIR/_frames/<shard>.parquet per shard (id,frame,time,score)",
     )
 
 
@@ -210,21 +213,19 @@ def check_arguments(args: argparse.Namespace) -> str | None:
     """The first usage problem of ``args`` that can be seen before the model loads, or None."""
     if "" in args.paths:
         return "an empty path ('') names no image or folder; give '.' for the current folder"
-    given = [f"--{name.replace('_', '-')}" for name in VIDEO_OPTIONS if getattr(args, name, None) is not None]
-    if is_corpus_mode(args):
-        if given:
-            return (
-                f"{given[0]} is not available in corpus mode (--output DIR/) yet; score videos with --output FILE.csv"
-            )
-        if args.scale != ["raw"]:
-            return (
-                f"--scale {','.join(args.scale)} is for file mode: corpus mode (an --output folder) writes raw scores"
-            )
-        return check_corpus_arguments(args)
     if args.fps is not None and args.frames is not None:
         return "--fps samples by time and --frames a fixed number per video: give one of them"
     if args.frames not in (None, "all") and args.max_frames is not None and args.frames > args.max_frames:
         return f"--frames {args.frames} asks for more frames per video than --max-frames {args.max_frames}"
+    if is_corpus_mode(args):
+        if args.per_frame not in (None, True):
+            return (
+                f"--per-frame takes no file in corpus mode (--output DIR/): each shard's frame rows go to "
+                f"DIR/_frames/<shard>.parquet; give --per-frame alone, not {str(args.per_frame)!r}"
+            )
+        return check_corpus_arguments(args)
+    if args.per_frame is True:
+        return "--per-frame needs a file here: --per-frame FILE.csv (in corpus mode, --output DIR/, it takes none)"
     if args.per_frame is not None:
         if args.per_frame.suffix.lower() != ".csv":
             return f"--per-frame must end in .csv, got {args.per_frame.name!r}"

@@ -32,7 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rule.add_argument("--top-k", type=positive_int, metavar="N", help="keep the N best rows")
     rule.add_argument("--min-score", type=finite_float, metavar="X", help="keep the rows whose value is at least X")
     p.add_argument(
-        "--by", default="score", metavar="COLUMN", help="the column to rank by: score or an attribute column"
+        "--by",
+        default="score",
+        metavar="COLUMN",
+        help="the column to rank by: score, mos or percentile (a run with --scale) or an attribute column",
     )
     p.add_argument(
         "--output",

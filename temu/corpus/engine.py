@@ -14,12 +14,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from ..errors import CorpusError, CorpusRunError, TeMuError
+from ..errors import CalibrationError, CorpusError, CorpusRunError, TeMuError
+from ..images.video import VideoSampling
 from ..model.attributes import AttributeSpec, resolve_attributes
+from ..model.calibration import SCALES, Scale
 from ..precision import PRECISIONS, Precision
 from ..runtime import Launch, launch_from_environment
+from ..video import Reduction, check_reduce
 from .names import expand_braces, is_uri
 from .output import RESERVED_COLUMNS, ShardResult, count_errors
 from .plan import (
@@ -27,6 +30,7 @@ from .plan import (
     OutputFolder,
     Plan,
     Shard,
+    calibration_settings,
     effective_precision,
     head_settings,
     open_plan,
@@ -181,6 +185,13 @@ def run(
     shard_size: int = DEFAULT_SHARD_SIZE,
     recursive: bool = False,
     attributes: AttributeSpec = None,
+    fps: float | None = None,
+    frames: int | Literal["all"] | None = None,
+    reduce: Reduction = "mean",
+    max_frames: int | None = None,
+    max_side: int | None = None,
+    per_frame: bool = False,
+    scale: Scale | Sequence[Scale] = "raw",
     image_column: str | None = None,
     id_column: str | None = None,
     max_member_size: int = DEFAULT_MAX_MEMBER_SIZE,
@@ -196,12 +207,13 @@ def run(
     cpus_per_worker: float | None = None,
     max_workers: int | None = None,
 ) -> CorpusRun:
-    """Score a corpus into a folder of Parquet files, one per shard; resumable (README "Scoring
-    millions of images").
+    """Score a corpus of images and videos into a folder of Parquet files, one per shard; resumable
+    (README "Scoring millions of images"; the columns: :mod:`temu.corpus.output`).
 
     Args:
         inputs: folders, ``.txt`` path lists, ``.parquet`` tables, WebDataset ``.tar`` shards (brace
-            patterns such as ``shards/{00000..00099}.tar``), image files; local paths or URIs.
+            patterns such as ``shards/{00000..00099}.tar``), image and video files; local paths or
+            URIs. Videos (by name, or bytes FFmpeg opens) are scored by their sampled frames.
         output: the output folder, local or a URI (``s3://bucket/scores``).
         model: a preset, head folder or Hub repo id.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data).
@@ -211,6 +223,13 @@ def run(
         recursive: list sub-folders of folder inputs too.
         attributes: None (no attribute columns), names of default attributes, or name -> (positive
             prompt, negative prompt): one float32 column each, from the same pass as the score.
+        fps, frames, reduce, max_frames, max_side: which frames of a video are scored and how their
+            scores become its ``score`` (as :func:`temu.iter_scores`; README "Video"); a video that
+            cannot be read or sampled is its error row. Every row has ``frames`` (int32; null for images).
+        per_frame: also write ``_frames/<shard>.parquet``: each scored video's frames (``id``,
+            ``frame``, ``time``, ``score``, ``id_bytes``), written before the shard's own file.
+        scale: ``"raw"`` (default), ``"mos"``, ``"percentile"`` or a list of them: a float32 column
+            per calibrated scale beside the raw ``score`` (the head's ``calibration.json``, ``temu calibrate``).
         image_column, id_column: of ``.parquet`` inputs (default: found by name).
         max_member_size: bytes; a larger tar member, table cell, listed file or URI is an error row, never read.
         batch_size: images per forward pass (default 32). device: local engine (default: the best
@@ -223,7 +242,8 @@ def run(
 
     Returns:
         :class:`CorpusRun`. A plan, inputs and settings are the stored plan's or a new one's; a run
-        with other settings, inputs, options or attributes than the stored plan is refused.
+        with other settings, inputs, options, attributes, video options or scales than the stored
+        plan is refused, naming what differs.
 
     Raises:
         CorpusError: a bad argument (named: ``shard_size=0``), an input that does not exist or cannot
@@ -231,6 +251,8 @@ def run(
             scored then. CorpusRunError: the run stopped part-way (an input changed or vanished, a
             full disk); the finished shards are kept, and running again scores the rest.
         InvalidAttributesError: unusable ``attributes``. DeviceError: an unusable ``device``.
+        VideoOptionsError: unusable video options. CalibrationError: a ``scale`` the head has no
+            calibration for (before anything is written).
     """
     inputs = _inputs(inputs)
     output = _location(output, "output")
@@ -249,6 +271,11 @@ def run(
         cpus_per_worker=cpus_per_worker,
     )
     pairs = _attributes(attributes)
+    sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
+    check_reduce(reduce)
+    if not isinstance(per_frame, bool):
+        raise CorpusError(f"per_frame={per_frame!r}: expected True or False")
+    scales = _scales(scale)
     ray_options = dict(zip(_RAY_OPTIONS, (address, gpus_per_worker, cpus_per_worker, max_workers)))
     index, count, origin, launch = _place(engine, shard, device, ray_options)
     if overwrite and count > 1:
@@ -262,6 +289,9 @@ def run(
             raise CorpusError(f"{missing}: no such file or folder")
     try:
         head = head_settings(model)
+        calibration = calibration_settings(model, scales)
+    except CalibrationError:
+        raise
     except (TeMuError, OSError) as err:
         raise CorpusError(f"cannot load model {str(model)!r}: {err}") from err
 
@@ -274,6 +304,13 @@ def run(
         "id_column": id_column,
         "max_member_size": max_member_size,
         "attributes": {name: list(pair) for name, pair in pairs.items()} if pairs else None,
+        "fps": sampling.rate,
+        "frames": sampling.frames,
+        "reduce": reduce,
+        "max_frames": sampling.max_frames,
+        "max_side": sampling.max_side,
+        "per_frame": per_frame,
+        "scale": list(scales) or None,
     }
     common = dict(
         batch_size=batch_size or DEFAULT_BATCH_SIZE,
@@ -282,6 +319,10 @@ def run(
         compile=compile,
         attributes=pairs,
         max_member_size=max_member_size,
+        sampling=sampling,
+        reduce=reduce,
+        per_frame=per_frame,
+        scale=scales,
     )
     if engine == "ray":
         from .ray import RayEngine
@@ -303,7 +344,7 @@ def run(
         device_type = worker.start()
         from .listing import Planner
 
-        settings = {**head, "precision": effective_precision(precision, device_type)}
+        settings = {**head, "precision": effective_precision(precision, device_type), **calibration}
         planner = Planner(
             folder,
             filesystems,
@@ -345,27 +386,27 @@ def run(
             reporter.close()
     finally:
         worker.close()
-    report.shards_pending = (
-        sum(1 for s in plan.shards if s.file_name not in folder.names()) if not report.complete else 0
-    )
+    if not report.complete:
+        done = plan.done(folder)
+        report.shards_pending = sum(1 for s in plan.shards if s.name not in done)
     return report
 
 
 def pending_shards(plan: Plan, folder: OutputFolder, index: int = 0, count: int = 1) -> tuple[list[Shard], int]:
     """Shard ``index`` of ``count`` of the plan (every count-th shard), less those already written:
     ``(shards to score, shards already done)``. Temporary files a killed run left for them are removed."""
-    names = folder.names()
+    done = plan.done(folder)
     mine = plan.shards_of(index, count)
-    todo = [s for s in mine if s.file_name not in names]
-    folder.delete(folder.stale_files(todo, names))
+    todo = [s for s in mine if s.name not in done]
+    folder.delete(folder.stale_files(todo, folder.names()))
     return todo, len(mine) - len(todo)
 
 
 def finish(plan: Plan, folder: OutputFolder) -> bool:
-    """Write ``_SUCCESS`` if every shard of the plan has its output; True if the run is complete."""
-    names = folder.names()
-    if all(s.file_name in names for s in plan.shards):
-        if SUCCESS_NAME not in names:
+    """Write ``_SUCCESS`` if every shard of the plan has its outputs; True if the run is complete."""
+    done = plan.done(folder)
+    if all(s.name in done for s in plan.shards):
+        if SUCCESS_NAME not in folder.names():
             folder.write_bytes(SUCCESS_NAME, b"")
         return True
     return False
@@ -459,6 +500,18 @@ def _attributes(attributes: AttributeSpec) -> dict[str, tuple[str, str]] | None:
     if clash:
         raise CorpusError(f"attributes: {clash} name columns of the output; choose other attribute names")
     return pairs
+
+
+def _scales(scale: Any) -> tuple[str, ...]:
+    """``scale=`` as the calibrated scales asked for, in :data:`~temu.model.calibration.SCALES` order (raw: none)."""
+    names = [scale] if isinstance(scale, str) else scale
+    try:
+        names = list(names)
+    except TypeError:
+        names = [None]
+    if not names or any(not isinstance(n, str) or n not in SCALES for n in names):
+        raise CorpusError(f"scale={scale!r}: expected one of {', '.join(map(repr, SCALES))} or a list of them")
+    return tuple(s for s in SCALES if s in names and s != "raw")
 
 
 def _progress(progress: bool | Progress) -> Progress:

@@ -11,7 +11,7 @@ Each input is a local path or a URI pyarrow has a filesystem for; brace patterns
   ``shard_size`` entries, recorded as byte ranges of the file (and its :func:`~temu.corpus.uris.stamp`);
 - a folder is listed once (its images, sorted, as ``temu score`` lists them), the listing is kept
   in the output folder (``_temu/lists/``) and split like a list;
-- image files given directly are collected into one list, ``files``.
+- image and video files given directly are collected into one list, ``files``.
 
 Relative paths in lists and tables are read from the working directory at planning. File names
 that are not UTF-8 are kept as bytes (Python's surrogate escapes): listings hold their bytes.
@@ -33,13 +33,13 @@ import pyarrow.parquet as pq
 
 from ..errors import CorpusError
 from ..images.folders import list_images
-from ..images.names import is_image_name
+from ..images.names import is_media_name
 from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
 from .plan import LISTS_DIR, OutputFolder, Shard
 from .uris import Filesystems, stamp
 
 #: Column names tried, in order, when a table's image or id column is not given.
-IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img", "image_bytes", "bytes")
+IMAGE_COLUMNS = ("image", "jpg", "jpeg", "png", "webp", "img", "image_bytes", "bytes", "video", "mp4")
 PATH_COLUMNS = ("path", "image_path", "filepath", "file_path", "file", "filename", "uri", "url")
 ID_COLUMNS = ("id", "__key__", "key", "uid")
 
@@ -143,7 +143,7 @@ class Planner:
                     continue
                 shards.extend(self._plan_one(text, kind))
         if loose:
-            listed = self._list_shards("files", self._write_listing(loose), "the image files given")
+            listed = self._list_shards("files", self._write_listing(loose), "the image and video files given")
             shards[loose_at:loose_at] = listed
         return _unique_names(shards)
 
@@ -162,7 +162,7 @@ class Planner:
                 return self._folder(text)
             raise CorpusError(
                 f"{text}: not a corpus input; expected a folder, a .txt list of paths, a .parquet table, "
-                "a WebDataset .tar shard or an image file"
+                "a WebDataset .tar shard or an image or video file"
             )
         source = text if not local else os.path.abspath(os.path.expanduser(text))
         if kind == "tar":
@@ -187,7 +187,7 @@ class Planner:
                 prefix + info.path
                 for info in infos
                 if info.type == pafs.FileType.File
-                and is_image_name(info.path)
+                and is_media_name(info.path)
                 and not posixpath.basename(info.path).startswith(".")
             )
         else:

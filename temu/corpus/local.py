@@ -13,8 +13,11 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from ..images.video import VideoSampling
+from ..inference import ScoreResult
 from ..precision import Precision
 from ..runtime import Launch, resolve_device
+from ..video import Reduction
 from .output import ShardResult, shard_output
 from .plan import OutputFolder, Shard
 from .read import read_shard
@@ -23,23 +26,38 @@ from .uris import Filesystems
 
 
 def score_shard(
-    shard: Shard, scorer: BatchScorer, filesystems: Filesystems, *, max_member_size: int
+    shard: Shard, scorer: BatchScorer, filesystems: Filesystems, *, max_member_size: int, per_frame: bool = False
 ) -> tuple[pa.Table, ShardResult]:
-    """Read, decode and score one shard in this process: its output table and counts."""
+    """Read, decode and score one shard in this process: its output table and counts (with
+    ``per_frame``, ``ShardResult.frames`` holds its per-frame table)."""
     ids: list[bytes] = []
     read_errors: list[str | None] = []
     source: dict[str, Any] = {}
 
-    def items() -> Iterator[tuple[Any, str]]:
+    def items() -> Iterator[tuple[Any, str, bool]]:
         for chunk in read_shard(shard, filesystems, max_member_size=max_member_size, source=source):
-            columns = [chunk.column(name).to_pylist() for name in ("id", "image", "path", "read_error")]
-            for key, image, path, error in zip(*columns):
+            columns = [chunk.column(name).to_pylist() for name in ("id", "image", "path", "read_error", "video")]
+            for key, image, path, error, video in zip(*columns):
                 ids.append(key)
                 read_errors.append(error)
                 name = key.decode("utf-8", "surrogateescape")
-                yield (image if image is not None else _path(path)), name
+                yield (image if image is not None else _path(path)), name, bool(video)
 
     results = list(scorer.score(items()))
+    return results_output(shard, ids, results, read_errors, source, scorer, per_frame=per_frame)
+
+
+def results_output(
+    shard: Shard,
+    ids: list[bytes],
+    results: list[ScoreResult],
+    read_errors: list[str | None],
+    source: dict[str, Any] | None,
+    scorer: BatchScorer,
+    *,
+    per_frame: bool,
+) -> tuple[pa.Table, ShardResult]:
+    """:func:`~temu.corpus.output.shard_output` of a shard's :class:`~temu.inference.ScoreResult` s."""
     names = list(scorer.predictor.attributes or {})
     attributes = {n: [r.attributes[n] if r.attributes else None for r in results] for n in names}
     return shard_output(
@@ -50,11 +68,23 @@ def score_shard(
         read_errors,
         attributes,
         source,
+        frames=[r.frames for r in results],
+        scales={s: [getattr(r, s) for r in results] for s in scorer.scales},
+        frame_times=[r.timestamps for r in results] if per_frame else None,
+        frame_scores=[r.frame_scores for r in results] if per_frame else None,
     )
 
 
 def _path(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "surrogateescape")
+
+
+def write_shard(folder: OutputFolder, shard: Shard, table: pa.Table, result: ShardResult) -> None:
+    """A shard's outputs, each written whole under a temporary name and renamed: the per-frame file
+    (when there is one) first, so a shard file never stands without it."""
+    if result.frames is not None:
+        folder.write_table(shard.frames_name, result.frames)
+    folder.write_table(shard.file_name, table)
 
 
 class LocalEngine:
@@ -76,7 +106,12 @@ class LocalEngine:
         max_member_size: int,
         filesystems: Filesystems,
         launch: Launch | None = None,
+        sampling: VideoSampling | None = None,
+        reduce: Reduction = "mean",
+        per_frame: bool = False,
+        scale: tuple[str, ...] = (),
     ) -> None:
+        self.sampling, self.reduce, self.per_frame, self.scale = sampling, reduce, per_frame, scale
         self.model, self.batch_size, self.precision = model, batch_size, precision
         self.decode_threads, self.compile, self.attributes = decode_threads, compile, attributes
         self.max_member_size, self.filesystems = max_member_size, filesystems
@@ -103,6 +138,9 @@ class LocalEngine:
             filesystems=self.filesystems,
             attributes=self.attributes,
             max_bytes=self.max_member_size,
+            sampling=self.sampling,
+            reduce=self.reduce,
+            scale=self.scale,
         )
 
     def score_shards(
@@ -113,11 +151,14 @@ class LocalEngine:
         on_shard: Callable[[ShardResult], None],
         on_rows: Callable[[int], None] | None = None,
     ) -> None:
-        """Score ``shards`` one after another, writing each one's output when it is complete."""
+        """Score ``shards`` one after another, writing each one's output when it is complete (its
+        per-frame file first)."""
         assert self.scorer is not None, "load() first"
         for shard in shards:
-            table, result = score_shard(shard, self.scorer, self.filesystems, max_member_size=self.max_member_size)
-            folder.write_table(shard.file_name, table)
+            table, result = score_shard(
+                shard, self.scorer, self.filesystems, max_member_size=self.max_member_size, per_frame=self.per_frame
+            )
+            write_shard(folder, shard, table, result)
             on_shard(result)
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..images.names import is_image_name
+from ..images.names import is_media_name
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 LIST_SUFFIX = ".txt"
@@ -64,7 +64,8 @@ def is_uri(text: str) -> bool:
 
 
 def input_kind(text: str) -> str | None:
-    """``"tar"``, ``"parquet"``, ``"list"`` or ``"image"`` from the name; None otherwise (a folder, or not an input)."""
+    """``"tar"``, ``"parquet"``, ``"list"`` or ``"image"`` (an image or a video file) from the name; None
+    otherwise (a folder, or not an input)."""
     name = text.lower().rstrip("/")
     if name.endswith(TAR_SUFFIXES):
         return "tar"
@@ -72,7 +73,7 @@ def input_kind(text: str) -> str | None:
         return "parquet"
     if name.endswith(LIST_SUFFIX):
         return "list"
-    if is_image_name(name):
+    if is_media_name(name):
         return "image"
     return None
 

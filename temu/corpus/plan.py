@@ -1,7 +1,8 @@
 """The shard plan of a corpus run, the settings a resumed run must share, and the output folder.
 
 An output folder holds one ``<shard>.parquet`` per shard of the plan, each written to a hidden
-temporary name and renamed when complete, ``_temu/plan.json`` (written once, by the first run),
+temporary name and renamed when complete (with ``per_frame``, ``_frames/<shard>.parquet`` too,
+written first: a shard is done when both are there), ``_temu/plan.json`` (written once, by the first run),
 ``_temu/lists/`` (the file lists of folder inputs, so a rerun reads exactly the files the plan
 was made from) and ``_SUCCESS`` once every shard is done. A rerun scores only the shards whose
 file is missing, so a run killed at any moment finishes with every image scored exactly once.
@@ -39,6 +40,8 @@ PLAN_NAME = "_temu/plan.json"
 LISTS_DIR = "_temu/lists"
 SUCCESS_NAME = "_SUCCESS"
 SHARD_SUFFIX = ".parquet"
+#: The folder of the per-frame files (``per_frame=True``); the ``_`` keeps pyarrow's dataset reader out of it.
+FRAMES_DIR = "_frames"
 #: The key of temu's own record in the Parquet metadata of every shard output (see :mod:`temu.corpus.output`).
 OUTPUT_MARKER = b"temu"
 SHARD_KINDS = ("list", "tar", "parquet")
@@ -108,6 +111,11 @@ class Shard:
     def file_name(self) -> str:
         return self.name + SHARD_SUFFIX
 
+    @property
+    def frames_name(self) -> str:
+        """Its per-frame file (``per_frame=True``), relative to the output folder."""
+        return f"{FRAMES_DIR}/{self.name}{SHARD_SUFFIX}"
+
 
 _SHARD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -133,6 +141,21 @@ class Plan:
     inputs: list[str]
     options: dict[str, Any]
     shards: list[Shard] = field(default_factory=list)
+
+    @property
+    def per_frame(self) -> bool:
+        """Whether each shard has a per-frame file too (option ``per_frame``)."""
+        return bool(self.options.get("per_frame"))
+
+    def done(self, folder: OutputFolder) -> set[str]:
+        """Names of the shards whose outputs are all in ``folder`` (with ``per_frame``, both files)."""
+        names = folder.names()
+        frames = folder.names(FRAMES_DIR) if self.per_frame else set()
+        return {
+            s.name
+            for s in self.shards
+            if s.file_name in names and (not self.per_frame or s.frames_name.split("/", 1)[1] in frames)
+        }
 
     def shards_of(self, index: int = 0, count: int = 1) -> list[Shard]:
         """Shard ``index`` of ``count`` (``shard=(index, count)``): every count-th shard from the index-th."""
@@ -259,6 +282,23 @@ def head_settings(model: str) -> dict[str, Any]:
     return {"model": config.to_dict(), "head_sha256": digest}
 
 
+def calibration_settings(model: str, scales: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """What a resumed run with calibrated ``scales`` must share of the head's ``calibration.json``: its
+    sha256, and whether its MOS is lower-better (a DMOS; :func:`temu.corpus.select` needs it). {} without
+    scales. Reads the file only; CalibrationError (naming ``scale=`` and ``temu calibrate``) if the
+    head lacks a scale, TeMuError / OSError if it cannot be read."""
+    if not scales:
+        return {}
+    from ..model.calibration import CALIBRATION_NAME, check_scales, read_calibration
+    from ..model.hub import resolve_head_dir
+
+    path = resolve_head_dir(model) / CALIBRATION_NAME
+    calibration = read_calibration(path)
+    check_scales(calibration, list(scales), source=model)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return {"calibration_sha256": digest, "mos_lower_better": calibration.lower_better("mos")}
+
+
 def model_settings(model: str, *, precision: str, device_type: str) -> dict[str, Any]:
     """:func:`head_settings` and the effective precision (:func:`effective_precision`)."""
     return {**head_settings(model), "precision": effective_precision(precision, device_type)}
@@ -290,9 +330,9 @@ class OutputFolder:
             return f"{self.location.rstrip('/')}/{name}"
         return self.path(name)
 
-    def names(self) -> set[str]:
-        """Names of the files directly in the folder (hidden temporary files included)."""
-        selector = pafs.FileSelector(self.base, allow_not_found=True, recursive=False)
+    def names(self, sub: str = "") -> set[str]:
+        """Names of the files directly in the folder, or in its sub-folder ``sub`` (hidden temporary files included)."""
+        selector = pafs.FileSelector(self.path(sub) if sub else self.base, allow_not_found=True, recursive=False)
         return {
             posixpath.basename(info.path) for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File
         }
@@ -398,7 +438,7 @@ class OutputFolder:
 
     def clear(self, plan: Plan | None) -> None:
         """Remove what temu runs wrote here: the shard outputs (those of ``plan``, and any other Parquet
-        file carrying temu's record), their temporary files, ``_SUCCESS`` and ``_temu/``. Nothing else."""
+        file carrying temu's record), their temporary files, ``_SUCCESS``, ``_frames/`` and ``_temu/``. Nothing else."""
         names = self.names()
         planned = {s.file_name for s in plan.shards} if plan is not None else set()
         outputs = {
@@ -410,12 +450,18 @@ class OutputFolder:
             n for n in names if is_temporary(n) and (".parquet.tmp-" in n or n.startswith(f".{SUCCESS_NAME}."))
         }
         self.delete(sorted(outputs | temporary | ({SUCCESS_NAME} & names)))
+        self.delete_dir(FRAMES_DIR)
         self.delete_dir("_temu")
 
     def stale_files(self, shards: list[Shard], names: set[str]) -> list[str]:
-        """Temporary files left by a killed run for these shards (never read: outputs are renamed when complete)."""
+        """Temporary files left by a killed run for these shards (never read: outputs are renamed when
+        complete), in the folder and in ``_frames/``."""
         prefixes = tuple(f".{s.file_name}.tmp-" for s in shards)
-        return sorted(n for n in names if n.startswith(prefixes) and is_temporary(n)) if prefixes else []
+        if not prefixes:
+            return []
+        stale = sorted(n for n in names if n.startswith(prefixes) and is_temporary(n))
+        frames = self.names(FRAMES_DIR) if shards else set()
+        return stale + sorted(f"{FRAMES_DIR}/{n}" for n in frames if n.startswith(prefixes) and is_temporary(n))
 
 
 def resume_refused(folder: OutputFolder, problem: str) -> str:

@@ -7,7 +7,7 @@ temu that imports ray (:mod:`temu.ray` re-exports :class:`TeMuScorer`).
 >>> ds = ds.map_batches(temu.ray.TeMuScorer, batch_format="pyarrow", batch_size=256, num_gpus=1,
 ...     fn_constructor_kwargs=dict(model="temu-iqa-s", image_column="jpg", id_column="__key__"),
 ...     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=8))
->>> ds.write_parquet("s3://bucket/scores/")   # __key__, score (float32), error (string)
+>>> ds.write_parquet("s3://bucket/scores/")   # __key__, score (float32), error (string), frames (int32)
 
 Images are decoded by temu's own reader, never by ``ray.data.read_images`` (one empty file aborts
 the whole dataset, and it skips EXIF orientation and resizes differently) nor by
@@ -21,7 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,17 +29,24 @@ import ray
 import torch
 
 from ..cache import cached_model, load
-from ..errors import CorpusError, InvalidInputError, TeMuError
+from ..errors import CalibrationError, CorpusError, InvalidInputError, TeMuError
+from ..images.video import VideoSampling
 from ..model.attributes import AttributeSpec, resolve_attributes
+from ..model.calibration import SCALES, Scale
 from ..precision import Precision, check_precision
 from ..runtime import resolve_device
+from ..video import Reduction, check_reduce
+from .local import write_shard
 from .output import ShardResult, shard_output
 from .plan import OutputFolder, Shard
 from .read import read_shard_rows
 from .scorer import BatchScorer
 
-#: Columns TeMuScorer adds to the id column (then the attribute columns, then the kept columns) of every batch.
-SCORE_FIELDS = [pa.field("score", pa.float32()), pa.field("error", pa.string())]
+#: Columns TeMuScorer adds to the id column (then the scale, attribute and per-frame columns, then the kept
+#: columns) of every batch.
+SCORE_FIELDS = [pa.field("score", pa.float32()), pa.field("error", pa.string()), pa.field("frames", pa.int32())]
+#: The per-frame columns of TeMuScorer(per_frame=True): each video's frame times and scores (null for images).
+FRAME_FIELDS = [pa.field("frame_times", pa.list_(pa.float64())), pa.field("frame_scores", pa.list_(pa.float32()))]
 
 
 def choose_device(device: str | torch.device | None, gpu_ids: Sequence[Any], cuda_available: bool) -> torch.device:
@@ -78,12 +85,22 @@ class TeMuScorer:
         next one is decoded on ``decode_threads`` threads while the model runs).
     attributes: None (none), default attribute names, or name -> (positive, negative) prompts: one
         float32 column each, from the same pass.
-    max_image_bytes: an image of more bytes is an error row, never read (None: no limit).
+    max_image_bytes: an image (or video) of more bytes is an error row, never read (None: no limit).
+    fps, frames, reduce, max_frames, max_side: videos (by name, or bytes FFmpeg opens) are scored by
+        their sampled frames, as :func:`temu.iter_scores` scores them (README "Video").
+    per_frame: add ``frame_times`` (list of float64 seconds) and ``frame_scores`` (list of float32)
+        per video (null for images and errors).
+    scale: ``"raw"``, ``"mos"``, ``"percentile"`` or a list: a float32 column per calibrated scale
+        (CalibrationError in the constructor if the head lacks it).
+    video_column: a boolean column; True reads the row as a video whatever its id says (a tar
+        member ``000123.mp4`` keyed ``000123``).
 
     Returns a ``pyarrow.Table`` with the same schema for every batch: the id column, ``score``
-    (float32 in [0, 1], null on error), ``error`` (string, null when scored), the attribute
-    columns, then the kept columns. An unreadable image is an error row; anything else (CUDA out
-    of memory, a misnamed column, a bug) raises, so Ray retries the batch and then fails the job.
+    (float32 in [0, 1], null on error; a video's frame scores reduced), ``error`` (string, null
+    when scored), ``frames`` (int32, a video's sampled frames; null for images), the scale, the
+    attribute and the per-frame columns, then the kept columns. An unreadable image or video is an
+    error row; anything else (CUDA out of memory, a misnamed column, a bug) raises, so Ray retries
+    the batch and then fails the job.
     """
 
     def __init__(
@@ -101,10 +118,28 @@ class TeMuScorer:
         compile: bool = False,
         attributes: AttributeSpec = None,
         max_image_bytes: int | None = None,
+        fps: float | None = None,
+        frames: int | Literal["all"] | None = None,
+        reduce: Reduction = "mean",
+        max_frames: int | None = None,
+        max_side: int | None = None,
+        per_frame: bool = False,
+        scale: Scale | Sequence[Scale] = "raw",
+        video_column: str | None = None,
     ) -> None:
         check_precision(precision)
+        sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
+        check_reduce(reduce)
+        names = [scale] if isinstance(scale, str) else list(scale)
+        bad = [n for n in names if n not in SCALES]
+        if bad or not names:
+            raise CalibrationError(f"scale={scale!r}: expected one of {', '.join(map(repr, SCALES))} or a list of them")
+        self.scales = [s for s in SCALES if s in names and s != "raw"]
+        self.per_frame, self.video_column = per_frame, video_column
         self.attributes = resolve_attributes(attributes) if attributes is not None else None
-        own = {"score", "error", *(self.attributes or {})}
+        own = {f.name for f in SCORE_FIELDS} | set(self.scales) | set(self.attributes or {})
+        if per_frame:
+            own |= {f.name for f in FRAME_FIELDS}
         clash = own & {id_column, *keep_columns}
         if clash:
             raise InvalidInputError(
@@ -125,6 +160,9 @@ class TeMuScorer:
             threads=decode_threads or max(2, cpus),
             attributes=self.attributes,
             max_bytes=max_image_bytes,
+            sampling=sampling,
+            reduce=reduce,
+            scale=self.scales,
         )
 
     def pick_device(self, device: str | torch.device | None) -> torch.device:
@@ -140,7 +178,8 @@ class TeMuScorer:
     def __call__(self, batch: pa.Table | dict[str, Any] | Any) -> pa.Table:
         table = _as_table(batch)
         wanted = [self.image_column, self.id_column, *self.keep_columns]
-        missing = [c for c in [*wanted, self.path_column] if c is not None and c not in table.column_names]
+        optional = [self.path_column, self.video_column]
+        missing = [c for c in [*wanted, *optional] if c is not None and c not in table.column_names]
         if missing:
             raise InvalidInputError(
                 f"TeMuScorer: the batch has no column(s) {missing}; its columns: {table.column_names}"
@@ -150,22 +189,35 @@ class TeMuScorer:
             paths = [_text(p) for p in table.column(self.path_column).to_pylist()]
             images = [image if image is not None else path for image, path in zip(images, paths)]
         names = [_text(key) for key in table.column(self.id_column).to_pylist()]
-        results = list(self.scorer.score(zip(images, names)))
+        if self.video_column is not None:
+            videos = [bool(v) for v in table.column(self.video_column).to_pylist()]
+        else:
+            videos = [False] * len(names)
+        results = list(self.scorer.score(zip(images, names, videos)))
         names_of_attributes = list(self.attributes or {})
         columns = [
             table.column(self.id_column),
             pa.array([r.score for r in results], pa.float32()),
             pa.array([r.error for r in results], pa.string()),
+            pa.array([r.frames for r in results], pa.int32()),
+            *(pa.array([getattr(r, s) for r in results], pa.float32()) for s in self.scales),
             *(
                 pa.array([r.attributes[n] if r.attributes else None for r in results], pa.float32())
                 for n in names_of_attributes
             ),
-            *(table.column(c) for c in self.keep_columns),
         ]
+        if self.per_frame:
+            columns += [
+                pa.array([r.timestamps for r in results], FRAME_FIELDS[0].type),
+                pa.array([r.frame_scores for r in results], FRAME_FIELDS[1].type),
+            ]
+        columns += [table.column(c) for c in self.keep_columns]
         fields = [
             table.schema.field(self.id_column),
             *SCORE_FIELDS,
+            *(pa.field(s, pa.float32()) for s in self.scales),
             *(pa.field(n, pa.float32()) for n in names_of_attributes),
+            *(FRAME_FIELDS if self.per_frame else []),
             *(table.schema.field(c) for c in self.keep_columns),
         ]
         return pa.Table.from_arrays(columns, schema=pa.schema(fields))
@@ -262,7 +314,12 @@ class RayEngine:
         attributes: Mapping[str, tuple[str, str]] | None,
         max_member_size: int,
         chunk_rows: int = 256,
+        sampling: VideoSampling | None = None,
+        reduce: Reduction = "mean",
+        per_frame: bool = False,
+        scale: tuple[str, ...] = (),
     ) -> None:
+        self.sampling, self.reduce, self.per_frame, self.scale = sampling or VideoSampling(), reduce, per_frame, scale
         self.model, self.address = model, address
         self.gpus, self.cpus, self.workers = gpus_per_worker, cpus_per_worker, max_workers
         self.batch_size, self.precision, self.decode_threads = batch_size, precision, decode_threads
@@ -326,6 +383,14 @@ class RayEngine:
                 "compile": self.compile,
                 "attributes": dict(self.attributes) if self.attributes else None,
                 "max_image_bytes": self.max_member_size,
+                "fps": self.sampling.fps,
+                "frames": self.sampling.frames,
+                "reduce": self.reduce,
+                "max_frames": self.sampling.max_frames,
+                "max_side": self.sampling.max_side,
+                "per_frame": self.per_frame,
+                "scale": list(self.scale) or "raw",
+                "video_column": "video",
             },
             batch_size=self.batch_size * 4,
             batch_format="pyarrow",
@@ -375,8 +440,12 @@ class RayEngine:
                         rows.column("read_error").to_pylist(),
                         {n: rows.column(n).to_pylist() for n in names},
                         sources.get(name),
+                        frames=rows.column("frames").to_pylist(),
+                        scales={s: rows.column(s).to_pylist() for s in self.scale},
+                        frame_times=rows.column("frame_times").to_pylist() if self.per_frame else None,
+                        frame_scores=rows.column("frame_scores").to_pylist() if self.per_frame else None,
                     )
-                    folder.write_table(by_name[name].file_name, table)
+                    write_shard(folder, by_name[name], table, result)
                     on_shard(result)
         unfinished = sorted(set(by_name) - set(expected)) + sorted(n for n in parts if n in expected)
         if unfinished:

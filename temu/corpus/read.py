@@ -1,8 +1,10 @@
 """One shard -> Arrow row chunks of :data:`ROW_SCHEMA`, in the shard's order; nothing is decoded here.
 
-Each row is one image: ``id`` (its exact bytes: a file's path as given, a tar member's WebDataset
-key, a table's id column), and either ``image`` (encoded bytes) or ``path`` (the bytes of a local
-path, absolute, or of a URI) to read it from. ``read_error`` is set on a row standing for what
+Each row is one image or video: ``id`` (its exact bytes: a file's path as given, a tar member's
+WebDataset key, a table's id column), and either ``image`` (encoded bytes) or ``path`` (the bytes of
+a local path, absolute, or of a URI) to read it from; ``video`` is True when its name (the tar
+member's, the path's) is a video's (:data:`~temu.images.names.VIDEO_EXTENSIONS`), so its bytes are
+read as a video although its id has no extension. ``read_error`` is set on a row standing for what
 could not be read at all: a tar that cannot be opened or breaks off (the members before the break
 are rows as usual), or a tar member larger than ``max_member_size`` (never read).
 
@@ -25,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import CorpusError
-from ..images.names import is_image_name
+from ..images.names import is_media_name, is_video_name
 from .names import clean_text, name_bytes, name_of
 from .plan import Shard, source_change
 from .uris import Filesystems, file_stat, is_uri, too_large
@@ -37,13 +39,14 @@ ROW_SCHEMA = pa.schema(
         ("image", pa.binary()),
         ("path", pa.binary()),
         ("read_error", pa.string()),
+        ("video", pa.bool_()),
     ]
 )
 
 #: WebDataset's split of a member name into key and extension: the key ends at the first dot of the file name.
 _KEY = re.compile(r"^((?:.*/|)[^./][^.]*)\.([^/]*)$")
 
-Row = tuple[bytes, "bytes | None", "str | None", "str | None"]
+Row = tuple[bytes, "bytes | None", "str | None", "str | None", bool]
 
 
 def webdataset_key(member: str) -> tuple[str, str] | None:
@@ -59,13 +62,13 @@ def sample_key(member_id: str) -> str:
 
 
 class TarIds:
-    """The ids of a tar's image members, unique within the tar, as corpus mode gives them.
+    """The ids of a tar's image and video members, unique within the tar, as corpus mode gives them.
 
     Call it with each member name in tar order. The first image of a sample is its WebDataset key
     (``000123`` for ``000123.jpg``), so metadata joins on it; another image of the same sample is
     ``key.ext`` (``000123.png``); a member name seen before in the tar (a duplicate member) is
     ``key.ext#N`` for its N-th copy, and is scored too. Returns None for members that are not
-    images or that WebDataset skips. ``temu select --write-shards`` maps ids back with :func:`sample_key`.
+    images or videos, or that WebDataset skips. ``temu select --write-shards`` maps ids back with :func:`sample_key`.
     """
 
     def __init__(self) -> None:
@@ -74,7 +77,7 @@ class TarIds:
 
     def __call__(self, name: str) -> str | None:
         split = webdataset_key(name)
-        if split is None or not is_image_name(name):
+        if split is None or not is_media_name(name):
             return None
         key, ext = split
         copies = self.names.get(name, 0) + 1
@@ -127,7 +130,7 @@ def read_shard(
 
 
 def _table(rows: list[Row], start: int) -> pa.Table:
-    ids, images, paths, errors = zip(*rows)
+    ids, images, paths, errors, videos = zip(*rows)
     return pa.Table.from_arrays(
         [
             pa.array(range(start, start + len(rows)), pa.int64()),
@@ -135,6 +138,7 @@ def _table(rows: list[Row], start: int) -> pa.Table:
             pa.array(images, pa.binary()),
             pa.array([None if p is None else name_bytes(p) for p in paths], pa.binary()),
             pa.array([None if e is None else clean_text(e) for e in errors], pa.string()),
+            pa.array(videos, pa.bool_()),
         ],
         schema=ROW_SCHEMA,
     )
@@ -166,7 +170,8 @@ def _list_rows(shard: Shard, filesystems: Filesystems) -> Iterator[Row]:
         if line.endswith(b"\r"):  # the entry is the line less its line ending (\n or \r\n); spaces are kept
             line = line[:-1]
         if line.strip():
-            yield line, None, _resolve(name_of(line), shard.root), None
+            path = _resolve(name_of(line), shard.root)
+            yield line, None, path, None, is_video_name(path)
 
 
 def _tar_rows(shard: Shard, filesystems: Filesystems, max_member_size: int, source: dict[str, Any]) -> Iterator[Row]:
@@ -176,10 +181,10 @@ def _tar_rows(shard: Shard, filesystems: Filesystems, max_member_size: int, sour
         fs, path = filesystems.resolve(shard.source)
         stream = fs.open_input_stream(path)
     except FileNotFoundError:
-        yield label, None, None, f"{shard.label}: no such file"
+        yield label, None, None, f"{shard.label}: no such file", False
         return
     except (OSError, ValueError) as err:
-        yield label, None, None, f"{shard.label}: cannot open the tar ({err})"
+        yield label, None, None, f"{shard.label}: cannot open the tar ({err})", False
         return
     ids = TarIds()
     images = 0
@@ -190,14 +195,16 @@ def _tar_rows(shard: Shard, filesystems: Filesystems, max_member_size: int, sour
                 if member_id is None:
                     continue
                 images += 1
+                video = is_video_name(member.name)
                 if member.size > max_member_size:  # never read: a huge (or sparse) member would exhaust memory
-                    yield name_bytes(member_id), None, None, f"{member.name}: {too_large(member.size, max_member_size)}"
+                    too_big = f"{member.name}: {too_large(member.size, max_member_size)}"
+                    yield name_bytes(member_id), None, None, too_big, video
                     continue
                 file = tar.extractfile(member)
                 data = file.read(member.size) if file is not None else b""
-                yield name_bytes(member_id), data, None, None
+                yield name_bytes(member_id), data, None, None, video
     except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        yield label, None, None, f"{shard.label}: truncated or corrupt tar after {images} image(s) ({err})"
+        yield label, None, None, f"{shard.label}: truncated or corrupt tar after {images} image(s) ({err})", False
 
 
 def _table_rows(shard: Shard, filesystems: Filesystems) -> Iterator[Row]:
@@ -258,7 +265,7 @@ def _table_batch_rows(
         if key is None:
             key = name_bytes(path if path is not None else f"{shard.label}#{first_row + i}")
         read_from = None if image is not None or path is None else _resolve(path, shard.root)
-        yield key, image, read_from, None
+        yield key, image, read_from, None, path is not None and is_video_name(path)
 
 
 def read_shard_rows(batch: pa.Table, *, max_member_size: int, chunk_rows: int = 256) -> Iterator[pa.Table]:

@@ -6,10 +6,10 @@ the k-th largest value); pass 2 reads the ids of the rows at or above it. Ties a
 (then by the exact bytes of the id, the shard's place in the plan and the row's place in its
 shard), so a selection is deterministic. Error rows are never kept; they are counted.
 
-The ranking column is any float column of the shard outputs (``score``, an attribute column).
-A column derived at selection time (say a calibrated ``mos`` or ``percentile``) would be added
-in :func:`ranking_values`, which turns one shard's table into the values to rank, and
-:func:`ranking_columns`, which lists what ``by=`` may name.
+The ranking column is any float column of the shard outputs (``score``, a calibrated ``mos`` or
+``percentile`` of a run with ``scale=``, an attribute column); higher is better. A column derived
+at selection time would be added in :func:`ranking_values`, which turns one shard's table into
+the values to rank, and :func:`ranking_columns`, which lists what ``by=`` may name.
 """
 
 from __future__ import annotations
@@ -125,7 +125,8 @@ def select(
         top: keep this fraction of the scored rows, in (0, 1] (``ceil(top * scored)`` rows).
         top_k: keep this many rows (all when fewer are scored).
         min_score: keep the rows whose ``by`` value is at least this.
-        by: the column to rank by: ``score`` or an attribute column.
+        by: the column to rank by: ``score``, ``mos`` / ``percentile`` (a run with ``scale=``) or an
+            attribute column.
         output: also write the kept ids, best first: ``.txt`` (one id per line, exact bytes),
             ``.csv`` or ``.parquet`` (id, the ``by`` column, rank), with ``NAME.selection.json`` beside it.
         write_shards: a new folder: WebDataset inputs -> new ``.tar`` s holding every member of each
@@ -174,7 +175,13 @@ def select(
     if done:
         available = ranking_columns(pq.read_schema(folder.path(done[0][1].file_name), filesystem=folder.fs))
         if by not in available:
-            raise CorpusError(f"by={by!r}: {location} has no such column; it ranks by {', '.join(available)}")
+            hint = f" (score it with scale={by!r} and a calibrated head)" if by in ("mos", "percentile") else ""
+            raise CorpusError(f"by={by!r}: {location} has no such column{hint}; it ranks by {', '.join(available)}")
+    if by == "mos" and plan.settings.get("mos_lower_better"):
+        raise CorpusError(
+            f"by='mos': the MOS of {location} is a DMOS (lower is better) and a selection keeps the highest values; "
+            "give by='score' or by='percentile', which rank the inputs in the same order"
+        )
     targets = _targets(filesystems, output, write_shards, overwrite)
     threshold, cut = _threshold(folder, done, by, rule, value, report)
     kept = _kept(folder, done, [s.name for s in plan.shards], by, threshold, cut)
@@ -403,4 +410,5 @@ def _source(plan: Plan) -> dict[str, Any]:
         "head_sha256": plan.settings.get("head_sha256"),
         "precision": plan.settings.get("precision"),
         "attributes": plan.options.get("attributes"),
+        "scale": plan.options.get("scale"),
     }

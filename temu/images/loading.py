@@ -147,11 +147,14 @@ class FrameLoader:
         self.input_size = input_size
         self.sampling = sampling
 
-    def __call__(self, source: Source) -> Iterator[tuple[float | None, torch.Tensor]]:
+    def __call__(self, source: Source, *, video: bool = False) -> Iterator[tuple[float | None, torch.Tensor]]:
+        """``video``: read it as if it were named like a video (a tar member ``000123.mp4`` whose id is
+        ``000123``)."""
         if source.error is not None:
             raise source.error
         encoded = source.path if source.path is not None else source.data
-        if encoded is not None and is_video_name(source.name) and not pillow_identifies(encoded):
+        named_video = video or is_video_name(source.name)
+        if encoded is not None and named_video and not pillow_identifies(encoded):
             yield from self.video(source, encoded)
             return
         try:
@@ -202,7 +205,9 @@ class FrameBatch:
         return FrameBatch(self.batch.pin_memory(), self.rows, self.ends)
 
 
-class _FrameBatchBuilder:
+class FrameBatchBuilder:
+    """Frames gathered into a :class:`FrameBatch` of up to ``batch_size`` frames (``take`` hands it on)."""
+
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
         self.pixels: list[torch.Tensor] = []
@@ -254,7 +259,7 @@ class FrameStream(IterableDataset):
 
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        pending = _FrameBatchBuilder(self.batch_size)
+        pending = FrameBatchBuilder(self.batch_size)
         for chunk in self.chunks[worker::workers]:
             for i in range(*chunk):
                 samples, video = 0, False

@@ -13,7 +13,8 @@ A head's raw score is in [0, 1] (higher is better). ``calibration.json``, beside
   P in [0, 100], from :data:`QUANTILES` quantiles of the corpus's raw scores.
 
 Applying them needs numpy only (scoring never loads scipy). :func:`scaled_columns` adds the
-``mos`` / ``percentile`` values to a batch of raw scores: the one call every engine makes.
+``mos`` / ``percentile`` values to a batch of raw scores: the one call every engine makes
+(:func:`fill_scales` on a batch of results).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "MOSMap",
     "Percentiles",
     "check_scales",
+    "fill_scales",
     "head_digest",
     "logistic4",
     "read_calibration",
@@ -422,3 +424,28 @@ def scaled_columns(
     if calibration is None:  # check_scales let it through: only "raw" was asked for
         return {}
     return {s: calibration.apply(values, s) for s in wanted}
+
+
+def fill_scales(
+    results: Sequence[Any], calibration: Calibration | None, scales: Sequence[str], *, source: str | None = None
+) -> None:
+    """Set each scored result's ``mos`` / ``percentile`` from its raw ``score`` (one vectorised call for the
+    batch); results without a score (errors) are left as they are. What :func:`temu.iter_scores` and the
+    corpus engines do to each batch of :class:`~temu.inference.ScoreResult` s.
+
+    Args:
+        results: objects with ``score`` (float or None) and ``mos`` / ``percentile`` attributes.
+        calibration, scales, source: as for :func:`scaled_columns`.
+
+    Raises:
+        CalibrationError: a scale the calibration cannot give.
+    """
+    wanted = [s for s in scales if s != "raw"]
+    if not results or not wanted:
+        return
+    raw = [math.nan if r.score is None else r.score for r in results]
+    columns = scaled_columns(calibration, raw, wanted, source=source)
+    for j, result in enumerate(results):
+        if result.score is not None:
+            for name, values in columns.items():
+                setattr(result, name, float(values[j]))
