@@ -254,3 +254,25 @@ def test_setup_cfg_lists_every_sub_package():
     listed = set(cfg["options"]["packages"].split())
     on_disk = {module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert on_disk - listed == set(), "add these to setup.cfg's [options] packages"
+
+
+def test_public_functions_of_five_or_more_arguments_document_them_under_args():
+    """One docstring style (Google's ``Args:`` / ``Returns:``) where a signature is long enough to need it."""
+    import ast
+
+    missing = []
+    for name, path in MODULES.items():
+        if name.startswith("temu.cli"):
+            continue
+
+        def visit(body, prefix):
+            for node in body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    visit(node.body, f"{prefix}{node.name}.")
+                elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+                    args = [a.arg for a in node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+                    if len(args) >= 5 and "Args:" not in (ast.get_docstring(node) or ""):
+                        missing.append(f"{prefix}{node.name}")
+
+        visit(ast.parse(path.read_text()).body, f"{name}.")
+    assert missing == []

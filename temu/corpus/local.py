@@ -28,8 +28,18 @@ from .uris import Filesystems
 def score_shard(
     shard: Shard, scorer: BatchScorer, filesystems: Filesystems, *, max_member_size: int, per_frame: bool = False
 ) -> tuple[pa.Table, ShardResult]:
-    """Read, decode and score one shard in this process: its output table and counts (with
-    ``per_frame``, ``ShardResult.frames`` holds its per-frame table)."""
+    """Read, decode and score one shard in this process.
+
+    Args:
+        shard: the shard (from the plan).
+        scorer: the model and its batching (:class:`~temu.corpus.scorer.BatchScorer`).
+        filesystems: where the inputs are read from.
+        max_member_size: the largest image read, in bytes; a larger one is an error row.
+        per_frame: also make the per-frame table (``ShardResult.frames``).
+
+    Returns:
+        The shard's output table and its counts.
+    """
     ids: list[bytes] = []
     read_errors: list[str | None] = []
     source: dict[str, Any] = {}
@@ -57,7 +67,19 @@ def results_output(
     *,
     per_frame: bool,
 ) -> tuple[pa.Table, ShardResult]:
-    """:func:`~temu.corpus.output.shard_output` of a shard's :class:`~temu.inference.ScoreResult` s."""
+    """The output of a shard from its :class:`~temu.inference.ScoreResult` s.
+
+    Args:
+        shard, source: as for :func:`~temu.corpus.output.shard_output`.
+        ids: each row's id, as bytes.
+        results: each row's result, in the shard's order.
+        read_errors: each row's reader error (None: read).
+        scorer: gives the attribute and scale names.
+        per_frame: also make the per-frame table.
+
+    Returns:
+        :func:`~temu.corpus.output.shard_output` of the results.
+    """
     names = list(scorer.predictor.attributes or {})
     attributes = {n: [r.attributes[n] if r.attributes else None for r in results] for n in names}
     return shard_output(

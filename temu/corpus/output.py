@@ -114,12 +114,26 @@ def shard_output(
     frame_times: Sequence[Sequence[float] | None] | None = None,
     frame_scores: Sequence[Sequence[float] | None] | None = None,
 ) -> tuple[pa.Table, ShardResult]:
-    """The output table of a shard (rows in the shard's order) and its counts. A reader's error
-    (a tar that breaks off) takes the place of the scorer's; a non-finite score, scaled score or
-    attribute value makes its row an error row. ``attributes`` / ``scales``: name -> one value per
-    row. ``frames``: each row's sampled frames (None: an image). ``source``: what the reader
-    recorded of a tar (size, mtime_ns). ``frame_times`` / ``frame_scores``: each video's frames,
-    for :func:`frames_output` (``ShardResult.frames``); None: no per-frame file."""
+    """The output table of a shard (rows in the shard's order) and its counts.
+
+    A reader's error (a tar that breaks off) takes the place of the scorer's; a non-finite score,
+    scaled score or attribute value makes its row an error row.
+
+    Args:
+        shard: the shard.
+        ids: each row's id, as bytes.
+        scores: each row's raw score (None: an error).
+        errors: the scorer's error of each row.
+        read_errors: the reader's error of each row.
+        attributes: name -> one value per row.
+        source: what the reader recorded of a tar (size, mtime_ns).
+        frames: each row's sampled frames (None: an image).
+        scales: ``mos`` / ``percentile`` -> one value per row.
+        frame_times, frame_scores: each video's frames, for :func:`frames_output`; None: no per-frame file.
+
+    Returns:
+        The table and a :class:`ShardResult` (its ``frames`` holds the per-frame table, if asked).
+    """
     n = len(ids)
     values = {name: list(column) for name, column in (scales or {}).items()}
     values.update((name, list(column)) for name, column in (attributes or {}).items())

@@ -104,10 +104,20 @@ def read_shard(
     chunk_bytes: int = 64 << 20,
     source: dict[str, Any] | None = None,
 ) -> Iterator[pa.Table]:
-    """The rows of ``shard`` as tables of up to ``chunk_rows`` rows (and about ``chunk_bytes`` of images).
+    """The rows of ``shard`` in chunks.
 
-    ``source``, if given, is filled with the ``size`` and ``mtime_ns`` of a tar as it was opened
-    (recorded in the shard's output, so a selection can tell the tar changed since)."""
+    Args:
+        shard: the shard.
+        filesystems: where its inputs are read from.
+        max_member_size: the largest image read, in bytes; a larger one becomes a row with its error.
+        chunk_rows: the most rows per chunk.
+        chunk_bytes: about the most image bytes per chunk.
+        source: filled with the ``size`` and ``mtime_ns`` of a tar as it was opened (recorded in the
+            shard's output, so a selection can tell the tar changed since).
+
+    Returns:
+        An iterator of Arrow tables.
+    """
     if shard.kind == "list":
         rows = _list_rows(shard, filesystems)
     elif shard.kind == "tar":

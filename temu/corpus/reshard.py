@@ -142,9 +142,20 @@ def write_shards(
     samples_per_shard: int,
     old_files: list[str],
 ) -> tuple[list[str], list[str]]:
-    """Write the new shards of ``kept`` (a selection's rows with ``order``, ``row``, ``id``,
-    ``id_bytes``) into ``directory``; ``old_files`` (an earlier selection's) are deleted first.
-    Returns (the files written, notes for the user)."""
+    """Write the new shards of a selection.
+
+    Args:
+        kept: the selection's rows, with ``order``, ``row``, ``id`` and ``id_bytes``.
+        plan: the scored run's plan (its inputs).
+        folder: the scored run's output folder.
+        filesystems: where the inputs are read from and the shards written.
+        directory: where the new shards go.
+        samples_per_shard: samples per new tar.
+        old_files: an earlier selection's files, deleted first.
+
+    Returns:
+        ``(the files written, notes for the user)``.
+    """
     kept = kept.sort_by([("order", "ascending"), ("row", "ascending")])  # input order
     orders = kept.column("order").to_numpy()
     starts = np.flatnonzero(np.r_[True, orders[1:] != orders[:-1]]) if len(orders) else np.zeros(0, int)

@@ -162,10 +162,19 @@ def score_files(
 ) -> Scoring:
     """Score each file with :func:`temu.explain` (score, attributes and maps from one pass).
 
-    A video is scored by :data:`VIDEO_FRAMES` frames spread over its duration, its frame scores
-    reduced by ``reduce`` (one of :data:`REDUCTIONS`). A file that cannot be read or scored (a video
-    without PyAV too) becomes an error (file name, reason) and the others are scored. ``name`` is
-    the model's name on the page, kept in the result.
+    A file that cannot be read or scored (a video without PyAV too) becomes an error (file name,
+    reason) and the others are scored.
+
+    Args:
+        paths: the uploaded files.
+        model: the model.
+        name: the model's name on the page, kept in the result.
+        precision: the backbone's autocast.
+        reduce: how a video's :data:`VIDEO_FRAMES` frame scores (spread over its duration) become
+            its score; one of :data:`REDUCTIONS`.
+
+    Returns:
+        A :class:`Scoring`.
 
     Raises:
         DemoError: an unknown ``reduce``.
