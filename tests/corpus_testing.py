@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import temu_testing
 
 import temu
 
@@ -155,19 +156,8 @@ VIDEO_W, VIDEO_H = 64, 48
 
 
 def write_clip(path: Path, pictures: list, count: int, rate: int = 10) -> Path:
-    """A 64x48 H.264 clip of ``count`` frames at ``rate`` fps, cycling through ``pictures`` (PyAV)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = VIDEO_W, VIDEO_H, "yuv420p"
-        for i in range(count):
-            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    """A clip of ``count`` frames at ``rate`` fps, cycling through ``pictures``."""
+    return temu_testing.write_clip(path, pictures, [i / rate for i in range(count)], rate=rate)
 
 
 def make_media(root: Path, photos: dict) -> Path:

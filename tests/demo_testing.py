@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import temu_testing
+
 #: Debian's Chromium (`apt-get install chromium`); Playwright's own browser download needs the network.
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -55,19 +57,7 @@ def write_huge_png(path: Path, side: int = 40_000) -> Path:
 def write_clip(path: Path, pictures: Sequence[Any], *, seconds: float = 2.0, rate: int = 10) -> Path:
     """A ``seconds``-long H.264 clip at ``rate`` frames per second showing ``pictures`` (``[H, W, 3]`` uint8
     arrays with even sides) in turn, a tenth of a second each (written with PyAV)."""
-    import av
-
-    height, width = pictures[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(round(seconds * rate)):
-            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return temu_testing.write_clip(path, pictures, [i / rate for i in range(round(seconds * rate))], rate=rate)
 
 
 def browser_missing() -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,39 @@ def stored_outputs(checkpoint: Path) -> dict:
                 "weight_map": np.asarray(result.weight_map, dtype=float).tolist(),
             }
     return out
+
+
+def write_clip(
+    path: Path,
+    pictures: Sequence[np.ndarray],
+    times: list[float],
+    *,
+    rate: int = 30,
+    time_base: Fraction = Fraction(1, 1000),
+    gop: int | None = None,
+    rotation: tuple[int, bool, bool] | None = None,
+    codec: str = "libx264",
+    faststart: bool = False,
+) -> Path:
+    """A clip showing ``pictures[i % len(pictures)]`` (``[H, W, 3]`` uint8, even sides) from ``times[i]``
+    seconds (pts set explicitly), written with PyAV; ``faststart``: an MP4's index before its frames,
+    as streaming sites write them."""
+    import av
+
+    height, width = pictures[0].shape[:2]
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.time_base = time_base
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+        if rotation is not None:
+            stream.set_display_rotation(*rotation)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
+            frame.pts, frame.time_base = round(t / time_base), time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -345,20 +345,15 @@ def readme_world(tmp_path, monkeypatch, hub_cache, tiny_head_dir, tiny_kwargs, p
 
 def write_clip(path: str, arrays: list) -> None:
     """A 3 s clip at 10 fps (64x48, H.264) cycling through the photographs, for the README's video blocks."""
+    import numpy as np
     from PIL import Image
+    from temu_testing import write_clip as write
 
-    av = pytest.importorskip("av")
+    pytest.importorskip("av")
     frames = [Image.fromarray(a).resize((64, 48)) for a in arrays]
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(30):
-            frame = av.VideoFrame.from_image(frames[i // 8 % len(frames)])
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    write(
+        Path(path), [np.asarray(frames[i // 8 % len(frames)]) for i in range(30)], [i / 10 for i in range(30)], rate=10
+    )
 
 
 @pytest.mark.parametrize("line, code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from temu_testing import write_clip
 
 import temu
 from temu.errors import VideoOptionsError, VideoReadError
@@ -38,38 +38,6 @@ def pictures(photos) -> list[np.ndarray]:
         img = Image.fromarray(arr).resize((W, H), Image.BICUBIC)
         out += [np.asarray(img), np.asarray(img.filter(ImageFilter.GaussianBlur(2)))]
     return out
-
-
-def write_clip(
-    path: Path,
-    pictures: list[np.ndarray],
-    times: list[float],
-    *,
-    rate: int = 30,
-    time_base: Fraction = Fraction(1, 1000),
-    gop: int | None = None,
-    rotation: tuple[int, bool, bool] | None = None,
-    codec: str = "libx264",
-    faststart: bool = False,
-) -> Path:
-    """A clip showing ``pictures[i % len(pictures)]`` from ``times[i]`` seconds (pts set explicitly);
-    ``faststart``: an MP4's index before its frames, as streaming sites write them."""
-    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        stream.codec_context.time_base = time_base
-        if gop is not None:
-            stream.codec_context.gop_size = gop
-        if rotation is not None:
-            stream.set_display_rotation(*rotation)
-        for i, t in enumerate(times):
-            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="rgb24")
-            frame.pts, frame.time_base = round(t / time_base), time_base
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def decoded(path: Path) -> tuple[list[float], list[np.ndarray]]:
