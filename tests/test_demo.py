@@ -250,11 +250,13 @@ def test_a_videos_frames_are_scored_once_and_reduced_again_as_temu_explain_reduc
 TABLE_TEXT = "(document.querySelector('#temu-table')?.innerText ?? '')"
 
 
-@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+# CI (CI=true, where .ci/run installs Chromium) must run the browser test, never skip it
+@pytest.mark.skipif(browser_missing() is not None and not os.environ.get("CI"), reason=str(browser_missing()))
 def test_page_in_chromium_shows_the_score_and_the_maps(page_url, reference, tiny_head_dir, tmp_path, request):
     """Upload coffee.jpg as a user would; the number shown is temu.score's, the maps are drawn at the
     photo's aspect ratio, a click on an attribute shows its map; a clip dropped next shows its row and
     frames; and the page asks nothing of the internet."""
+    assert browser_missing() is None, f"CI must run the browser test: {browser_missing()}"
     clip = request.getfixturevalue("clip") if importlib.util.find_spec("av") else None
     expected = temu.score(COFFEE, model=reference[str(tiny_head_dir)])
     with chromium_page(tmp_path / "profile", page_url) as (page, outside):
