@@ -246,13 +246,14 @@ def score_video(
     num_workers: int | None = None,
     precision: Precision = "auto",
     compile: bool = False,
+    scale: ScaleSpec = "raw",
 ) -> VideoScore:
     """One video's score, with its frames' scores and times (README "Video": the sampling rule).
 
     Args:
         path: the video file.
         model, fps, frames, reduce, max_frames, max_side, batch_size, device, progress, num_workers,
-            precision, compile: as for :func:`iter_scores`.
+            precision, compile, scale: as for :func:`iter_scores`.
 
     Returns:
         A :class:`~temu.video.VideoScore`: ``score`` (the frame scores reduced), ``frame_scores``,
@@ -282,10 +283,13 @@ def score_video(
         reduce=reduce,
         max_frames=max_frames,
         max_side=max_side,
+        scale=scale,
     )
     if result.frames is None:
         raise InvalidInputError(f"{result.name}: is an image, not a video; score it with temu.score")
-    return VideoScore(result.name, result.score, result.frame_scores, result.timestamps, reduce)
+    return VideoScore(
+        result.name, result.score, result.frame_scores, result.timestamps, reduce, result.mos, result.percentile
+    )
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class VideoScore:
         frame_scores: each sampled frame's score, in time order.
         timestamps: each sampled frame's presentation time, seconds from the first frame.
         reduce: the reduction used (:data:`REDUCTIONS`).
+        mos, percentile: ``score`` calibrated, when ``scale`` asked for it (:mod:`temu.model.calibration`).
     """
 
     name: str
@@ -70,6 +71,8 @@ class VideoScore:
     frame_scores: list[float] = field(repr=False)
     timestamps: list[float] = field(repr=False)
     reduce: str = "mean"
+    mos: float | None = None
+    percentile: float | None = None
 
     @property
     def frames(self) -> int:

@@ -175,3 +175,14 @@ def test_a_scale_the_head_lacks_is_refused_before_anything_is_written(media, tin
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--scale mos needs a MOS calibration" in err, err
     assert not out.exists()
+
+
+def test_score_video_gives_the_calibrated_score_like_temu_score(media, calibrated_head):
+    clip = str(media / "media" / "a.mp4")
+    video = temu.score_video(clip, model=str(calibrated_head), scale=["mos", "percentile"], precision="fp32")
+    assert video.mos == pytest.approx(temu.score(clip, model=str(calibrated_head), scale="mos", precision="fp32"))
+    assert video.percentile == pytest.approx(
+        temu.score(clip, model=str(calibrated_head), scale="percentile", precision="fp32")
+    )
+    assert 1.0 <= video.mos <= 5.0 and video.mos != pytest.approx(video.score)
+    assert temu.score_video(clip, model=str(calibrated_head), precision="fp32").mos is None
