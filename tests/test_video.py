@@ -347,7 +347,10 @@ def test_without_pyav_a_video_is_an_error_naming_the_extra_and_images_still_scor
 ):
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` raises ImportError
     results = list(temu.iter_scores([clips["cfr"], photo_files["coffee"]], model=model, on_error="report"))
-    assert results[0].error == f"{clips['cfr']}: reading videos needs PyAV: pip install 'temu-iqa[video]'"
+    assert (
+        results[0].error
+        == f'{clips["cfr"]}: reading videos needs PyAV, which is not installed: pip install "temu-iqa[video]"'
+    )
     assert results[1].error is None
 
 

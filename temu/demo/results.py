@@ -34,9 +34,6 @@ VIDEO_FRAMES = 8
 #: The reductions of a video's frame scores the page offers: :data:`temu.video.REDUCTIONS` (that module imports torch).
 REDUCTIONS: tuple[str, ...] = ("mean", "min", "median", "p10")
 
-#: What the page says when a video is dropped and PyAV is not installed.
-NO_PYAV = 'reading videos needs PyAV, which is not installed: pip install "temu-iqa[video]"'
-
 
 class ModelChoices:
     """The models a demo page offers, by the name it was given; each is loaded once, on first use.
@@ -180,7 +177,6 @@ def score_files(
         DemoError: an unknown ``reduce``.
     """
     from ..api import explain
-    from ..images.video import EXTRA_HINT
     from ..plots import read_preview
 
     check_precision(precision)
@@ -197,7 +193,7 @@ def score_files(
             preview = read_preview(path)
         except TeMuError as err:  # this file only: its line says why
             reason = err.reason if isinstance(err, ImageReadError) else str(err)
-            errors.append((shown, NO_PYAV if reason == EXTRA_HINT else reason))
+            errors.append((shown, reason))
             continue
         pixels = (preview.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         images.append(ScoredImage(shown, result.score, dict(result.attributes), dict(result.maps), pixels))

@@ -55,7 +55,7 @@ from .transforms import InputSize
 SEEK_GAP = 2.0
 
 #: What the extra is called, in messages.
-EXTRA_HINT = "reading videos needs PyAV: pip install 'temu-iqa[video]'"
+EXTRA_HINT = 'reading videos needs PyAV, which is not installed: pip install "temu-iqa[video]"'
 
 VideoInput = str | os.PathLike[str] | bytes | bytearray | memoryview
 
