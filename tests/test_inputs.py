@@ -220,6 +220,14 @@ def test_other_integer_tensors_are_refused_with_how_to_convert(dtype):
         source.load()
 
 
+@pytest.mark.parametrize("shape", [(32, 32), (4, 32, 32), (1, 1, 3, 32, 32)])
+def test_a_tensor_of_the_wrong_shape_is_told_both_shapes_that_work(shape):
+    with pytest.raises(
+        InvalidInputError, match=r"expected an image tensor \[3, H, W\] or a batch \[N, 3, H, W\], got shape"
+    ):
+        to_pixels(torch.rand(*shape))
+
+
 def test_open_files_and_text_streams_are_one_bad_input_not_iterated(tmp_path):
     import io
 

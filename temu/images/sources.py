@@ -152,7 +152,9 @@ def to_pixels(obj: Any, *, name: str = "image") -> torch.Tensor:
         if obj.is_meta:
             raise InvalidInputError(f"{name}: a tensor on the 'meta' device holds no values to score")
         if obj.dim() != 3 or obj.shape[0] != 3:
-            raise InvalidInputError(f"{name}: expected a [3, H, W] image tensor, got shape {tuple(obj.shape)}")
+            raise InvalidInputError(
+                f"{name}: expected an image tensor [3, H, W] or a batch [N, 3, H, W], got shape {tuple(obj.shape)}"
+            )
         if obj.numel() == 0:
             raise InvalidInputError(f"{name}: the image tensor has no pixels (shape {tuple(obj.shape)})")
         if (problem := dtype_problem(obj.dtype, name)) is not None:
