@@ -386,6 +386,8 @@ def test_a_backbone_config_named_like_a_builtin_does_not_replace_it(tmp_path):
         ({"head": {"adapter_dim": -1}}, r"adapter_dim=-1: expected an int in 0\.\.16384"),
         ({"head": {"metanet_reduction": 0}}, r"metanet_reduction=0: expected an int >= 1"),
         ({"head": {"learn_layer_weights": "yes"}}, r"learn_layer_weights='yes': expected true or false"),
+        ({"head": {"adapter_dims": 8}}, r"head: unknown fields \['adapter_dims'\]; a HeadConfig has \['adapter_dim', "),
+        ({"head": 5}, r"head=5: expected a HeadConfig or a dict of its fields"),
     ],
 )
 def test_every_config_field_is_checked_when_the_config_is_made(fields, message):
@@ -393,6 +395,13 @@ def test_every_config_field_is_checked_when_the_config_is_made(fields, message):
     with pytest.raises(ConfigError, match=message) as info:
         TeMuConfig().replace(**fields)
     assert "\n" not in str(info.value)
+
+
+def test_a_head_given_as_a_dict_is_its_fields():
+    assert TeMuConfig(head={"adapter_dim": 8}).head == HeadConfig(adapter_dim=8)
+    assert TeMuConfig(head=HeadConfig(adapter_dim=8)).replace(head={"learn_layer_weights": False}).head == HeadConfig(
+        adapter_dim=8, learn_layer_weights=False
+    )
 
 
 def test_config_values_are_normalised_to_plain_types():

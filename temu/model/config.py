@@ -189,8 +189,10 @@ class TeMuConfig:
             )
         object.__setattr__(self, "prompts", prompts)
         object.__setattr__(self, "layers", _check_layers(self.layers))
-        if not isinstance(self.head, HeadConfig):
-            raise ConfigError(f"head={self.head!r}: expected a HeadConfig")
+        if isinstance(self.head, Mapping):
+            object.__setattr__(self, "head", _head_config(self.head))
+        elif not isinstance(self.head, HeadConfig):
+            raise ConfigError(f"head={self.head!r}: expected a HeadConfig or a dict of its fields")
         for name in ("mean", "std"):
             value = getattr(self, name)
             if value is not None:
@@ -204,9 +206,9 @@ class TeMuConfig:
             raise ConfigError(f"mos_scale={self.mos_scale!r}: expected a MOSScale, a dict of its fields or None")
 
     def replace(self, **changes: Any) -> TeMuConfig:
-        """A copy with some fields changed; ``head`` may be given as a dict of HeadConfig fields."""
-        if isinstance(changes.get("head"), dict):
-            changes["head"] = dataclasses.replace(self.head, **changes["head"])
+        """A copy with some fields changed; ``head`` may be given as a dict of the HeadConfig fields to change."""
+        if isinstance(changes.get("head"), Mapping):
+            changes["head"] = _head_config({**dataclasses.asdict(self.head), **changes["head"]})
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +254,15 @@ class TeMuConfig:
             return cls(head=head_config, **data)
         except (TypeError, ValueError) as err:
             raise WeightsError(f"{source}: invalid model config: {err}") from err
+
+
+def _head_config(fields: Mapping[str, Any]) -> HeadConfig:
+    """A :class:`HeadConfig` from a dict of its fields; unknown names are a ConfigError listing the known ones."""
+    known = [f.name for f in dataclasses.fields(HeadConfig)]
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ConfigError(f"head: unknown fields {unknown}; a HeadConfig has {known}")
+    return HeadConfig(**fields)
 
 
 def read_config_file(path: str | Path) -> tuple[TeMuConfig, dict[str, Any]]:
@@ -302,10 +313,11 @@ def resolve_layers(layers: LayerSpec, depth: int) -> list[int]:
     ``None`` = all ``depth`` layers; an int k = layers 1..k; a list = those layers, numbered
     from 1 as in the paper (layer 1 is the output of the first transformer block).
 
+    ``layers`` is :attr:`TeMuConfig.layers`, already checked without a backbone.
+
     Raises:
-        ConfigError: a layer the backbone does not have, or not a layer choice at all.
+        ConfigError: a layer the backbone does not have.
     """
-    layers = _check_layers(layers)
     if layers is None:
         return list(range(depth))
     if isinstance(layers, int):

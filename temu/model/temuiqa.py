@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -402,8 +401,6 @@ class TeMuIQA(nn.Module):
                 raise TypeError(
                     f"unknown overrides {unknown}; TeMuIQA.from_pretrained accepts {sorted(TeMuConfig.__dataclass_fields__)}"
                 )
-            if isinstance(overrides.get("head"), HeadConfig):
-                overrides["head"] = dataclasses.asdict(overrides["head"])
             config = config.replace(**overrides)
         if preset and _ARCHITECTURE_FIELDS & set(overrides):
             # A preset is an untrained head. On another architecture its counterpart is that
