@@ -83,6 +83,17 @@ def test_flag_message_rewrites_fields_as_flags():
     assert flag_message(path, flags) == path
 
 
+def test_model_config_errors_reach_temu_finetune_with_its_flags():
+    from temu.cli.finetune import FLAGS
+    from temu.errors import ConfigError
+    from temu.model.config import TeMuConfig
+
+    for fields, flag in (({"layers": [0]}, "--layers [0]:"), ({"variant": "s"}, "--variant s:")):
+        with pytest.raises(ConfigError) as info:
+            TeMuConfig(**fields)
+        assert flag_message(str(info.value), FLAGS).startswith(flag), str(info.value)
+
+
 def test_every_train_config_field_has_its_flag():
     from temu.cli.finetune import FLAGS, TRAIN_FLAGS, build_parser
 

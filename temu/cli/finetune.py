@@ -222,6 +222,11 @@ FLAGS: dict[str, str] = {
     "device": "--device",
     "image_size=None": "--image-size native",
     "image_size": "--image-size",
+    # model config fields (temu.errors.ConfigError names them)
+    "layers": "--layers",
+    "backbone": "--backbone",
+    "pretrained": "--pretrained",
+    "variant": "--variant",
 }
 
 
