@@ -218,6 +218,8 @@ def create_clip(source: BackboneSource) -> nn.Module:
             force_quick_gelu=source.force_quick_gelu,
             device="cpu",
         )
+    except MemoryError:  # the machine, not the file
+        raise
     except Exception as err:  # open_clip's loader: EOFError, UnpicklingError, SafetensorError, RuntimeError, ...
         if checkpoint is None:
             raise
