@@ -447,3 +447,13 @@ def test_image_size_below_the_patch_size_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"image_size=16: expected at least the backbone's patch size \(32\)"):
         TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=16)
     assert TeMuIQA(backbone=str(tmp_path / "patch32.json"), pretrained=None, image_size=32).patch_size == (32, 32)
+
+
+def test_a_config_the_backbone_cannot_have_is_refused_before_its_weights_are_fetched(hub_cache):
+    """Offline with an empty cache, ViT-B-32's weights cannot be had: the layer error must come first."""
+    with pytest.raises(
+        ConfigError, match=r"layers=\[30\]: layers \[30\] do not exist; expected layers numbered 1\.\.12"
+    ):
+        TeMuIQA(backbone="ViT-B-32", pretrained="openai", layers=[30])
+    with pytest.raises(ConfigError, match=r"head\.adapter_dim=5000: expected 0\.\.2048"):
+        TeMuIQA(backbone="ViT-B-32", pretrained="openai", head=HeadConfig(adapter_dim=5000))

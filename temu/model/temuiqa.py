@@ -39,6 +39,7 @@ from .presets import PRESET_SEED, PRESETS
 from .prompts import CoCoOpPrompts
 from .scale import MOSScale
 from .text import TextTower
+from .weights import vision_shape
 
 #: dtypes a head's safetensors file may hold (loaded into float32 parameters).
 _WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -147,6 +148,9 @@ class TeMuIQA(nn.Module):
         return self
 
     def _build(self, config: TeMuConfig, *, load_weights: bool) -> None:
+        shape = vision_shape(config.backbone, config.pretrained)  # checked before any weights are downloaded
+        if shape is not None:
+            check_for_backbone(config, depth=shape[0], embed_dim=shape[1], patch_size=shape[2])
         backbone = build_backbone(
             config.backbone,
             config.pretrained,

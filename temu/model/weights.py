@@ -200,6 +200,30 @@ def _read_preprocess(config_path: Path) -> tuple[tuple[float, ...], tuple[float,
     return tuple(cfg.get("mean", _OPENAI_MEAN)), tuple(cfg.get("std", _OPENAI_STD))
 
 
+def vision_shape(backbone: str, pretrained: str | None) -> tuple[int, int, tuple[int, int]] | None:
+    """``(depth, embed_dim, patch_size)`` of a backbone's vision tower, read from its open_clip config
+    without loading (or downloading) weights; None when that cannot be told without building it.
+
+    Lets a model config be checked against the backbone before its weights are fetched; the checks
+    after the build stay the authority.
+    """
+    from ..errors import TeMuError
+
+    try:
+        source = resolve_backbone(backbone, pretrained, load_weights=False)
+        source.register()
+        config = open_clip.get_model_config(source.model_name)
+        vision = config["vision_cfg"]
+        depth, embed_dim, patch = vision["layers"], config["embed_dim"], vision["patch_size"]
+    except (TeMuError, OSError, ValueError, KeyError, TypeError):
+        return None
+    if isinstance(patch, int):
+        patch = (patch, patch)
+    if not (isinstance(depth, int) and isinstance(embed_dim, int) and len(patch) == 2):
+        return None
+    return depth, embed_dim, (int(patch[0]), int(patch[1]))
+
+
 def create_clip(source: BackboneSource) -> nn.Module:
     """Instantiate the open_clip model for a resolved source, weights loaded, on the CPU.
 
