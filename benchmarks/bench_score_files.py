@@ -4,7 +4,7 @@ The folder is made from scikit-image's photographs (re-encoded JPEGs at 1024x768
 every file differs). Rows, all timed interleaved in one process:
 
 - model only: the same model on pixels already decoded, resized (uint8) and on the device;
-- input only: the input pipeline ``temu.iter_scores`` builds (``temu.images.loading.load_batches``:
+- input only: the input pipeline ``temu.iter_scores`` builds (``temu.images.loading.load_frame_batches``:
   decode, turn upright, resize as uint8, batch, move to the device), without the model;
 - temu.iter_scores from JPEG files: both.
 
@@ -65,18 +65,23 @@ def resolve_workers(workers: int | None, images: int, batch: int, device: torch.
 
 def input_only(model: torch.nn.Module, paths: list[Path], *, batch: int, workers: int) -> Callable[[], int]:
     """A function that runs ``temu.iter_scores``' input pipeline over ``paths`` without the model."""
-    from temu.images.loading import load_batches
+    from temu.images.loading import load_frame_batches
     from temu.images.sources import Source
+    from temu.images.video import VideoSampling
 
     device = next(model.parameters()).device
     sources = [Source(str(p), path=p) for p in paths]
 
     def run() -> int:
         n = 0
-        for batch_ in load_batches(sources, model.input_size, device, batch_size=batch, num_workers=workers):
-            if batch_.failed:
-                raise RuntimeError(f"{len(batch_.failed)} files failed: {batch_.failed[0][1]}")
-            n += sum(len(idx) for idx, _ in batch_.groups)
+        batches = load_frame_batches(
+            sources, model.input_size, device, batch_size=batch, num_workers=workers, sampling=VideoSampling()
+        )
+        for frames in batches:
+            failed = [end for end in frames.ends if end.error is not None]
+            if failed:
+                raise RuntimeError(f"{len(failed)} files failed: {failed[0].error}")
+            n += sum(len(idx) for idx, _ in frames.batch.groups)
         if n != len(paths):
             raise RuntimeError(f"the loader gave {n} of {len(paths)} images")
         return n

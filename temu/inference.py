@@ -107,9 +107,9 @@ class Predictor:
         return _to_host(out, self.with_maps)
 
     def results(self, batch: Batch, name_of: Callable[[int], str]) -> list[ScoreResult]:
-        """The results of one :class:`~temu.images.loading.Batch`, in index order: failed inputs and
-        non-finite scores as errors. ``name_of(index)`` names each image."""
-        results = [ScoreResult(i, name_of(i), None, str(err)) for i, err in batch.failed]
+        """The results of one :class:`~temu.images.loading.Batch`, in index order, non-finite scores as
+        errors. ``name_of(index)`` names each image."""
+        results: list[ScoreResult] = []
         for indices, x in batch.groups:
             results.extend(self._group_results(indices, self.forward(x), name_of))
         results.sort(key=lambda r: r.index)

@@ -9,18 +9,22 @@ from PIL import Image
 
 import temu.runtime
 from temu.images.decode import pil_to_pixels
-from temu.images.loading import Batch, ImageLoader, SourceDataset, collate_sources, load_batches
+from temu.images.loading import Batch, FrameStream, ImageLoader, group_by_size, load_frame_batches
 from temu.images.sources import Source
 from temu.images.transforms import InputSize
+from temu.images.video import VideoSampling
 
 
 def test_8_bit_images_reach_the_batch_as_uint8_at_the_input_size(photo_files):
     sources = [Source(str(p), path=p) for p in photo_files.values()]
-    dataset = SourceDataset(sources, InputSize(48, (8, 8)))
-    for i in range(len(sources)):
-        _, pixels, err = dataset[i]
-        assert err is None and pixels.dtype == torch.uint8 and pixels.shape == (3, 48, 48) and pixels.is_contiguous()
-    (batch,) = load_batches(sources, InputSize(48, (8, 8)), torch.device("cpu"), batch_size=8, num_workers=0)
+    load = ImageLoader(InputSize(48, (8, 8)))
+    for source in sources:
+        pixels = load(source)
+        assert pixels.dtype == torch.uint8 and pixels.shape == (3, 48, 48) and pixels.is_contiguous()
+    (frames,) = load_frame_batches(
+        sources, InputSize(48, (8, 8)), torch.device("cpu"), batch_size=8, num_workers=0, sampling=VideoSampling()
+    )
+    batch = frames.batch
     assert [(ids, x.dtype, tuple(x.shape)) for ids, x in batch.groups] == [([0, 1, 2, 3], torch.uint8, (4, 3, 48, 48))]
 
 
@@ -45,19 +49,26 @@ def test_native_size_crops_odd_margins_as_the_rule_says():
     assert torch.equal(size(x.float() / 255), x[:, 1:49, 3:67].float() / 255)
 
 
-def test_groups_by_size_and_dtype_and_a_failing_image_is_its_error(photos):
-    items = [(0, pil_to_pixels(Image.fromarray(photos["coffee"])), None)]
-    items += [(1, pil_to_pixels(Image.fromarray(photos["astronaut"])), None)]
-    items += [(2, torch.rand(3, 85, 128), None), (3, None, ValueError("unreadable"))]
-    batch = collate_sources(items)
-    assert [ids for ids, _ in batch.groups] == [[0], [1], [2]] and [i for i, _ in batch.failed] == [3]
-    assert [x.dtype for _, x in batch.groups] == [torch.uint8, torch.uint8, torch.float32]
+def test_groups_by_size_and_dtype_and_a_failing_image_is_its_error(photos, tmp_path):
+    images = [pil_to_pixels(Image.fromarray(photos["coffee"])), pil_to_pixels(Image.fromarray(photos["astronaut"]))]
+    images.append(torch.rand(3, 85, 128))
+    groups = group_by_size(range(3), lambda i: images[i])
+    assert [list(g) for g in groups] == [[0], [1], [2]]
+    assert [images[g[0]].dtype for g in groups] == [torch.uint8, torch.uint8, torch.float32]
+    (tmp_path / "bad.png").write_text("unreadable")
+    sources = [
+        Source("<ndarray 0>", image=photos["coffee"]),
+        Source(str(tmp_path / "bad.png"), path=tmp_path / "bad.png"),
+    ]
+    (frames,) = FrameStream(sources, InputSize(None, (8, 8)), VideoSampling(), batch_size=4)
+    assert frames.rows == [(0, 0, None)] and [(end.index, end.samples) for end in frames.ends] == [(0, 1), (1, 0)]
+    assert frames.ends[0].error is None and "not an image file Pillow can read" in str(frames.ends[1].error)
 
 
 def test_a_batch_pins_and_moves_its_pixels_only():
-    batch = Batch([([0, 1], torch.zeros(2, 3, 4, 4, dtype=torch.uint8))], [(2, ValueError("x"))])
+    batch = Batch([([0, 1], torch.zeros(2, 3, 4, 4, dtype=torch.uint8))])
     moved = batch.to(torch.device("cpu"))
-    assert moved.failed == batch.failed and torch.equal(moved.groups[0][1], batch.groups[0][1])
+    assert moved.groups[0][0] == [0, 1] and torch.equal(moved.groups[0][1], batch.groups[0][1])
 
 
 def test_an_unexpected_failure_while_resizing_is_that_images_error(photo_files, monkeypatch):
@@ -66,8 +77,9 @@ def test_an_unexpected_failure_while_resizing_is_that_images_error(photo_files, 
 
     monkeypatch.setattr(InputSize, "__call__", broken)
     path = next(iter(photo_files.values()))
-    _, image, err = SourceDataset([Source(str(path), path=path)], InputSize(48, (8, 8)))[0]
-    assert image is None and f"{path}: cannot be read (unexpected RuntimeError: boom)" in str(err)
+    (frames,) = FrameStream([Source(str(path), path=path)], InputSize(48, (8, 8)), VideoSampling(), batch_size=4)
+    (end,) = frames.ends
+    assert frames.rows == [] and f"{path}: cannot be read (unexpected RuntimeError: boom)" in str(end.error)
     with pytest.raises(Exception, match="unexpected RuntimeError: boom"):
         ImageLoader(InputSize(48, (8, 8)))(path)
 

@@ -1,9 +1,11 @@
 """Images (and videos' frames) read and brought to the model's input size, batched by size: the one input pipeline.
 
 Shared by scoring (:func:`temu.iter_scores`: :func:`load_frame_batches`, images and videos), the
-corpus engines, evaluation and fine-tuning (:func:`load_batches`, images): the same reader and the
-same resize rule everywhere, so an image scores the same whichever way it reaches the model. 8-bit images stay uint8 from the decoder to the batch (decoded, turned upright
-and resized as uint8); the model converts each batch to float once, on its device.
+corpus engines (:class:`FrameLoader`, :class:`FrameBatchBuilder`), evaluation and fine-tuning
+(:class:`ImageLoader`, :func:`group_by_size`): the same reader and the same resize rule everywhere,
+so an image scores the same whichever way it reaches the model. 8-bit images stay uint8 from the
+decoder to the batch (decoded, turned upright and resized as uint8); the model converts each batch
+to float once, on its device.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from ..errors import ImageReadError, InvalidInputError
 from .decode import pillow_identifies
@@ -51,36 +53,17 @@ class ImageLoader:
 @dataclass
 class Batch:
     """A batch read for the model: ``groups`` of ``(indices, [B, 3, h, w] pixels)``, one per input
-    size and dtype, and the inputs that ``failed`` to load, ``(index, error)``."""
+    size and dtype (inputs that failed to load are reported beside it, e.g. :class:`InputEnd`)."""
 
     groups: list[tuple[list[int], torch.Tensor]] = field(default_factory=list)
-    failed: list[tuple[int, Exception]] = field(default_factory=list)
 
     def to(self, device: torch.device) -> Batch:
         """The same batch with its pixels on ``device`` (copied asynchronously from pinned memory)."""
-        groups = [(indices, x.to(device, non_blocking=True)) for indices, x in self.groups]
-        return Batch(groups, self.failed)
+        return Batch([(indices, x.to(device, non_blocking=True)) for indices, x in self.groups])
 
     def pin_memory(self) -> Batch:
         """Called by a DataLoader with ``pin_memory=True``: the pixels in page-locked memory."""
-        return Batch([(indices, x.pin_memory()) for indices, x in self.groups], self.failed)
-
-
-class SourceDataset(Dataset):
-    """``i -> (i, pixels or None, error or None)``: a bad input comes back as its error, not a crash."""
-
-    def __init__(self, sources: Sequence[Source], input_size: InputSize) -> None:
-        self.sources = sources
-        self.load = ImageLoader(input_size)
-
-    def __len__(self) -> int:
-        return len(self.sources)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, Exception | None]:
-        try:
-            return i, self.load(self.sources[i]), None
-        except InvalidInputError as err:  # ImageLoader turns every failure into one
-            return i, None, err
+        return Batch([(indices, x.pin_memory()) for indices, x in self.groups])
 
 
 def group_by_size(items: Sequence[T], image_of: Callable[[T], torch.Tensor]) -> list[list[T]]:
@@ -91,41 +74,6 @@ def group_by_size(items: Sequence[T], image_of: Callable[[T], torch.Tensor]) -> 
         image = image_of(item)
         groups.setdefault((tuple(image.shape), image.dtype), []).append(item)
     return list(groups.values())
-
-
-def collate_sources(items: list[tuple[int, torch.Tensor | None, Exception | None]]) -> Batch:
-    """Collate :class:`SourceDataset` items into a :class:`Batch`."""
-    failed = [(i, err) for i, img, err in items if err is not None]
-    good = [(i, img) for i, img, err in items if err is None]
-    groups = group_by_size(good, lambda item: item[1])
-    return Batch([([i for i, _ in g], torch.stack([img for _, img in g])) for g in groups], failed)
-
-
-def load_batches(
-    sources: Sequence[Source], input_size: InputSize, device: torch.device, *, batch_size: int, num_workers: int
-) -> Iterator[Batch]:
-    """Images read in batches by a DataLoader; a batch is read only when asked for.
-
-    Args:
-        sources: the inputs (:func:`temu.images.sources.expand_sources`).
-        input_size: the model's resize rule.
-        device: where each batch goes.
-        batch_size: images per batch.
-        num_workers: DataLoader worker processes (0: this process).
-
-    Returns:
-        An iterator of :class:`Batch` in input order.
-    """
-    loader = DataLoader(
-        SourceDataset(sources, input_size),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_sources,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    for batch in loader:
-        yield batch.to(device)
 
 
 # ---------------------------------------------------------------------------- images and videos, as frames
