@@ -265,6 +265,11 @@ def score_video(
     """
     from .errors import InvalidInputError
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInputError(
+            f"score_video takes the path of one video file, got {type(path).__name__}; temu.score takes "
+            "other inputs and lists"
+        )
     if not is_single_image(path):
         raise InvalidInputError(
             f"{os.fspath(path)}: is a folder; score_video takes one video file (temu.score takes folders)"

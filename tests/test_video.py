@@ -334,6 +334,11 @@ def test_bad_videos_are_their_own_error_rows_and_scoring_goes_on(clips, pictures
         temu.score(tmp_path / "truncated.mp4", model=model)
     with pytest.raises(temu.errors.InvalidInputError, match="is an image, not a video"):
         temu.score_video(tmp_path / "photo.mp4", model=model)
+    for wrong, kind in (((tmp_path / "truncated.mp4").read_bytes(), "bytes"), ([clips["cfr"]], "list")):
+        with pytest.raises(temu.errors.InvalidInputError, match=f"takes the path of one video file, got {kind}"):
+            temu.score_video(wrong, model=model)
+    with pytest.raises(temu.errors.InvalidInputError, match="is a folder; score_video takes one video file"):
+        temu.score_video(tmp_path, model=model)
 
 
 def test_too_many_frames_for_max_frames_is_that_videos_error(clips, model):
