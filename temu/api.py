@@ -20,7 +20,7 @@ import torch
 
 from .cache import cached_model
 from .images.folders import SkippedEntry
-from .images.loading import input_chunks, load_frame_batches
+from .images.loading import load_frame_batches
 from .images.names import is_video_name
 from .images.sources import expand_sources, is_single_image
 from .images.video import VideoSampling
@@ -130,11 +130,10 @@ def iter_scores(
         return
     net = cached_model(model, device, compile=compile)
     check_scales(net.calibration, scales, source=net.name_or_path)
-    scaled = [s for s in scales if s != "raw"]
     predictor = Predictor(net, precision=precision, attributes=pairs, with_maps=with_maps)
     videos = any(is_video_name(s.name) for s in sources)
     if num_workers is None:
-        few = len(input_chunks(sources, batch_size)) <= 1 and not videos
+        few = len(sources) <= batch_size and not videos  # one batch of images: workers would only cost
         num_workers = 0 if few else default_num_workers(predictor.device)
     batches = load_frame_batches(
         sources, net.input_size, predictor.device, batch_size=batch_size, num_workers=num_workers, sampling=sampling
@@ -149,8 +148,7 @@ def iter_scores(
     try:
         for batch in batches:
             results = assembler.add(batch)
-            if scaled:
-                _add_scales(results, net, scaled)
+            fill_scales(results, net.calibration, scales, source=net.name_or_path)
             for result in results:
                 if result.error is not None and on_error == "raise":
                     raise assembler.exception(result.index)
@@ -158,11 +156,6 @@ def iter_scores(
                 yield result
     finally:
         bar.close()
-
-
-def _add_scales(results: list[ScoreResult], model: TeMuIQA, scales: list[str]) -> None:
-    """Fill each scored result's ``mos`` / ``percentile`` from its raw score (one vectorised call per batch)."""
-    fill_scales(results, model.calibration, scales, source=model.name_or_path)
 
 
 def score(
