@@ -339,6 +339,8 @@ def test_bad_videos_are_their_own_error_rows_and_scoring_goes_on(clips, pictures
             temu.score_video(wrong, model=model)
     with pytest.raises(temu.errors.InvalidInputError, match="is a folder; score_video takes one video file"):
         temu.score_video(tmp_path, model=model)
+    with pytest.raises(VideoReadError, match="missing.mp4: no such file"):  # what score_video says it raises
+        temu.score_video(tmp_path / "missing.mp4", model=model)
 
 
 def test_too_many_frames_for_max_frames_is_that_videos_error(clips, model):

@@ -222,27 +222,30 @@ def read_pixels(path: str | os.PathLike[str]) -> torch.Tensor:
     return decode_pixels(data, str(path))
 
 
-def check_file(path: str | os.PathLike[str], what: str = "an image") -> int:
-    """The size in bytes of ``path``, a regular, non-empty file; else an :class:`~temu.errors.ImageReadError`
-    that says why (missing, a broken link, a folder, a named pipe, ...). ``what``: the file expected ("a video")."""
+def check_file(
+    path: str | os.PathLike[str], what: str = "an image", error: type[ImageReadError] = ImageReadError
+) -> int:
+    """The size in bytes of ``path``, a regular, non-empty file; else an ``error`` (an
+    :class:`~temu.errors.ImageReadError` or a subclass) that says why (missing, a broken link, a
+    folder, a named pipe, ...). ``what``: the file expected ("a video")."""
     if os.fspath(path) == "":
         raise InvalidInputError(f"an empty path ('') names no {what.split(' ', 1)[1]} file")
     path = Path(path)
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ImageReadError(path, _missing(path)) from None
+        raise error(path, _missing(path)) from None
     except ValueError as err:  # "embedded null byte"
-        raise ImageReadError(path, f"not a usable path ({err})") from None
+        raise error(path, f"not a usable path ({err})") from None
     except OSError as err:
-        raise ImageReadError(path, f"cannot access the file ({os_reason(err)})") from None
+        raise error(path, f"cannot access the file ({os_reason(err)})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise ImageReadError(path, f"is a directory, not {what} file")
+        raise error(path, f"is a directory, not {what} file")
     if not stat.S_ISREG(info.st_mode):
         kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise ImageReadError(path, f"is {kind}, not {what} file")
+        raise error(path, f"is {kind}, not {what} file")
     if info.st_size == 0:
-        raise ImageReadError(path, "the file is empty (0 bytes)")
+        raise error(path, "the file is empty (0 bytes)")
     return info.st_size
 
 

@@ -241,7 +241,7 @@ def sample_frames(
     is_bytes = isinstance(video, (bytes, bytearray, memoryview))
     name = name if name is not None else ("<video bytes>" if is_bytes else os.fspath(video))
     if not is_bytes:
-        check_file(video, "a video")  # missing, a folder, a named pipe (never opened), empty
+        check_file(video, "a video", VideoReadError)  # missing, a folder, a named pipe (never opened), empty
     elif len(video) == 0:
         raise VideoReadError(name, "the video data is empty (0 bytes)")
     av = import_av(name)
