@@ -367,6 +367,17 @@ def test_corpus_usage_errors_are_one_line_before_the_model_loads(capsys, corpus,
     assert stop.value.code == 2 and "expected I/N with 0 <= I < N" in capsys.readouterr().err
 
 
+def test_an_output_folder_that_cannot_be_read_is_one_line_not_a_traceback(capsys, corpus, tiny_head_dir):
+    from temu.errors import CorpusError
+
+    Path("taken").write_text("a file, not a folder\n")
+    code, err = score_cli(capsys, "photos/", "--output", "taken/sub/", "--model", str(tiny_head_dir))
+    assert code == 2 and err.count("\n") == 1 and "taken/sub/_temu/plan.json: cannot be read" in err, err
+    with pytest.raises(CorpusError, match="cannot be read as part of the output folder"):
+        run_corpus(["photos/"], "taken/sub/", tiny_head_dir)
+    assert Path("taken").read_text() == "a file, not a folder\n"
+
+
 # ---------------------------------------------------------------- nothing lost (issue 20): resume, limits, names, plans
 
 

@@ -193,6 +193,10 @@ def test_bad_inputs_are_one_line_exit_2_and_nothing_written(listed, capsys):
         ([scores, "--top-k", "2", "--output", "taken.txt"], "exists; pass --overwrite"),
         ([scores, "--top-k", "2", "--output", "keep.json"], "expected a file ending in .txt, .csv, .parquet"),
         ([str(listed), "--top-k", "2"], "not the output folder of a corpus run"),
+        # places that cannot be written: under a file, a URI scheme nobody knows (tracebacks before)
+        ([scores, "--top-k", "2", "--output", "taken.txt/keep.txt"], "keep.txt: cannot be written"),
+        ([scores, "--top-k", "2", "--write-shards", "taken.txt/new/"], "--write-shards taken.txt/new/: cannot be"),
+        ([scores, "--top-k", "2", "--output", "nosuch://bucket/keep.txt"], "--output nosuch://bucket/keep.txt"),
     ]
     for args, message in cases:
         code, out, err = select_cli(capsys, *args)

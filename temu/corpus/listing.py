@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..errors import CorpusError
+from ..errors import CorpusError, os_reason
 from ..images.folders import list_images
 from ..images.names import is_media_name
 from .names import LIST_SUFFIX, TABLE_SUFFIX, TAR_SUFFIXES, expand_braces, input_kind, is_uri
@@ -182,7 +182,10 @@ class Planner:
         if is_uri(text):
             fs, path = self.fs.resolve(text)
             prefix = self.fs.uri_prefix(text)
-            infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=self.recursive))
+            try:
+                infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=self.recursive))
+            except OSError as err:
+                raise CorpusError(f"{text}: cannot list this folder ({os_reason(err)})") from None
             names = sorted(
                 prefix + info.path
                 for info in infos

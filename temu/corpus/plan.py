@@ -333,12 +333,17 @@ class OutputFolder:
     def names(self, sub: str = "") -> set[str]:
         """Names of the files directly in the folder, or in its sub-folder ``sub`` (hidden temporary files included)."""
         selector = pafs.FileSelector(self.path(sub) if sub else self.base, allow_not_found=True, recursive=False)
-        return {
-            posixpath.basename(info.path) for info in self.fs.get_file_info(selector) if info.type == pafs.FileType.File
-        }
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as err:
+            raise self._unreadable(sub, err) from err
+        return {posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.File}
 
     def exists(self, name: str) -> bool:
-        return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
+        try:
+            return self.fs.get_file_info(self.path(name)).type == pafs.FileType.File
+        except OSError as err:
+            raise self._unreadable(name, err) from err
 
     def read_text(self, name: str) -> str | None:
         """The UTF-8 text of ``name``, or None if there is none; :class:`~temu.CorpusError` if it is not UTF-8."""
@@ -347,10 +352,16 @@ class OutputFolder:
                 data = stream.read()
         except FileNotFoundError:
             return None
+        except OSError as err:
+            raise self._unreadable(name, err) from err
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise CorpusError(f"{self.location_of(name)}: not UTF-8 text ({err}); {_OVERWRITE}") from None
+
+    def _unreadable(self, name: str, err: OSError) -> CorpusError:
+        where = self.location_of(name) if name else self.location
+        return CorpusError(f"{where}: cannot be read as part of the output folder ({os_reason(err)})")
 
     def _parent(self, name: str) -> None:
         self.fs.create_dir(posixpath.dirname(self.path(name)), recursive=True)

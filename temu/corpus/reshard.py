@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..errors import CorpusError
+from ..errors import CorpusError, os_reason
 from ..files import temporary_name
 from .listing import _stem
 from .names import name_of
@@ -69,7 +69,10 @@ class _Target:
         self.directory = directory.rstrip("/") or "/"
         self.fs, self.base = filesystems.resolve(self.directory)
         self.base = self.base.rstrip("/") or "/"
-        self.fs.create_dir(self.base, recursive=True)
+        try:
+            self.fs.create_dir(self.base, recursive=True)
+        except OSError as err:
+            raise CorpusError(f"write_shards={directory!r}: cannot be created ({os_reason(err)})") from None
         self.files: list[str] = []
 
     def open(self, name: str) -> tuple[Any, str, str]:

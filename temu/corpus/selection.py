@@ -182,7 +182,13 @@ def select(
             f"by='mos': the MOS of {location} is a DMOS (lower is better) and a selection keeps the highest values; "
             "give by='score' or by='percentile', which rank the inputs in the same order"
         )
-    targets = _targets(filesystems, output, write_shards, overwrite)
+    try:
+        targets = _targets(filesystems, output, write_shards, overwrite)
+    except CorpusError:
+        raise
+    except (OSError, ValueError) as err:  # a location that cannot be looked at, a URI scheme pyarrow does not know
+        where = ", ".join(f"{k}={os.fspath(v)!r}" for k, v in (("output", output), ("write_shards", write_shards)) if v)
+        raise CorpusError(f"{where}: cannot be used ({os_reason(err) if isinstance(err, OSError) else err})") from None
     threshold, cut = _threshold(folder, done, by, rule, value, report)
     kept = _kept(folder, done, [s.name for s in plan.shards], by, threshold, cut)
     if write_shards is not None:  # before anything is written
@@ -384,17 +390,20 @@ def write_csv(stream: Any, table: pa.Table, by: str, chunk: int = 1 << 16) -> No
 def _write(filesystems: Filesystems, location: str, write: Callable[[Any], None]) -> None:
     """``write(stream)`` into a hidden temporary file beside ``location``, then renamed to it."""
     fs, path = filesystems.resolve(location)
-    fs.create_dir(posixpath.dirname(path) or ".", recursive=True)
     tmp = temporary_name(path)
     try:
+        fs.create_dir(posixpath.dirname(path) or ".", recursive=True)
         with fs.open_output_stream(tmp) as stream:
             write(stream)
         fs.move(tmp, path)
     except OSError as err:
         raise CorpusError(f"{location}: cannot be written ({os_reason(err)})") from err
     finally:
-        if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
-            fs.delete_file(tmp)
+        try:
+            if fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                fs.delete_file(tmp)
+        except OSError:
+            pass
 
 
 def _write_json(filesystems: Filesystems, location: str, body: dict[str, Any]) -> None:
