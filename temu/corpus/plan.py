@@ -299,11 +299,6 @@ def calibration_settings(model: str, scales: tuple[str, ...] | list[str]) -> dic
     return {"calibration_sha256": digest, "mos_lower_better": calibration.lower_better("mos")}
 
 
-def model_settings(model: str, *, precision: str, device_type: str) -> dict[str, Any]:
-    """:func:`head_settings` and the effective precision (:func:`effective_precision`)."""
-    return {**head_settings(model), "precision": effective_precision(precision, device_type)}
-
-
 class OutputFolder:
     """The output folder of a corpus run: a local folder or a URI (``s3://bucket/scores``).
 
@@ -471,7 +466,7 @@ class OutputFolder:
         if not prefixes:
             return []
         stale = sorted(n for n in names if n.startswith(prefixes) and is_temporary(n))
-        frames = self.names(FRAMES_DIR) if shards else set()
+        frames = self.names(FRAMES_DIR)
         return stale + sorted(f"{FRAMES_DIR}/{n}" for n in frames if n.startswith(prefixes) and is_temporary(n))
 
 
@@ -503,9 +498,7 @@ def open_plan(folder: OutputFolder, wanted: Plan, make_shards: Callable[[], list
     if stored is not None:
         problem = stored.conflict(wanted)
         if problem is not None:
-            raise CorpusError(
-                f"{folder.location} holds an earlier run that this one cannot resume: {problem}; {_OVERWRITE}"
-            )
+            raise CorpusError(resume_refused(folder, problem))
         return stored
     parquet = sorted(n for n in folder.names() if n.endswith(SHARD_SUFFIX) and not n.startswith("."))
     if parquet:

@@ -7,9 +7,8 @@ the k-th largest value); pass 2 reads the ids of the rows at or above it. Ties a
 shard), so a selection is deterministic. Error rows are never kept; they are counted.
 
 The ranking column is any float column of the shard outputs (``score``, a calibrated ``mos`` or
-``percentile`` of a run with ``scale=``, an attribute column); higher is better. A column derived
-at selection time would be added in :func:`ranking_values`, which turns one shard's table into
-the values to rank, and :func:`ranking_columns`, which lists what ``by=`` may name.
+``percentile`` of a run with ``scale=``, an attribute column; :func:`ranking_columns`); higher is
+better.
 """
 
 from __future__ import annotations
@@ -98,11 +97,6 @@ class Selection:
 def ranking_columns(schema: pa.Schema) -> list[str]:
     """What ``by=`` may name in shard outputs of this schema: its float columns (``score``, attributes)."""
     return [f.name for f in schema if f.name not in _NOT_RANKING and pa.types.is_floating(f.type)]
-
-
-def ranking_values(table: pa.Table, by: str) -> pa.ChunkedArray:
-    """The values ``by`` ranks one shard's rows by (float; null where there is none)."""
-    return table.column(by)
 
 
 def select(
@@ -291,8 +285,9 @@ def _threshold(
     for _, shard in done:
         table = pq.read_table(folder.path(shard.file_name), columns=[by, "error"], filesystem=folder.fs)
         report.errors += table.num_rows - table.column("error").null_count
-        valid = pc.and_(pc.is_null(table.column("error")), pc.is_valid(ranking_values(table, by)))
-        values.append(pc.filter(ranking_values(table, by), valid).to_numpy(zero_copy_only=False))
+        ranked = table.column(by)
+        valid = pc.and_(pc.is_null(table.column("error")), pc.is_valid(ranked))
+        values.append(pc.filter(ranked, valid).to_numpy(zero_copy_only=False))
     scored = np.concatenate(values) if values else np.zeros(0, np.float32)
     report.scored = len(scored)
     if rule == "min_score":
@@ -314,7 +309,7 @@ def _kept(
         table = pq.read_table(
             folder.path(shard.file_name), columns=["id", "id_bytes", by, "error"], filesystem=folder.fs
         )
-        values = ranking_values(table, by)
+        values = table.column(by)
         mask = pc.and_(pc.is_null(table.column("error")), pc.greater_equal(values, pa.scalar(threshold, values.type)))
         mask = pc.fill_null(mask, False)
         rows = pc.indices_nonzero(mask)
