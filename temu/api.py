@@ -27,7 +27,7 @@ from .images.video import VideoSampling
 from .inference import Predictor, ScoreResult
 from .model import TeMuIQA
 from .model.attributes import AttributeSpec, resolve_attributes
-from .model.calibration import SCALES, Scale, check_scales, fill_scales
+from .model.calibration import SCALES, Scale, check_scales, fill_scales, parse_scales
 from .precision import Precision, check_precision
 from .runtime import default_num_workers
 from .video import Reduction, ResultAssembler, VideoScore, check_reduce
@@ -35,15 +35,6 @@ from .video import Reduction, ResultAssembler, VideoScore, check_reduce
 ModelLike = TeMuIQA | str | os.PathLike[str] | None
 OnError = Literal["raise", "report"]
 ScaleSpec = Scale | Sequence[Scale]
-
-
-def _scales(scale: Any) -> tuple[str, ...]:
-    """``scale=`` as a tuple of scale names (checked), raw first if asked for."""
-    names = (scale,) if isinstance(scale, str) else tuple(scale)
-    bad = [s for s in names if s not in SCALES]
-    if bad or not names:
-        raise ValueError(f"scale must be one of {', '.join(map(repr, SCALES))} or a list of them, got {scale!r}")
-    return names
 
 
 def iter_scores(
@@ -120,7 +111,7 @@ def iter_scores(
     sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
     check_reduce(reduce)
     pairs = None if attributes is False else resolve_attributes(attributes)
-    scales = _scales(scale)
+    scales = parse_scales(scale)
     sources = expand_sources(inputs, recursive=recursive, skipped=skipped)
     if on_error == "raise":
         known = next((s.error for s in sources if s.error is not None), None)

@@ -422,3 +422,21 @@ def test_a_reference_scored_by_another_head_or_too_small_is_refused(fitted_head,
     with pytest.raises(CalibrationError, match=f"at least {MIN_REFERENCE}"):
         temu.calibrate(str(fitted_head), tmp_path / "out", reference=small)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", [None, 5, [], ["mos", "mbs"], "MOS"])
+def test_a_scale_that_is_not_one_is_refused_the_same_way_everywhere(bad, tmp_path):
+    """scale= is read by one function for temu.iter_scores, temu.corpus.run and TeMuScorer (None or 5 was a TypeError)."""
+    from temu.corpus import run
+    from temu.errors import CorpusError
+
+    expected = r"scale=.*: expected one of 'raw', 'mos', 'percentile' or a list of them"
+    with pytest.raises(CalibrationError, match=expected):
+        next(temu.iter_scores(np.zeros((8, 8, 3), np.uint8), scale=bad))
+    with pytest.raises(CorpusError, match=expected):
+        run([str(tmp_path)], str(tmp_path / "out"), scale=bad, progress=False)
+    pytest.importorskip("ray")
+    from temu.corpus.ray import TeMuScorer
+
+    with pytest.raises(CalibrationError, match=expected):
+        TeMuScorer(image_column="image", id_column="id", scale=bad)

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 from ..errors import CalibrationError, CorpusError, CorpusRunError, TeMuError
 from ..images.video import VideoSampling
 from ..model.attributes import AttributeSpec, resolve_attributes
-from ..model.calibration import SCALES, Scale
+from ..model.calibration import Scale, parse_scales
 from ..precision import PRECISIONS, Precision
 from ..runtime import Launch, launch_from_environment
 from ..video import Reduction, check_reduce
@@ -504,14 +504,10 @@ def _attributes(attributes: AttributeSpec) -> dict[str, tuple[str, str]] | None:
 
 def _scales(scale: Any) -> tuple[str, ...]:
     """``scale=`` as the calibrated scales asked for, in :data:`~temu.model.calibration.SCALES` order (raw: none)."""
-    names = [scale] if isinstance(scale, str) else scale
     try:
-        names = list(names)
-    except TypeError:
-        names = [None]
-    if not names or any(not isinstance(n, str) or n not in SCALES for n in names):
-        raise CorpusError(f"scale={scale!r}: expected one of {', '.join(map(repr, SCALES))} or a list of them")
-    return tuple(s for s in SCALES if s in names and s != "raw")
+        return tuple(s for s in parse_scales(scale) if s != "raw")
+    except CalibrationError as err:
+        raise CorpusError(str(err)) from None
 
 
 def _progress(progress: bool | Progress) -> Progress:

@@ -29,10 +29,10 @@ import ray
 import torch
 
 from ..cache import cached_model, load
-from ..errors import CalibrationError, CorpusError, InvalidInputError, TeMuError
+from ..errors import CorpusError, InvalidInputError, TeMuError
 from ..images.video import VideoSampling
 from ..model.attributes import AttributeSpec, resolve_attributes
-from ..model.calibration import SCALES, Scale
+from ..model.calibration import Scale, parse_scales
 from ..precision import Precision, check_precision
 from ..runtime import resolve_device
 from ..video import Reduction, check_reduce
@@ -130,11 +130,7 @@ class TeMuScorer:
         check_precision(precision)
         sampling = VideoSampling(fps=fps, frames=frames, max_frames=max_frames, max_side=max_side)
         check_reduce(reduce)
-        names = [scale] if isinstance(scale, str) else list(scale)
-        bad = [n for n in names if n not in SCALES]
-        if bad or not names:
-            raise CalibrationError(f"scale={scale!r}: expected one of {', '.join(map(repr, SCALES))} or a list of them")
-        self.scales = [s for s in SCALES if s in names and s != "raw"]
+        self.scales = [s for s in parse_scales(scale) if s != "raw"]
         self.per_frame, self.video_column = per_frame, video_column
         self.attributes = resolve_attributes(attributes) if attributes is not None else None
         own = {f.name for f in SCORE_FIELDS} | set(self.scales) | set(self.attributes or {})

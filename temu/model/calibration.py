@@ -381,6 +381,23 @@ def _how_to_make(scale: str, source: str) -> str:
     )
 
 
+def parse_scales(scale: Any) -> tuple[str, ...]:
+    """``scale=`` (one name of :data:`SCALES` or a sequence of them) as the names asked for, in
+    :data:`SCALES` order.
+
+    Raises:
+        CalibrationError: not a name of :data:`SCALES` or a non-empty sequence of them.
+    """
+    names = [scale] if isinstance(scale, str) else scale
+    try:
+        names = list(names)
+    except TypeError:
+        names = [None]
+    if not names or any(not isinstance(n, str) or n not in SCALES for n in names):
+        raise CalibrationError(f"scale={scale!r}: expected one of {', '.join(map(repr, SCALES))} or a list of them")
+    return tuple(s for s in SCALES if s in names)
+
+
 def check_scales(calibration: Calibration | None, scales: Sequence[str], *, source: str | None = None) -> None:
     """Raise :class:`~temu.errors.CalibrationError` unless every scale of ``scales`` can be reported.
 
