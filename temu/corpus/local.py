@@ -18,6 +18,7 @@ from ..inference import ScoreResult
 from ..precision import Precision
 from ..runtime import Launch, resolve_device
 from ..video import Reduction
+from .names import name_of
 from .output import ShardResult, shard_output
 from .plan import OutputFolder, Shard
 from .read import read_shard
@@ -50,7 +51,7 @@ def score_shard(
             for key, image, path, error, video in zip(*columns):
                 ids.append(key)
                 read_errors.append(error)
-                name = key.decode("utf-8", "surrogateescape")
+                name = name_of(key)
                 yield (image if image is not None else _path(path)), name, bool(video)
 
     results = list(scorer.score(items()))
@@ -98,7 +99,7 @@ def results_output(
 
 
 def _path(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", "surrogateescape")
+    return None if raw is None else name_of(raw)
 
 
 def write_shard(folder: OutputFolder, shard: Shard, table: pa.Table, result: ShardResult) -> None:

@@ -37,6 +37,7 @@ from ..precision import Precision, check_precision
 from ..runtime import resolve_device
 from ..video import Reduction, check_reduce
 from .local import write_shard
+from .names import name_of
 from .output import ShardResult, shard_output
 from .plan import OutputFolder, Shard
 from .read import read_shard_rows
@@ -222,7 +223,7 @@ class TeMuScorer:
 def _text(value: Any) -> Any:
     """An id or path as text: bytes as the name they are (surrogate escapes for bytes that are not UTF-8)."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
+        return name_of(value)
     return value if value is None else str(value)
 
 

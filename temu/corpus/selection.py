@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from .._version import __version__
 from ..errors import CorpusError, TeMuWarning, os_reason
 from ..files import temporary_name
+from .names import name_of
 from .output import exact_ids, write_lines
 from .plan import SUCCESS_NAME, OutputFolder, Plan
 from .reshard import check_sources
@@ -374,7 +375,7 @@ def write_csv(stream: Any, table: pa.Table, by: str, chunk: int = 1 << 16) -> No
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
-        names = [v.decode("utf-8", "surrogateescape") for v in ids.slice(start, chunk).to_pylist()]
+        names = [name_of(v) for v in ids.slice(start, chunk).to_pylist()]
         values = table.column(by).slice(start, chunk).to_pylist()
         ranks = table.column("rank").slice(start, chunk).to_pylist()
         for name, value, rank in zip(names, values, ranks):
