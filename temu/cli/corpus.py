@@ -18,15 +18,12 @@ import re
 import sys
 from pathlib import Path
 
+from ..corpus.names import DEFAULT_MAX_MEMBER_SIZE, DEFAULT_SHARD_SIZE, ENGINES, RAY_OPTIONS
 from .args import flag_message, non_negative_float, positive_float, positive_int, usage_error
 from .interrupts import Interrupted, InterruptGuard
 from .writers import OUTPUT_SUFFIXES
 
 PROG = "temu score"
-ENGINES = ("local", "ray")
-DEFAULT_SHARD_SIZE = 10_000
-DEFAULT_MAX_MEMBER_SIZE = "256M"
-_RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
 _CORPUS_OPTIONS = ("shard_size", "image_column", "id_column", "max_member_size")
 #: Arguments without an underscore that the library's messages name bare (a rerun's "fps: 1.0 then, 2.0 now").
 BARE = ("fps", "frames", "reduce", "scale")
@@ -136,7 +133,7 @@ def add_corpus_arguments(p: argparse.ArgumentParser) -> None:
         type=byte_size,
         default=None,
         metavar="BYTES",
-        help=f"a larger tar member, table cell or listed file is an error row, never read (default: {DEFAULT_MAX_MEMBER_SIZE})",
+        help=f"a larger tar member, table cell or listed file is an error row, never read (default: {DEFAULT_MAX_MEMBER_SIZE >> 20}M)",
     )
     g.add_argument(
         "--address",
@@ -191,7 +188,7 @@ def check_file_mode_arguments(args: argparse.Namespace) -> str | None:
     """Corpus inputs and options given to a one-file run: say how to run them instead."""
     from ..corpus.names import is_corpus_input
 
-    given = [f"--{name.replace('_', '-')}" for name in _CORPUS_OPTIONS + _RAY_OPTIONS if getattr(args, name)]
+    given = [f"--{name.replace('_', '-')}" for name in _CORPUS_OPTIONS + RAY_OPTIONS if getattr(args, name)]
     if given:
         return f"{given[0]} is an option of corpus mode: give --output a folder (DIR/)"
     corpus = next((p for p in args.paths if is_corpus_input(p)), None)
@@ -229,7 +226,6 @@ class _CommandProgress:
 def run_corpus(args: argparse.Namespace) -> int:
     """``temu.corpus.run`` with the command's flags; exit 0, 1 (``--strict`` with error rows, or a run
     that stopped part-way), 2 (a usage error or an unloadable model), 130/143 (interrupted)."""
-    from ..corpus.engine import DEFAULT_MAX_MEMBER_SIZE as max_member_size
     from ..corpus.engine import run
     from ..errors import CorpusRunError, TeMuError
 
@@ -254,7 +250,7 @@ def run_corpus(args: argparse.Namespace) -> int:
                 scale=args.scale,
                 image_column=args.image_column,
                 id_column=args.id_column,
-                max_member_size=args.max_member_size or max_member_size,
+                max_member_size=args.max_member_size or DEFAULT_MAX_MEMBER_SIZE,
                 batch_size=args.batch_size,
                 device=args.device,
                 precision=args.precision,

@@ -23,7 +23,7 @@ from ..model.calibration import Scale, parse_scales
 from ..precision import PRECISIONS, Precision
 from ..runtime import Launch, launch_from_environment
 from ..video import Reduction, check_reduce
-from .names import expand_braces, is_uri
+from .names import DEFAULT_MAX_MEMBER_SIZE, DEFAULT_SHARD_SIZE, ENGINES, RAY_OPTIONS, expand_braces, is_uri
 from .output import RESERVED_COLUMNS, ShardResult, count_errors
 from .plan import (
     SUCCESS_NAME,
@@ -38,12 +38,7 @@ from .plan import (
 )
 from .uris import Filesystems
 
-ENGINES = ("local", "ray")
-DEFAULT_SHARD_SIZE = 10_000
-#: An image (tar member, table cell, listed file or URI) larger than this is an error row, never read.
-DEFAULT_MAX_MEMBER_SIZE = 256 << 20
 DEFAULT_BATCH_SIZE = 32
-_RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
 
 
 class Engine(Protocol):
@@ -276,7 +271,7 @@ def run(
     if not isinstance(per_frame, bool):
         raise CorpusError(f"per_frame={per_frame!r}: expected True or False")
     scales = _scales(scale)
-    ray_options = dict(zip(_RAY_OPTIONS, (address, gpus_per_worker, cpus_per_worker, max_workers)))
+    ray_options = dict(zip(RAY_OPTIONS, (address, gpus_per_worker, cpus_per_worker, max_workers)))
     index, count, origin, launch = _place(engine, shard, device, ray_options)
     if overwrite and count > 1:
         raise CorpusError(

@@ -6,6 +6,13 @@ import re
 
 from ..images.names import is_media_name
 
+#: Corpus-run settings the command line shows in its help without importing pyarrow (:func:`temu.corpus.run`).
+ENGINES = ("local", "ray")
+DEFAULT_SHARD_SIZE = 10_000
+#: An image (tar member, table cell, listed file or URI) larger than this is an error row, never read.
+DEFAULT_MAX_MEMBER_SIZE = 256 << 20
+RAY_OPTIONS = ("address", "gpus_per_worker", "cpus_per_worker", "max_workers")
+
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 LIST_SUFFIX = ".txt"
 TABLE_SUFFIX = ".parquet"
